@@ -1,0 +1,48 @@
+//! The Pegasus RPC wire protocol, as spoken between the official clients and a MetaServer.
+//!
+//! Everything that crosses the wire goes through this module: the `THFT` request frames (header
+//! v0 and v1), the reply frames, and the payload types of the RPCs the project understands. The
+//! byte layouts are those of `shared/docs/pegasus-rpc.md`; the section numbers below refer to it.
+//!
+//! ```text
+//!  request:  "THFT" | header v0 (48 bytes) or v1 (16 bytes + request_meta) | body
+//!  reply:    i32 total_length (counts itself) | string rpc_error | body (only when ERR_OK)
+//!  body:     thrift message begin (name, type, seqid) | struct { field: payload } STOP
+//! ```
+//!
+//! Thrift's binary protocol encodes the structs, but the Pegasus base types (`error_code`, `gpid`,
+//! `rpc_address`, `host_port`, `blob`) are tagged as structs while being encoded as strings and
+//! integers (§5.1). They are read and written by hand here, and the generic thrift skip is never
+//! used on a field that could hold one: see [`wire::skip_plain`].
+
+mod base;
+mod error;
+mod frame;
+mod meta;
+mod negotiation;
+pub mod wire;
+
+pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
+pub use error::CodecError;
+pub use frame::{
+    DEFAULT_MAX_FRAME, HeaderV0, MessageBegin, MessageKind, ReplyFrame, RequestFrame,
+    RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN, decode_reply, decode_request,
+    encode_reply,
+};
+pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
+pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};
+
+/// The RPC names (task codes) this project sends or answers.
+pub mod rpc {
+    /// `query_config`: where the partitions of a table live.
+    pub const QUERY_CONFIG: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
+    /// SASL negotiation, the first RPC of a session when the client has authentication on.
+    pub const NEGOTIATION: &str = "RPC_NEGOTIATION";
+    /// The reply name of a request: the request name with `_ACK` appended (§3).
+    pub fn ack_name(request: &str) -> String {
+        let mut name = String::with_capacity(request.len() + 4);
+        name.push_str(request);
+        name.push_str("_ACK");
+        name
+    }
+}

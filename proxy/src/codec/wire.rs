@@ -1,0 +1,268 @@
+//! Thrift binary protocol plumbing shared by every payload type: bounded decoding from a byte
+//! slice, encoding into a `BytesMut`, the args and result wrappers of a message body, and a skip
+//! that refuses to walk into anything tagged as a struct.
+
+use bytes::{BufMut, BytesMut};
+use thrift::protocol::{
+    TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TListIdentifier,
+    TOutputProtocol, TStructIdentifier, TType,
+};
+use thrift::{ProtocolError, ProtocolErrorKind, TConfiguration};
+
+use super::CodecError;
+
+/// How deep nested containers may go before decoding gives up.
+const MAX_DEPTH: usize = 16;
+
+/// A type with a Pegasus wire encoding inside a thrift binary stream.
+pub trait ThriftWire: Sized {
+    fn read(i: &mut dyn TInputProtocol) -> thrift::Result<Self>;
+    fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()>;
+}
+
+pub(crate) fn invalid(msg: impl Into<String>) -> thrift::Error {
+    thrift::Error::Protocol(ProtocolError::new(
+        ProtocolErrorKind::InvalidData,
+        msg.into(),
+    ))
+}
+
+/// Runs `f` over `bytes` with limits that make hostile lengths harmless: no string or container
+/// may be longer than the input itself. Returns the value and the number of bytes consumed.
+pub fn decode_with<T>(
+    bytes: &[u8],
+    what: &'static str,
+    f: impl FnOnce(&mut dyn TInputProtocol) -> thrift::Result<T>,
+) -> Result<(T, usize), CodecError> {
+    let config = TConfiguration::builder()
+        .max_string_size(Some(bytes.len()))
+        .max_container_size(Some(bytes.len()))
+        .max_recursion_depth(Some(MAX_DEPTH))
+        .build()
+        .map_err(|e| CodecError::malformed(what, e))?;
+    let mut cursor = bytes;
+    let value = {
+        let mut input = TBinaryInputProtocol::with_config(&mut cursor, true, config);
+        f(&mut input).map_err(|e| CodecError::malformed(what, describe(&e)))?
+    };
+    Ok((value, bytes.len() - cursor.len()))
+}
+
+/// Thrift's `Display` gives only the error kind; the message says what was wrong.
+fn describe(e: &thrift::Error) -> String {
+    let (kind, message) = match e {
+        thrift::Error::Transport(t) => (t.to_string(), &t.message),
+        thrift::Error::Protocol(p) => (p.to_string(), &p.message),
+        thrift::Error::Application(a) => (a.to_string(), &a.message),
+        thrift::Error::User(u) => return u.to_string(),
+    };
+    if message.is_empty() {
+        kind
+    } else {
+        format!("{kind}: {message}")
+    }
+}
+
+/// Writes with thrift's binary protocol into `out`.
+pub fn encode_with(
+    out: &mut BytesMut,
+    f: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
+) {
+    let mut output = TBinaryOutputProtocol::new(out.writer(), true);
+    // The binary protocol fails only when its transport does, and writing into memory cannot.
+    f(&mut output).expect("thrift binary encoding into memory cannot fail");
+}
+
+/// Decodes a value encoded on its own (no wrapper).
+pub fn decode<T: ThriftWire>(bytes: &[u8], what: &'static str) -> Result<T, CodecError> {
+    decode_with(bytes, what, T::read).map(|(v, _)| v)
+}
+
+/// Encodes a value on its own (no wrapper).
+pub fn encode<T: ThriftWire>(value: &T, out: &mut BytesMut) {
+    encode_with(out, |o| value.write(o))
+}
+
+/// Decodes the args struct of a request body: one field holding the request, then STOP. Like the
+/// MetaServer (`unmarshall_thrift_internal`), the id of that field is not checked (clients send 1).
+pub fn decode_args<T: ThriftWire>(args: &[u8], what: &'static str) -> Result<T, CodecError> {
+    decode_with(args, what, |i| {
+        i.read_struct_begin()?;
+        let field = i.read_field_begin()?;
+        if field.field_type == TType::Stop {
+            return Err(invalid("the args struct is empty"));
+        }
+        let value = T::read(i)?;
+        i.read_field_end()?;
+        expect_stop(i, "args")?;
+        i.read_struct_end()?;
+        Ok(value)
+    })
+    .map(|(v, _)| v)
+}
+
+/// Encodes the args struct of a request body with the request in field `field_id`.
+pub fn encode_args<T: ThriftWire>(value: &T, field_id: i16, out: &mut BytesMut) {
+    encode_with(out, |o| write_wrapped(o, field_id, value))
+}
+
+/// Decodes the result struct of a reply body: field 0 ("success") holding the response, then STOP.
+pub fn decode_result<T: ThriftWire>(body: &[u8], what: &'static str) -> Result<T, CodecError> {
+    decode_with(body, what, |i| {
+        i.read_struct_begin()?;
+        let field = i.read_field_begin()?;
+        if field.field_type != TType::Struct || field.id != Some(0) {
+            return Err(invalid(format!(
+                "expected the result in field 0 as a struct, found field {:?} of type {:?}",
+                field.id, field.field_type
+            )));
+        }
+        let value = T::read(i)?;
+        i.read_field_end()?;
+        expect_stop(i, "result")?;
+        i.read_struct_end()?;
+        Ok(value)
+    })
+    .map(|(v, _)| v)
+}
+
+/// Encodes the result struct of a reply body: the response in field 0, then STOP.
+pub fn encode_result<T: ThriftWire>(value: &T, out: &mut BytesMut) {
+    encode_with(out, |o| write_wrapped(o, 0, value))
+}
+
+fn write_wrapped<T: ThriftWire>(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    value: &T,
+) -> thrift::Result<()> {
+    o.write_struct_begin(&TStructIdentifier::new(""))?;
+    o.write_field_begin(&field(TType::Struct, id))?;
+    value.write(o)?;
+    o.write_field_end()?;
+    o.write_field_stop()?;
+    o.write_struct_end()
+}
+
+fn expect_stop(i: &mut dyn TInputProtocol, what: &str) -> thrift::Result<()> {
+    let field = i.read_field_begin()?;
+    if field.field_type != TType::Stop {
+        return Err(invalid(format!("{what} struct has more than one field")));
+    }
+    Ok(())
+}
+
+/// A field header without a name (names never go on the wire).
+pub fn field(ty: TType, id: i16) -> TFieldIdentifier {
+    TFieldIdentifier {
+        name: None,
+        field_type: ty,
+        id: Some(id),
+    }
+}
+
+/// Skips a field the decoder does not know. Anything tagged `STRUCT` is refused, at any depth: it
+/// may be a Pegasus base type that is not a thrift struct, and a generic skip would misread it and
+/// everything after it.
+pub fn skip_plain(i: &mut dyn TInputProtocol, ty: TType) -> thrift::Result<()> {
+    skip_depth(i, ty, MAX_DEPTH)
+}
+
+fn skip_depth(i: &mut dyn TInputProtocol, ty: TType, depth: usize) -> thrift::Result<()> {
+    if depth == 0 {
+        return Err(invalid("containers nested too deep"));
+    }
+    match ty {
+        TType::Struct => Err(invalid(
+            "refusing to skip an unknown struct-tagged field: it may be a Pegasus base type",
+        )),
+        TType::List => {
+            let list = i.read_list_begin()?;
+            for _ in 0..list.size {
+                skip_depth(i, list.element_type, depth - 1)?;
+            }
+            i.read_list_end()
+        }
+        TType::Set => {
+            let set = i.read_set_begin()?;
+            for _ in 0..set.size {
+                skip_depth(i, set.element_type, depth - 1)?;
+            }
+            i.read_set_end()
+        }
+        TType::Map => {
+            let map = i.read_map_begin()?;
+            if map.size > 0 {
+                let (k, v) = match (map.key_type, map.value_type) {
+                    (Some(k), Some(v)) => (k, v),
+                    _ => return Err(invalid("map without element types")),
+                };
+                for _ in 0..map.size {
+                    skip_depth(i, k, depth - 1)?;
+                    skip_depth(i, v, depth - 1)?;
+                }
+            }
+            i.read_map_end()
+        }
+        TType::Stop | TType::Void => Err(invalid(format!("unexpected field type {ty:?}"))),
+        _ => i.skip(ty),
+    }
+}
+
+/// Reads a list whose elements are tagged `expected` (0x0C for the Pegasus base types).
+pub fn read_list<T>(
+    i: &mut dyn TInputProtocol,
+    expected: TType,
+    mut read_one: impl FnMut(&mut dyn TInputProtocol) -> thrift::Result<T>,
+) -> thrift::Result<Vec<T>> {
+    let list = i.read_list_begin()?;
+    if list.size > 0 && list.element_type != expected {
+        return Err(invalid(format!(
+            "list elements tagged {:?}, expected {expected:?}",
+            list.element_type
+        )));
+    }
+    // The size was already held to the input length by the protocol's configuration.
+    let mut items = Vec::with_capacity(usize::try_from(list.size).unwrap_or(0).min(1024));
+    for _ in 0..list.size {
+        items.push(read_one(i)?);
+    }
+    i.read_list_end()?;
+    Ok(items)
+}
+
+/// Writes a list whose elements are tagged `ty`.
+pub fn write_list<T>(
+    o: &mut dyn TOutputProtocol,
+    ty: TType,
+    items: &[T],
+    mut write_one: impl FnMut(&mut dyn TOutputProtocol, &T) -> thrift::Result<()>,
+) -> thrift::Result<()> {
+    let size = i32::try_from(items.len()).map_err(|_| invalid("list too long"))?;
+    o.write_list_begin(&TListIdentifier::new(ty, size))?;
+    for item in items {
+        write_one(o, item)?;
+    }
+    o.write_list_end()
+}
+
+/// Reads the fields of a struct, handing each (id, type) to `on_field`, which returns false for
+/// the fields it does not know; those are skipped with [`skip_plain`].
+pub fn read_struct(
+    i: &mut dyn TInputProtocol,
+    mut on_field: impl FnMut(&mut dyn TInputProtocol, i16, TType) -> thrift::Result<bool>,
+) -> thrift::Result<()> {
+    i.read_struct_begin()?;
+    loop {
+        let f = i.read_field_begin()?;
+        if f.field_type == TType::Stop {
+            break;
+        }
+        let id = f.id.unwrap_or(0);
+        if !on_field(i, id, f.field_type)? {
+            skip_plain(i, f.field_type)?;
+        }
+        i.read_field_end()?;
+    }
+    i.read_struct_end()
+}

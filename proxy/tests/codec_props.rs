@@ -1,0 +1,376 @@
+//! Property tests of the codec: round trips of generated values, incremental framing over
+//! arbitrary splits, and truncated, corrupted or random input never panicking nor leaving the
+//! stream half-read.
+
+use bytes::{Bytes, BytesMut};
+use metaproxy::codec::{
+    self, CodecError, ErrorCode, Gpid, HeaderV0, HostPort, MessageBegin, MessageKind,
+    NegotiationRequest, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
+    RequestFrame, RequestHeader, RequestMetaV1, RpcAddress,
+};
+use proptest::prelude::*;
+
+const LIMIT: usize = 1 << 16;
+
+fn host_port() -> impl Strategy<Value = HostPort> {
+    ("[a-z0-9.-]{0,12}", any::<u16>(), any::<i8>()).prop_map(|(host, port, kind)| HostPort {
+        host,
+        port,
+        kind,
+    })
+}
+
+fn partition() -> impl Strategy<Value = PartitionConfiguration> {
+    (
+        (
+            any::<i32>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<i32>(),
+            any::<u64>(),
+        ),
+        prop::collection::vec(any::<u64>(), 0..4),
+        prop::collection::vec(any::<u64>(), 0..3),
+        (any::<i64>(), any::<i32>()),
+        prop::option::of(host_port()),
+        prop::option::of(prop::collection::vec(host_port(), 0..3)),
+        prop::option::of(prop::collection::vec(host_port(), 0..2)),
+    )
+        .prop_map(
+            |((app, pidx, ballot, max_rc, primary), secs, drops, (lcd, flags), hp, hps, hpd)| {
+                PartitionConfiguration {
+                    pid: Gpid::new(app, pidx),
+                    ballot,
+                    max_replica_count: max_rc,
+                    primary: RpcAddress(primary),
+                    secondaries: secs.into_iter().map(RpcAddress).collect(),
+                    last_drops: drops.into_iter().map(RpcAddress).collect(),
+                    last_committed_decree: lcd,
+                    partition_flags: flags,
+                    hp_primary: hp,
+                    hp_secondaries: hps,
+                    hp_last_drops: hpd,
+                }
+            },
+        )
+}
+
+fn response() -> impl Strategy<Value = QueryCfgResponse> {
+    (
+        "ERR_[A-Z_]{1,20}",
+        any::<i32>(),
+        any::<i32>(),
+        any::<bool>(),
+        prop::collection::vec(partition(), 0..5),
+    )
+        .prop_map(
+            |(err, app_id, partition_count, is_stateful, partitions)| QueryCfgResponse {
+                err: ErrorCode::new(err),
+                app_id,
+                partition_count,
+                is_stateful,
+                partitions,
+            },
+        )
+}
+
+fn header() -> impl Strategy<Value = RequestHeader> {
+    prop_oneof![
+        (any::<[i32; 6]>(), any::<u64>()).prop_map(|(v, hash)| RequestHeader::V0(HeaderV0 {
+            hdr_crc32: v[0] as u32,
+            body_crc32: v[1] as u32,
+            app_id: v[2],
+            partition_index: v[3],
+            client_timeout: v[4],
+            thread_hash: v[5],
+            partition_hash: hash,
+        })),
+        (
+            prop::option::of(any::<i32>()),
+            prop::option::of(any::<i32>()),
+            prop::option::of(any::<i32>()),
+            prop::option::of(any::<i64>()),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(a, p, t, h, b)| RequestHeader::V1(RequestMetaV1 {
+                app_id: a,
+                partition_index: p,
+                client_timeout: t,
+                partition_hash: h,
+                is_backup_request: b,
+            })),
+    ]
+}
+
+fn request_frame() -> impl Strategy<Value = RequestFrame> {
+    (
+        header(),
+        "[A-Z_]{1,47}",
+        prop_oneof![Just(MessageKind::Call), Just(MessageKind::Oneway)],
+        any::<i32>(),
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(header, name, kind, seqid, strict, args)| RequestFrame {
+            header,
+            message: MessageBegin {
+                name,
+                kind,
+                seqid,
+                strict,
+            },
+            args: Bytes::from(args),
+        })
+}
+
+fn reply_frame() -> impl Strategy<Value = ReplyFrame> {
+    (
+        "ERR_[A-Z_]{1,20}",
+        "[A-Z_]{1,50}",
+        any::<i32>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(err, name, seqid, body)| ReplyFrame {
+            rpc_error: ErrorCode::new(err),
+            message: MessageBegin::new(name, MessageKind::Reply, seqid),
+            body: Bytes::from(body),
+        })
+}
+
+/// Feeds `stream` to `decode` in chunks cut at `cuts`, collecting every frame.
+fn decode_chunked<T>(
+    stream: &[u8],
+    cuts: &[usize],
+    decode: impl Fn(&mut BytesMut, usize) -> Result<Option<T>, CodecError>,
+) -> Vec<T> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+    points.push(stream.len());
+    points.sort_unstable();
+    let (mut buf, mut out, mut fed) = (BytesMut::new(), Vec::new(), 0);
+    for p in points {
+        buf.extend_from_slice(&stream[fed..p]);
+        fed = p;
+        while let Some(frame) = decode(&mut buf, LIMIT).expect("valid stream") {
+            out.push(frame);
+        }
+    }
+    assert!(buf.is_empty());
+    out
+}
+
+/// The framing contract on arbitrary input: nothing consumed unless a whole frame was.
+fn check_contract<T>(
+    input: &[u8],
+    decode: impl Fn(&mut BytesMut, usize) -> Result<Option<T>, CodecError>,
+) {
+    let mut buf = BytesMut::from(input);
+    loop {
+        let before = buf.len();
+        match decode(&mut buf, 4096) {
+            Ok(Some(_)) | Err(CodecError::Malformed { .. }) => assert!(buf.len() < before),
+            Ok(None) | Err(_) => {
+                assert_eq!(buf.len(), before, "nothing consumed without a whole frame");
+                break;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn response_round_trips(resp in response()) {
+        let mut body = BytesMut::new();
+        resp.to_result(&mut body);
+        let back = QueryCfgResponse::from_result(&body).expect("decodes");
+        prop_assert_eq!(&back, &resp);
+        prop_assert_eq!(QueryCfgResponse::peek_err(&body).expect("peek"), resp.err.clone());
+        let mut again = BytesMut::new();
+        back.to_result(&mut again);
+        prop_assert_eq!(again, body);
+    }
+
+    #[test]
+    fn request_args_round_trip(name in ".{0,40}", indices in prop::option::of(prop::collection::vec(any::<i32>(), 0..8))) {
+        let req = QueryCfgRequest { app_name: name, partition_indices: indices };
+        let mut args = BytesMut::new();
+        req.to_args(&mut args);
+        prop_assert_eq!(QueryCfgRequest::from_args(&args).expect("decodes"), req);
+    }
+
+    #[test]
+    fn request_frames_round_trip_over_any_split(frames in prop::collection::vec(request_frame(), 1..5), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let mut stream = BytesMut::new();
+        for f in &frames {
+            f.encode(&mut stream);
+        }
+        let decoded = decode_chunked(&stream, &cuts, codec::decode_request);
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn reply_frames_round_trip_over_any_split(frames in prop::collection::vec(reply_frame(), 1..5), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let mut stream = BytesMut::new();
+        for f in &frames {
+            f.encode(&mut stream);
+        }
+        let decoded = decode_chunked(&stream, &cuts, codec::decode_reply);
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..512)) {
+        check_contract(&input, codec::decode_request);
+        check_contract(&input, codec::decode_reply);
+        let _ = QueryCfgResponse::from_result(&input);
+        let _ = QueryCfgResponse::peek_err(&input);
+        let _ = QueryCfgRequest::from_args(&input);
+        let _ = NegotiationRequest::from_args(&input);
+    }
+
+    #[test]
+    fn random_bodies_behind_a_valid_header_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), v1 in any::<bool>()) {
+        let mut stream = BytesMut::new();
+        if v1 {
+            stream.extend_from_slice(b"THFT\0\0\0\x01");
+            let meta_len = body.len().min(8) as u32;
+            stream.extend_from_slice(&meta_len.to_be_bytes());
+            stream.extend_from_slice(&(body.len() as u32 - meta_len).to_be_bytes());
+        } else {
+            stream.extend_from_slice(b"THFT\0\0\0\0\0\0\0\x30\0\0\0\0");
+            stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            stream.extend_from_slice(&[0u8; 28]);
+        }
+        stream.extend_from_slice(&body);
+        check_contract(&stream, codec::decode_request);
+    }
+
+    #[test]
+    fn corrupted_vectors_never_panic(which in any::<usize>(), at in any::<usize>(), xor in 1u8..=255) {
+        let mut vectors = all_vectors();
+        let mut input = vectors.swap_remove(which % vectors.len());
+        let i = at % input.len();
+        input[i] ^= xor;
+        check_contract(&input, codec::decode_request);
+        check_contract(&input, codec::decode_reply);
+        if input.len() > 4 {
+            let _ = QueryCfgResponse::from_result(&input[4..]);
+        }
+    }
+}
+
+fn all_vectors() -> Vec<Vec<u8>> {
+    let dir = format!("{}/tests/vectors", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("vectors dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "hex"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let hex: String = std::fs::read_to_string(p)
+                .expect("read")
+                .split_whitespace()
+                .collect();
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_vector_is_ok_none_until_its_last_byte() {
+    let vectors = all_vectors();
+    assert_eq!(vectors.len(), 31, "every hex file of shared/vectors");
+    for v in vectors {
+        let is_request = v.starts_with(b"THFT");
+        for cut in 0..v.len() {
+            let mut buf = BytesMut::from(&v[..cut]);
+            let r = if is_request {
+                codec::decode_request(&mut buf, LIMIT).map(|f| f.is_some())
+            } else {
+                codec::decode_reply(&mut buf, LIMIT).map(|f| f.is_some())
+            };
+            assert_eq!(r, Ok(false), "a prefix of {cut} bytes is not a frame yet");
+            assert_eq!(buf.len(), cut);
+        }
+    }
+}
+
+#[test]
+fn limits_and_bad_headers_are_errors_that_consume_nothing() {
+    let cases: [(&[u8], CodecError); 5] = [
+        (
+            b"GET / HTTP/1.1\r\n",
+            CodecError::BadMagic(b"GET ".to_vec()),
+        ),
+        (b"THFX", CodecError::BadMagic(b"THFX".to_vec())),
+        (b"THFT\0\0\0\x02", CodecError::UnsupportedVersion(2)),
+        (b"THFT\0\0\0\0\0\0\0\x10", CodecError::BadHeaderLength(16)),
+        (
+            b"THFT\0\0\0\0\0\0\0\x30\0\0\0\0\x7f\xff\xff\xff",
+            CodecError::FrameTooLarge {
+                len: 48 + 0x7fff_ffff,
+                limit: LIMIT,
+            },
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut buf = BytesMut::from(input);
+        assert_eq!(codec::decode_request(&mut buf, LIMIT), Err(expected));
+        assert_eq!(buf.len(), input.len());
+    }
+    let mut buf = BytesMut::from(&b"\x7f\0\0\0"[..]);
+    assert!(matches!(
+        codec::decode_reply(&mut buf, LIMIT),
+        Err(CodecError::FrameTooLarge { .. })
+    ));
+    let mut buf = BytesMut::from(&b"\0\0\0\x02"[..]);
+    assert_eq!(
+        codec::decode_reply(&mut buf, LIMIT),
+        Err(CodecError::BadReplyLength(2))
+    );
+}
+
+#[test]
+fn a_reply_in_a_request_stream_is_malformed_but_consumed() {
+    // A well-framed v0 request whose message type is REPLY: the server closes on it; the frame is
+    // consumed whole so the stream position stays on a frame boundary.
+    let mut f = RequestFrame::call_v0("RPC_X", 3, 0, Bytes::from_static(b"\0"));
+    f.message.kind = MessageKind::Reply;
+    let bytes = f.to_bytes();
+    let mut buf = BytesMut::from(&bytes[..]);
+    assert!(matches!(
+        codec::decode_request(&mut buf, LIMIT),
+        Err(CodecError::Malformed { .. })
+    ));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn unknown_struct_fields_are_refused_not_skipped() {
+    // partition_configuration with an unknown field 12 tagged STRUCT holding a host_port-like
+    // payload: a generic skip would read the string length as STOP and misparse what follows.
+    let mut body = BytesMut::new();
+    let resp = QueryCfgResponse {
+        partitions: vec![PartitionConfiguration {
+            hp_primary: Some(HostPort::new("h", 1)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    resp.to_result(&mut body);
+    let hp_field = body
+        .windows(3)
+        .position(|w| w == [0x0c, 0x00, 0x09])
+        .expect("field 9");
+    body[hp_field + 2] = 12;
+    let err = QueryCfgResponse::from_result(&body).expect_err("refused");
+    assert!(err.to_string().contains("refusing to skip"), "{err}");
+}
