@@ -2,3 +2,4 @@
 //! kept in ZooKeeper, and the proxy that serves query_config by routing on the table name.
 
 pub mod codec;
+pub mod route;
