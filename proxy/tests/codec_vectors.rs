@@ -217,6 +217,22 @@ fn go_v0_request_is_the_go_client_codec_vector() {
     QueryCfgRequest::new("temp").to_args(&mut args);
     let built = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, 1, 0, args.freeze());
     assert_eq!(built.to_bytes(), vector("doc-go-v0-query-temp.req.hex"));
+    let mut parts = BytesMut::new();
+    codec::encode_call(&mut parts, codec::rpc::QUERY_CONFIG, 1, 0, &args_of(&built));
+    assert_eq!(&parts[..], &vector("doc-go-v0-query-temp.req.hex")[..]);
+    let mut parts = BytesMut::new();
+    codec::encode_call(
+        &mut parts,
+        codec::rpc::QUERY_CONFIG,
+        1,
+        2000,
+        &args_of(&built),
+    );
+    assert_eq!(&parts[..], &vector("python-v0-query-temp.req.hex")[..]);
+}
+
+fn args_of(frame: &RequestFrame) -> Bytes {
+    frame.args.clone()
 }
 
 #[test]

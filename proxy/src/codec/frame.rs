@@ -308,6 +308,32 @@ impl RequestFrame {
     }
 }
 
+/// Appends a v0 CALL frame built from its parts, without building a [`RequestFrame`]: the path
+/// of the MetaServer client, which forwards a client's args under its own seqid.
+pub fn encode_call(
+    out: &mut BytesMut,
+    name: &str,
+    seqid: i32,
+    client_timeout_ms: i32,
+    args: &[u8],
+) {
+    let body_len = name.len() + 12 + args.len();
+    out.reserve(V0_HEADER_LEN + body_len);
+    out.put_slice(&THFT_MAGIC);
+    out.put_u32(0);
+    out.put_u32(V0_HEADER_LEN as u32);
+    out.put_u32(0);
+    out.put_u32(body_len as u32);
+    out.put_bytes(0, 8); // body_crc32, app_id
+    out.put_i32(0); // partition_index
+    out.put_i32(client_timeout_ms);
+    out.put_bytes(0, 12); // thread_hash, partition_hash
+    out.put_u32(STRICT_VERSION | MessageKind::Call as u32);
+    put_string(out, name);
+    out.put_i32(seqid);
+    out.put_slice(args);
+}
+
 /// Takes one request frame off the front of `buf`.
 ///
 /// `Ok(None)`: not a whole frame yet, nothing consumed. `Err` for a bad magic, version, header

@@ -27,7 +27,7 @@ pub use error::CodecError;
 pub use frame::{
     DEFAULT_MAX_FRAME, HeaderV0, MessageBegin, MessageKind, ReplyFrame, RequestFrame,
     RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN, decode_reply, decode_request,
-    encode_reply,
+    encode_call, encode_reply,
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
 pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};

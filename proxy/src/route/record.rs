@@ -33,7 +33,10 @@ pub enum RecordError {
     #[error("route record has no meta addresses (neither \"meta-addrs\" nor \"meta_addrs\")")]
     NoMetaAddrs,
     #[error("route record field {field:?} has the wrong type: {expected}")]
-    WrongType { field: &'static str, expected: &'static str },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error("route record spellings disagree: {design} vs {go}")]
     SpellingsDisagree { design: String, go: String },
     #[error("invalid meta address {0:?}: expected host:port")]
@@ -92,7 +95,10 @@ impl RouteRecord {
         let go = read_spelling(obj, "cluster_name", "meta_addrs")?;
         let record = match (design, go) {
             (Some(d), Some(g)) if d != g => {
-                return Err(RecordError::SpellingsDisagree { design: d.to_string(), go: g.to_string() });
+                return Err(RecordError::SpellingsDisagree {
+                    design: d.to_string(),
+                    go: g.to_string(),
+                });
             }
             (Some(r), _) | (None, Some(r)) => r,
             (None, None) => {
@@ -148,23 +154,37 @@ fn read_spelling(
     cluster_key: &'static str,
     addrs_key: &'static str,
 ) -> Result<Option<RouteRecord>, RecordError> {
-    let Some(cluster) = obj.get(cluster_key) else { return Ok(None) };
+    let Some(cluster) = obj.get(cluster_key) else {
+        return Ok(None);
+    };
     let cluster = cluster
         .as_str()
-        .ok_or(RecordError::WrongType { field: cluster_key, expected: "a string" })?
+        .ok_or(RecordError::WrongType {
+            field: cluster_key,
+            expected: "a string",
+        })?
         .trim()
         .to_owned();
-    let Some(addrs) = obj.get(addrs_key) else { return Ok(None) };
+    let Some(addrs) = obj.get(addrs_key) else {
+        return Ok(None);
+    };
     // Each spelling has its own type, but a record written by hand may use the other one's.
     let meta_addrs: Vec<String> = match addrs {
-        Value::String(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         Value::Array(items) => items
             .iter()
             .map(|v| {
-                v.as_str().map(|s| s.trim().to_owned()).ok_or(RecordError::WrongType {
-                    field: addrs_key,
-                    expected: "a list of strings or a comma-separated string",
-                })
+                v.as_str()
+                    .map(|s| s.trim().to_owned())
+                    .ok_or(RecordError::WrongType {
+                        field: addrs_key,
+                        expected: "a list of strings or a comma-separated string",
+                    })
             })
             .collect::<Result<_, _>>()?,
         _ => {
@@ -174,7 +194,10 @@ fn read_spelling(
             });
         }
     };
-    Ok(Some(RouteRecord { cluster, meta_addrs }))
+    Ok(Some(RouteRecord {
+        cluster,
+        meta_addrs,
+    }))
 }
 
 /// Checks a `host:port` meta address: a port in 1..=65535 and a plausible host (an IPv4 address
@@ -186,13 +209,13 @@ pub fn validate_meta_addr(addr: &str) -> Result<(), RecordError> {
     if port == 0 || host.is_empty() || host.len() > 253 {
         return Err(bad());
     }
-    let host_ok = host
-        .split('.')
-        .all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
+    let host_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
     if !host_ok {
         return Err(bad());
     }
@@ -213,9 +236,14 @@ mod tests {
 
     #[test]
     fn reads_the_go_spelling() {
-        let r = RouteRecord::parse(br#"{"cluster_name":"c3srv-ad","meta_addrs":"127.0.0.1:34601, 127.0.0.1:34602,"}"#)
-            .expect("parses");
-        assert_eq!(r, RouteRecord::new("c3srv-ad", ["127.0.0.1:34601", "127.0.0.1:34602"]).expect("valid"));
+        let r = RouteRecord::parse(
+            br#"{"cluster_name":"c3srv-ad","meta_addrs":"127.0.0.1:34601, 127.0.0.1:34602,"}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            r,
+            RouteRecord::new("c3srv-ad", ["127.0.0.1:34601", "127.0.0.1:34602"]).expect("valid")
+        );
     }
 
     #[test]
@@ -238,12 +266,33 @@ mod tests {
             (b"[1,2]", RecordError::NotAnObject),
             (br#"{"app_id": 3}"#, RecordError::NoCluster),
             (br#"{"cluster": "c"}"#, RecordError::NoMetaAddrs),
-            (br#"{"cluster": "c", "meta-addrs": []}"#, RecordError::NoMetaAddrs),
-            (br#"{"cluster": 7, "meta-addrs": ["a:1"]}"#, RecordError::WrongType { field: "cluster", expected: "a string" }),
-            (br#"{"cluster": "c", "meta-addrs": ["nohost"]}"#, RecordError::BadMetaAddr("nohost".into())),
-            (br#"{"cluster": "c", "meta-addrs": ["h:0"]}"#, RecordError::BadMetaAddr("h:0".into())),
-            (br#"{"cluster": "c", "meta-addrs": ["h:70000"]}"#, RecordError::BadMetaAddr("h:70000".into())),
-            (br#"{"cluster": "", "meta-addrs": ["h:1"]}"#, RecordError::BadCluster(String::new())),
+            (
+                br#"{"cluster": "c", "meta-addrs": []}"#,
+                RecordError::NoMetaAddrs,
+            ),
+            (
+                br#"{"cluster": 7, "meta-addrs": ["a:1"]}"#,
+                RecordError::WrongType {
+                    field: "cluster",
+                    expected: "a string",
+                },
+            ),
+            (
+                br#"{"cluster": "c", "meta-addrs": ["nohost"]}"#,
+                RecordError::BadMetaAddr("nohost".into()),
+            ),
+            (
+                br#"{"cluster": "c", "meta-addrs": ["h:0"]}"#,
+                RecordError::BadMetaAddr("h:0".into()),
+            ),
+            (
+                br#"{"cluster": "c", "meta-addrs": ["h:70000"]}"#,
+                RecordError::BadMetaAddr("h:70000".into()),
+            ),
+            (
+                br#"{"cluster": "", "meta-addrs": ["h:1"]}"#,
+                RecordError::BadCluster(String::new()),
+            ),
         ];
         for (data, expected) in cases {
             let err = RouteRecord::parse(data).expect_err("rejected");
@@ -256,8 +305,10 @@ mod tests {
 
     #[test]
     fn disagreeing_spellings_are_an_error() {
-        let err = RouteRecord::parse(br#"{"cluster":"a","meta-addrs":["h:1"],"cluster_name":"b","meta_addrs":"h:1"}"#)
-            .expect_err("rejected");
+        let err = RouteRecord::parse(
+            br#"{"cluster":"a","meta-addrs":["h:1"],"cluster_name":"b","meta_addrs":"h:1"}"#,
+        )
+        .expect_err("rejected");
         assert_eq!(err.metric_label(), "spellings_disagree");
     }
 }

@@ -1,0 +1,336 @@
+//! The MetaServers of one Pegasus cluster, called as one: the call goes to the MetaServer believed
+//! to be the leader; an `ERR_FORWARD_TO_OTHERS` answer is followed to the leader it names (§5.3),
+//! and never returned; a timeout, a lost connection or an rpc-level error moves on to the next
+//! MetaServer; after `hedge_after` without an answer a second MetaServer is asked in parallel and
+//! the first final answer wins. The leader that gave the final answer is remembered.
+//!
+//! A leader address learned from a forward reply that matches none of the configured addresses
+//! (they may be DNS names) is added to the group, as the Java client does.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use super::client::{CallError, ClientOptions, MetaClient};
+use crate::codec::{self, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame};
+
+/// Settings of a [`MetaGroup`].
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    pub client: ClientOptions,
+    /// How long one MetaServer gets to answer before the next one is tried.
+    pub attempt_timeout: Duration,
+    /// When set, a second MetaServer is asked if the first has not answered after this long.
+    pub hedge_after: Option<Duration>,
+    /// How many leader addresses learned from forward replies may be added to the group.
+    pub max_learned: usize,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            client: ClientOptions::default(),
+            attempt_timeout: Duration::from_secs(3),
+            hedge_after: Some(Duration::from_millis(500)),
+            max_learned: 8,
+        }
+    }
+}
+
+/// Why no final answer came from a cluster.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum GroupError {
+    #[error("cluster {cluster}: no MetaServer gave an answer in {attempts} attempts; last: {last}")]
+    Unavailable {
+        cluster: String,
+        attempts: usize,
+        last: String,
+    },
+}
+
+impl GroupError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            GroupError::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// A final answer from a cluster.
+#[derive(Clone, Debug)]
+pub struct GroupReply {
+    /// The MetaServer's reply, as received (its seqid is the group's own).
+    pub reply: ReplyFrame,
+    /// The application-level `err` of the response.
+    pub err: ErrorCode,
+    /// Which MetaServer answered.
+    pub meta: String,
+    /// How many forward replies were followed to get here.
+    pub redirects: u32,
+}
+
+enum Outcome {
+    Final(ReplyFrame, ErrorCode),
+    /// Not the leader; the leader's address when the reply named a valid one.
+    Redirect(Option<SocketAddrV4>),
+    /// A real answer that is not final (`ERR_SERVICE_NOT_ACTIVE`): kept in case no better one comes.
+    Fallback(ReplyFrame, ErrorCode),
+    Failed(String),
+}
+
+fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    if !reply.rpc_error.is_ok() {
+        return Outcome::Failed(format!("rpc-level error {}", reply.rpc_error));
+    }
+    let err = match QueryCfgResponse::peek_err(&reply.body) {
+        Ok(err) => err,
+        Err(e) => return Outcome::Failed(format!("bad reply body: {e}")),
+    };
+    if err == ErrorCode::FORWARD_TO_OTHERS {
+        let leader = QueryCfgResponse::from_result(&reply.body)
+            .ok()
+            .and_then(|r| r.partitions.first().and_then(|p| p.primary.to_socket()));
+        Outcome::Redirect(leader)
+    } else if err == ErrorCode::SERVICE_NOT_ACTIVE {
+        Outcome::Fallback(reply, err)
+    } else {
+        Outcome::Final(reply, err)
+    }
+}
+
+/// The MetaServers of one cluster.
+pub struct MetaGroup {
+    cluster: String,
+    metas: RwLock<Vec<Arc<MetaClient>>>,
+    configured: usize,
+    leader: AtomicUsize,
+    opts: GroupOptions,
+}
+
+impl MetaGroup {
+    /// A group over `meta_addrs` (`host:port`), which must not be empty.
+    pub fn new(cluster: impl Into<String>, meta_addrs: &[String], opts: GroupOptions) -> Self {
+        let metas: Vec<_> = meta_addrs
+            .iter()
+            .map(|a| Arc::new(MetaClient::new(a.clone(), opts.client.clone())))
+            .collect();
+        MetaGroup {
+            cluster: cluster.into(),
+            configured: metas.len(),
+            metas: RwLock::new(metas),
+            leader: AtomicUsize::new(0),
+            opts,
+        }
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The configured addresses, then those learned from forward replies.
+    pub fn meta_addrs(&self) -> Vec<String> {
+        self.snapshot()
+            .iter()
+            .map(|m| m.addr().to_owned())
+            .collect()
+    }
+
+    /// The MetaServer that gave the last final answer (initially the first configured one).
+    pub fn leader(&self) -> String {
+        let metas = self.snapshot();
+        metas[self.leader.load(Ordering::Relaxed) % metas.len()]
+            .addr()
+            .to_owned()
+    }
+
+    fn snapshot(&self) -> Vec<Arc<MetaClient>> {
+        self.metas.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The index of the MetaServer at `addr`, adding it when it is not known yet and there is room.
+    fn index_for(&self, addr: SocketAddrV4) -> Option<usize> {
+        let wanted = SocketAddr::V4(addr);
+        let known = |m: &MetaClient| {
+            m.addr().parse::<SocketAddr>().ok() == Some(wanted) || m.peer() == Some(wanted)
+        };
+        let mut metas = self.metas.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = metas.iter().position(|m| known(m)) {
+            return Some(i);
+        }
+        if metas.len() >= self.configured + self.opts.max_learned {
+            return None;
+        }
+        tracing::info!(cluster = %self.cluster, leader = %addr, "learned a MetaServer from a forward reply");
+        metas.push(Arc::new(MetaClient::new(
+            addr.to_string(),
+            self.opts.client.clone(),
+        )));
+        Some(metas.len() - 1)
+    }
+
+    /// Calls `name(args)` on the cluster, following the leader, until `deadline`.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: &Bytes,
+        deadline: Instant,
+    ) -> Result<GroupReply, GroupError> {
+        let mut metas = self.snapshot();
+        let max_attempts = 2 * metas.len() + 2;
+        let mut attempts = 0usize;
+        let mut redirects = 0u32;
+        let mut rotation = self.leader.load(Ordering::Relaxed) % metas.len();
+        let mut in_flight: Vec<usize> = Vec::new();
+        let mut fallback: Option<GroupReply> = None;
+        let mut last = String::from("no attempt made");
+        let mut calls = FuturesUnordered::new();
+
+        let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut FuturesUnordered<_>| {
+            let client = metas[idx].clone();
+            let args = args.clone();
+            let attempt_deadline = deadline.min(Instant::now() + self.opts.attempt_timeout);
+            let name = name.to_owned();
+            calls.push(async move {
+                let result = client.call(&name, &args, attempt_deadline).await;
+                (idx, result)
+            });
+        };
+
+        launch(rotation, &metas, &mut calls);
+        in_flight.push(rotation);
+        attempts += 1;
+        let hedge = self.opts.hedge_after.map(|d| Instant::now() + d);
+        let mut hedge_at = hedge;
+
+        loop {
+            let next = tokio::select! {
+                done = calls.next(), if !calls.is_empty() => done,
+                () = sleep_until_opt(hedge_at), if hedge_at.is_some() && in_flight.len() == 1 => {
+                    hedge_at = None;
+                    if attempts < max_attempts {
+                        rotation = next_free(rotation, metas.len(), &in_flight);
+                        if !in_flight.contains(&rotation) {
+                            tracing::debug!(cluster = %self.cluster, meta = metas[rotation].addr(), "hedging the call");
+                            launch(rotation, &metas, &mut calls);
+                            in_flight.push(rotation);
+                            attempts += 1;
+                        }
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            };
+            let Some((idx, result)) = next else { break };
+            in_flight.retain(|&i| i != idx);
+            let meta = metas[idx].addr().to_owned();
+            let mut retarget = None;
+            match classify(result) {
+                Outcome::Final(reply, err) => {
+                    self.leader.store(idx, Ordering::Relaxed);
+                    return Ok(GroupReply {
+                        reply,
+                        err,
+                        meta,
+                        redirects,
+                    });
+                }
+                Outcome::Redirect(leader) => {
+                    redirects += 1;
+                    last = format!("{meta} is not the leader");
+                    let target = leader.and_then(|a| self.index_for(a));
+                    if target.is_some() {
+                        metas = self.snapshot();
+                    }
+                    retarget = Some(match target {
+                        Some(t) if t != idx => t,
+                        _ => next_free(idx, metas.len(), &in_flight),
+                    });
+                }
+                Outcome::Fallback(reply, err) => {
+                    last = format!("{meta} answered {err}");
+                    fallback = Some(GroupReply {
+                        reply,
+                        err,
+                        meta,
+                        redirects,
+                    });
+                }
+                Outcome::Failed(why) => {
+                    tracing::debug!(cluster = %self.cluster, %meta, error = %why, "MetaServer call failed");
+                    last = why;
+                }
+            }
+            if in_flight.is_empty() && attempts < max_attempts && Instant::now() < deadline {
+                let target = retarget.unwrap_or_else(|| next_free(idx, metas.len(), &in_flight));
+                rotation = target;
+                launch(target, &metas, &mut calls);
+                in_flight.push(target);
+                attempts += 1;
+                hedge_at = self.opts.hedge_after.map(|d| Instant::now() + d);
+            } else if let Some(target) = retarget.filter(|t| !in_flight.contains(t)) {
+                if attempts < max_attempts {
+                    launch(target, &metas, &mut calls);
+                    in_flight.push(target);
+                    attempts += 1;
+                }
+            }
+            if calls.is_empty() {
+                break;
+            }
+        }
+        if let Some(reply) = fallback {
+            return Ok(reply);
+        }
+        if Instant::now() >= deadline {
+            last = format!("deadline passed; {last}");
+        }
+        Err(GroupError::Unavailable {
+            cluster: self.cluster.clone(),
+            attempts,
+            last,
+        })
+    }
+
+    /// query_config for `table`, decoded.
+    pub async fn query_config(
+        &self,
+        table: &str,
+        deadline: Instant,
+    ) -> Result<QueryCfgResponse, GroupError> {
+        let mut args = BytesMut::new();
+        QueryCfgRequest::new(table).to_args(&mut args);
+        let answer = self
+            .call(codec::rpc::QUERY_CONFIG, &args.freeze(), deadline)
+            .await?;
+        QueryCfgResponse::from_result(&answer.reply.body).map_err(|e| GroupError::Unavailable {
+            cluster: self.cluster.clone(),
+            attempts: 1,
+            last: format!("bad reply from {}: {e}", answer.meta),
+        })
+    }
+}
+
+/// The next index after `from` that is not in flight (or `from + 1` when all are).
+fn next_free(from: usize, len: usize, in_flight: &[usize]) -> usize {
+    (1..=len)
+        .map(|k| (from + k) % len)
+        .find(|i| !in_flight.contains(i))
+        .unwrap_or((from + 1) % len)
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,419 @@
+//! The MetaServer client and group against scripted MetaServers on loopback: pipelining with
+//! replies out of order, deadlines, reconnecting, leader redirects, hedging.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use metaproxy::codec::{
+    self, DEFAULT_MAX_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse,
+    ReplyFrame, RequestFrame, RpcAddress,
+};
+use metaproxy::upstream::{
+    CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// What a scripted MetaServer does with the requests of one read: returns the replies to write
+/// (in that order), or `None` to close the connection.
+type Script = Arc<dyn Fn(Vec<RequestFrame>) -> Option<Vec<ReplyFrame>> + Send + Sync>;
+
+struct Fake {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+}
+
+async fn fake(script: Script) -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (req_count, conn_count) = (requests.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            conn_count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream, script.clone(), req_count.clone()));
+        }
+    });
+    Fake {
+        addr,
+        requests,
+        connections,
+    }
+}
+
+async fn serve(mut stream: TcpStream, script: Script, count: Arc<AtomicUsize>) {
+    let mut buf = BytesMut::new();
+    loop {
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME) {
+            frames.push(f);
+        }
+        count.fetch_add(frames.len(), Ordering::SeqCst);
+        let Some(replies) = script(frames) else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        for r in replies {
+            r.encode(&mut out);
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn answer(req: &RequestFrame, resp: &QueryCfgResponse) -> ReplyFrame {
+    let mut body = BytesMut::new();
+    resp.to_result(&mut body);
+    ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, body.freeze())
+}
+
+/// A table whose app_id tells which request it answers: app_id = the request's seqid.
+fn echo_seqid(req: &RequestFrame) -> ReplyFrame {
+    let table = QueryCfgRequest::from_args(&req.args)
+        .expect("query")
+        .app_name;
+    let resp = QueryCfgResponse {
+        app_id: req.seqid(),
+        partition_count: table.len() as i32,
+        is_stateful: true,
+        ..Default::default()
+    };
+    answer(req, &resp)
+}
+
+fn forward_to(leader: SocketAddr) -> impl Fn(&RequestFrame) -> ReplyFrame {
+    move |req| {
+        let SocketAddr::V4(v4) = leader else {
+            panic!("ipv4")
+        };
+        let resp = QueryCfgResponse {
+            err: ErrorCode::FORWARD_TO_OTHERS,
+            partitions: vec![PartitionConfiguration {
+                primary: RpcAddress::from_socket(v4),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        answer(req, &resp)
+    }
+}
+
+fn soon(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms)
+}
+
+#[tokio::test]
+async fn pipelined_calls_get_their_own_replies_out_of_order() {
+    // Replies to each batch of requests are written in reverse order.
+    let server = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().rev().map(echo_seqid).collect())
+    }))
+    .await;
+    let client = Arc::new(MetaClient::new(
+        server.addr.to_string(),
+        ClientOptions::default(),
+    ));
+    let calls = (0..64).map(|i| {
+        let client = client.clone();
+        async move {
+            let table = "t".repeat(i % 7 + 1);
+            let resp = client
+                .query_config(&table, soon(5000))
+                .await
+                .expect("answer");
+            assert_eq!(
+                resp.partition_count as usize,
+                table.len(),
+                "the reply to this call"
+            );
+            resp.app_id
+        }
+    });
+    let seqids = futures::future::join_all(calls).await;
+    let mut sorted = seqids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 64, "64 distinct seqids");
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        1,
+        "one connection for all calls"
+    );
+}
+
+#[tokio::test]
+async fn a_call_without_reply_times_out_and_later_calls_still_work() {
+    // The first request gets no reply; later ones do.
+    let first = Arc::new(AtomicUsize::new(0));
+    let script: Script = Arc::new(move |reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .filter(|_| first.fetch_add(1, Ordering::SeqCst) > 0)
+                .map(echo_seqid)
+                .collect(),
+        )
+    });
+    let server = fake(script).await;
+    let client = MetaClient::new(server.addr.to_string(), ClientOptions::default());
+    let started = Instant::now();
+    let err = client
+        .query_config("t", soon(200))
+        .await
+        .expect_err("no reply");
+    assert!(matches!(err, CallError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    client
+        .query_config("t", soon(5000))
+        .await
+        .expect("the connection still works");
+}
+
+#[tokio::test]
+async fn a_closed_connection_fails_pending_calls_and_reconnects() {
+    // The first connection is closed on its first request; the second one answers.
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    let script: Script = Arc::new(move |reqs: Vec<RequestFrame>| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            None
+        } else {
+            Some(reqs.iter().map(echo_seqid).collect())
+        }
+    });
+    let server = fake(script).await;
+    let client = MetaClient::new(server.addr.to_string(), ClientOptions::default());
+    let err = client
+        .query_config("t", soon(5000))
+        .await
+        .expect_err("connection closed");
+    assert!(matches!(err, CallError::ConnectionLost { .. }), "{err}");
+    client
+        .query_config("t", soon(5000))
+        .await
+        .expect("reconnected");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connect_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let client = MetaClient::new(format!("127.0.0.1:{port}"), ClientOptions::default());
+    let err = client
+        .query_config("t", soon(5000))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, CallError::Connect { .. }), "{err}");
+    assert_eq!(err.metric_label(), "connect");
+}
+
+#[tokio::test]
+async fn an_rpc_level_error_is_reported_with_its_name() {
+    let server = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| {
+                    ReplyFrame::ack(
+                        r.name(),
+                        r.seqid(),
+                        ErrorCode::HANDLER_NOT_FOUND,
+                        Bytes::new(),
+                    )
+                })
+                .collect(),
+        )
+    }))
+    .await;
+    let client = MetaClient::new(server.addr.to_string(), ClientOptions::default());
+    let err = client
+        .query_config("t", soon(5000))
+        .await
+        .expect_err("rpc error");
+    assert_eq!(
+        err,
+        CallError::Rpc {
+            addr: server.addr.to_string(),
+            error: ErrorCode::HANDLER_NOT_FOUND
+        }
+    );
+}
+
+#[tokio::test]
+async fn group_follows_the_leader_and_remembers_it() {
+    let leader = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(echo_seqid).collect())
+    }))
+    .await;
+    let fwd = forward_to(leader.addr);
+    let follower = fake(Arc::new(move |reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(&fwd).collect())
+    }))
+    .await;
+    let group = MetaGroup::new(
+        "c1",
+        &[follower.addr.to_string(), leader.addr.to_string()],
+        GroupOptions::default(),
+    );
+
+    let resp = group
+        .query_config("temp", soon(5000))
+        .await
+        .expect("answer");
+    assert_eq!(
+        resp.err,
+        ErrorCode::OK,
+        "the forward reply is never returned"
+    );
+    assert_eq!(group.leader(), leader.addr.to_string());
+    assert_eq!(follower.requests.load(Ordering::SeqCst), 1);
+
+    group
+        .query_config("temp", soon(5000))
+        .await
+        .expect("answer");
+    assert_eq!(
+        follower.requests.load(Ordering::SeqCst),
+        1,
+        "the remembered leader is asked first"
+    );
+    assert_eq!(leader.requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn group_learns_a_leader_it_was_not_configured_with() {
+    let leader = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(echo_seqid).collect())
+    }))
+    .await;
+    let fwd = forward_to(leader.addr);
+    let follower = fake(Arc::new(move |reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(&fwd).collect())
+    }))
+    .await;
+    let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default());
+    let resp = group
+        .query_config("temp", soon(5000))
+        .await
+        .expect("answer");
+    assert_eq!(resp.err, ErrorCode::OK);
+    assert_eq!(
+        group.meta_addrs(),
+        [follower.addr.to_string(), leader.addr.to_string()]
+    );
+}
+
+#[tokio::test]
+async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
+    let dead_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let alive = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(echo_seqid).collect())
+    }))
+    .await;
+    let group = MetaGroup::new(
+        "c1",
+        &[format!("127.0.0.1:{dead_port}"), alive.addr.to_string()],
+        GroupOptions::default(),
+    );
+    group
+        .query_config("temp", soon(5000))
+        .await
+        .expect("the other meta answers");
+    assert_eq!(group.leader(), alive.addr.to_string());
+
+    // A meta that never answers: the hedge asks the next one long before the attempt timeout.
+    let silent = fake(Arc::new(|_: Vec<RequestFrame>| Some(vec![]))).await;
+    let opts = GroupOptions {
+        attempt_timeout: Duration::from_secs(30),
+        hedge_after: Some(Duration::from_millis(50)),
+        ..GroupOptions::default()
+    };
+    let group = MetaGroup::new(
+        "c2",
+        &[silent.addr.to_string(), alive.addr.to_string()],
+        opts,
+    );
+    let started = Instant::now();
+    group
+        .query_config("temp", soon(20_000))
+        .await
+        .expect("hedged answer");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered by the hedge, not after the attempt timeout"
+    );
+    assert_eq!(silent.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn group_of_dead_metas_fails_with_the_reason() {
+    let ports: Vec<String> = futures::future::join_all((0..2).map(|_| async {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        format!("127.0.0.1:{p}")
+    }))
+    .await;
+    let group = MetaGroup::new("c1", &ports, GroupOptions::default());
+    let err = group
+        .query_config("temp", soon(3000))
+        .await
+        .expect_err("nobody answers");
+    let GroupError::Unavailable {
+        cluster,
+        attempts,
+        last,
+    } = &err;
+    assert_eq!(cluster, "c1");
+    assert!(*attempts >= 2, "{err}");
+    assert!(last.contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn service_not_active_everywhere_is_returned_as_the_answer() {
+    let not_active = |reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| answer(r, &QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE)))
+                .collect(),
+        )
+    };
+    let a = fake(Arc::new(not_active)).await;
+    let b = fake(Arc::new(not_active)).await;
+    let group = MetaGroup::new(
+        "c1",
+        &[a.addr.to_string(), b.addr.to_string()],
+        GroupOptions::default(),
+    );
+    let resp = group
+        .query_config("temp", soon(5000))
+        .await
+        .expect("an answer");
+    assert_eq!(resp.err, ErrorCode::SERVICE_NOT_ACTIVE);
+    assert!(
+        a.requests.load(Ordering::SeqCst) >= 1 && b.requests.load(Ordering::SeqCst) >= 1,
+        "both were tried"
+    );
+}
