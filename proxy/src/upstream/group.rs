@@ -277,12 +277,12 @@ impl MetaGroup {
                 in_flight.push(target);
                 attempts += 1;
                 hedge_at = self.opts.hedge_after.map(|d| Instant::now() + d);
-            } else if let Some(target) = retarget.filter(|t| !in_flight.contains(t)) {
-                if attempts < max_attempts {
-                    launch(target, &metas, &mut calls);
-                    in_flight.push(target);
-                    attempts += 1;
-                }
+            } else if let Some(target) = retarget.filter(|t| !in_flight.contains(t))
+                && attempts < max_attempts
+            {
+                launch(target, &metas, &mut calls);
+                in_flight.push(target);
+                attempts += 1;
             }
             if calls.is_empty() {
                 break;
