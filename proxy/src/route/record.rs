@@ -89,27 +89,21 @@ impl RouteRecord {
     pub fn parse(data: &[u8]) -> Result<Self, RecordError> {
         let value: Value =
             serde_json::from_slice(data).map_err(|e| RecordError::NotJson(e.to_string()))?;
-        let obj = value.as_object().ok_or(RecordError::NotAnObject)?;
+        Self::from_value(&value)
+    }
 
-        let design = read_spelling(obj, "cluster", "meta-addrs")?;
-        let go = read_spelling(obj, "cluster_name", "meta_addrs")?;
-        let record = match (design, go) {
-            (Some(d), Some(g)) if d != g => {
-                return Err(RecordError::SpellingsDisagree {
-                    design: d.to_string(),
-                    go: g.to_string(),
-                });
-            }
-            (Some(r), _) | (None, Some(r)) => r,
-            (None, None) => {
-                return Err(
-                    if obj.contains_key("cluster") || obj.contains_key("cluster_name") {
-                        RecordError::NoMetaAddrs
-                    } else {
-                        RecordError::NoCluster
-                    },
-                );
-            }
+    /// Reads a record from a JSON value. The cluster may be under `cluster` or `cluster_name`, the
+    /// addresses under `meta-addrs` or `meta_addrs`, as a list or a comma-separated string; when
+    /// both keys of a pair are present they must agree.
+    pub fn from_value(value: &Value) -> Result<Self, RecordError> {
+        let obj = value.as_object().ok_or(RecordError::NotAnObject)?;
+        let cluster =
+            pick(obj, "cluster", "cluster_name", read_cluster)?.ok_or(RecordError::NoCluster)?;
+        let meta_addrs =
+            pick(obj, "meta-addrs", "meta_addrs", read_addrs)?.ok_or(RecordError::NoMetaAddrs)?;
+        let record = RouteRecord {
+            cluster,
+            meta_addrs,
         };
         record.validate()?;
         Ok(record)
@@ -148,56 +142,68 @@ fn json_string(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
 
-/// One spelling's pair of fields: `None` when the cluster field is absent.
-fn read_spelling(
+/// The value under `design` or `go` (the two spellings of one field); both must agree.
+fn pick<T: PartialEq + fmt::Debug>(
     obj: &Map<String, Value>,
-    cluster_key: &'static str,
-    addrs_key: &'static str,
-) -> Result<Option<RouteRecord>, RecordError> {
-    let Some(cluster) = obj.get(cluster_key) else {
-        return Ok(None);
-    };
-    let cluster = cluster
-        .as_str()
+    design: &'static str,
+    go: &'static str,
+    read: fn(&Value, &'static str) -> Result<T, RecordError>,
+) -> Result<Option<T>, RecordError> {
+    let d = obj.get(design).map(|v| read(v, design)).transpose()?;
+    let g = obj.get(go).map(|v| read(v, go)).transpose()?;
+    match (d, g) {
+        (Some(d), Some(g)) if d != g => Err(RecordError::SpellingsDisagree {
+            design: format!("{design}={d:?}"),
+            go: format!("{go}={g:?}"),
+        }),
+        (Some(v), _) | (None, Some(v)) => Ok(Some(v)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_cluster(v: &Value, field: &'static str) -> Result<String, RecordError> {
+    v.as_str()
+        .map(|s| s.trim().to_owned())
         .ok_or(RecordError::WrongType {
-            field: cluster_key,
+            field,
             expected: "a string",
-        })?
-        .trim()
-        .to_owned();
-    let Some(addrs) = obj.get(addrs_key) else {
-        return Ok(None);
+        })
+}
+
+fn read_addrs(v: &Value, field: &'static str) -> Result<Vec<String>, RecordError> {
+    let wrong = RecordError::WrongType {
+        field,
+        expected: "a list of strings or a comma-separated string",
     };
-    // Each spelling has its own type, but a record written by hand may use the other one's.
-    let meta_addrs: Vec<String> = match addrs {
-        Value::String(s) => s
+    match v {
+        Value::String(s) => Ok(s
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from)
-            .collect(),
+            .collect()),
         Value::Array(items) => items
             .iter()
             .map(|v| {
                 v.as_str()
                     .map(|s| s.trim().to_owned())
-                    .ok_or(RecordError::WrongType {
-                        field: addrs_key,
-                        expected: "a list of strings or a comma-separated string",
-                    })
+                    .ok_or_else(|| wrong.clone())
             })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(RecordError::WrongType {
-                field: addrs_key,
-                expected: "a list of strings or a comma-separated string",
-            });
-        }
-    };
-    Ok(Some(RouteRecord {
-        cluster,
-        meta_addrs,
-    }))
+            .collect(),
+        _ => Err(wrong),
+    }
+}
+
+/// Whether `name` is a Pegasus table name as the MetaServer's DDL accepts it: `0-9a-zA-Z.:_`,
+/// 1..=256 characters. Also the guard that keeps a name from escaping the ZooKeeper root.
+pub fn valid_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
 }
 
 /// Checks a `host:port` meta address: a port in 1..=65535 and a plausible host (an IPv4 address
@@ -266,6 +272,7 @@ mod tests {
             (b"[1,2]", RecordError::NotAnObject),
             (br#"{"app_id": 3}"#, RecordError::NoCluster),
             (br#"{"cluster": "c"}"#, RecordError::NoMetaAddrs),
+            (br#"{"meta_addrs": "h:1"}"#, RecordError::NoCluster),
             (
                 br#"{"cluster": "c", "meta-addrs": []}"#,
                 RecordError::NoMetaAddrs,
@@ -301,6 +308,23 @@ mod tests {
                 _ => assert_eq!(&err, expected, "{}", String::from_utf8_lossy(data)),
             }
         }
+    }
+
+    #[test]
+    fn table_names() {
+        for ok in ["temp", "a.b:c_1", "T"] {
+            assert!(valid_table_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a-b", "a b", &"x".repeat(257)] {
+            assert!(!valid_table_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mixed_keys_are_read() {
+        let r = RouteRecord::parse(br#"{"cluster": "c", "meta_addrs": ["h:1", "h:2"]}"#)
+            .expect("parses");
+        assert_eq!(r, RouteRecord::new("c", ["h:1", "h:2"]).expect("valid"));
     }
 
     #[test]

@@ -117,6 +117,16 @@ pub struct MetaGroup {
     opts: GroupOptions,
 }
 
+impl std::fmt::Debug for MetaGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaGroup")
+            .field("cluster", &self.cluster)
+            .field("metas", &self.meta_addrs())
+            .field("leader", &self.leader())
+            .finish()
+    }
+}
+
 impl MetaGroup {
     /// A group over `meta_addrs` (`host:port`), which must not be empty.
     pub fn new(cluster: impl Into<String>, meta_addrs: &[String], opts: GroupOptions) -> Self {

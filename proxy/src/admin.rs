@@ -1,0 +1,109 @@
+//! The admin HTTP port: `/live`, `/ready`, `/metrics` (Prometheus text format) and `/routes` (the
+//! route cache as JSON).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use prometheus_client::encoding::prometheus_text;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::route::{RouteInfo, Routes};
+use crate::service::Service;
+
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub service: Arc<Service>,
+    /// Set when the proxy starts draining: it is no longer ready.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AdminState {
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire) && self.service.routes().is_ready()
+    }
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/routes", get(routes))
+        .with_state(state)
+}
+
+/// Serves the admin port until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+    let app = router(state);
+    let stop = async move { crate::server::stopped(&mut shutdown).await };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "admin server failed");
+    }
+}
+
+async fn ready(State(state): State<AdminState>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if state.draining.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no route source yet\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let m = state.service.metrics();
+    let routes = state.service.routes();
+    m.routes.set(routes.len() as i64);
+    m.route_staleness_seconds
+        .set(routes.staleness().as_secs_f64());
+    m.ready.set(i64::from(state.is_ready()));
+    let mut text = String::with_capacity(8192);
+    match prometheus_text::encode(&mut text, &m.registry()) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct RoutesView {
+    source: &'static str,
+    ready: bool,
+    zk_connected: Option<bool>,
+    staleness_seconds: f64,
+    routes: Vec<RouteInfo>,
+}
+
+async fn routes(State(state): State<AdminState>) -> Json<RoutesView> {
+    let routes = state.service.routes();
+    let (source, zk_connected) = match routes {
+        Routes::Zk(zk) => ("zookeeper", Some(zk.is_connected())),
+        Routes::File(_) => ("file", None),
+    };
+    Json(RoutesView {
+        source,
+        ready: state.is_ready(),
+        zk_connected,
+        staleness_seconds: routes.staleness().as_secs_f64(),
+        routes: routes.snapshot(),
+    })
+}

@@ -1,0 +1,163 @@
+//! The proxy's Prometheus metrics, all prefixed `metaproxy_`, with small fixed label sets.
+//! Gauges that describe state (route cache, ZooKeeper session, staleness) are set when scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `query_config`, `negotiation` or `other`.
+    pub rpc: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Every metric of the proxy. Cheap to clone (handles share their values).
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub upstream_calls: Family<ResultLabel, Counter>,
+    pub upstream_latency: Family<ResultLabel, Histogram>,
+    pub coalesced: Counter,
+    pub zk_reads: Family<ResultLabel, Counter>,
+    pub zk_connected: Gauge,
+    pub zk_sessions: Counter,
+    pub zk_session_expirations: Counter,
+    pub routes: Gauge,
+    pub route_staleness_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub route_errors: Family<ReasonLabel, Counter>,
+    pub connections: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_rejected: Counter,
+    pub frame_errors: Family<ReasonLabel, Counter>,
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            upstream_calls: Family::default(),
+            upstream_latency: Family::new_with_constructor(|| {
+                // 0.5 ms .. ~16 s
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            coalesced: Counter::default(),
+            zk_reads: Family::default(),
+            zk_connected: Gauge::default(),
+            zk_sessions: Counter::default(),
+            zk_session_expirations: Counter::default(),
+            routes: Gauge::default(),
+            route_staleness_seconds: Gauge::default(),
+            route_errors: Family::default(),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connections_rejected: Counter::default(),
+            frame_errors: Family::default(),
+            ready: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// A registry holding every metric, for the `/metrics` endpoint.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("metaproxy");
+        r.register(
+            "requests",
+            "Client requests by RPC and result",
+            self.requests.clone(),
+        );
+        r.register(
+            "upstream_calls",
+            "Calls to MetaServer clusters by result",
+            self.upstream_calls.clone(),
+        );
+        r.register(
+            "upstream_duration_seconds",
+            "Latency of calls to MetaServer clusters, leader redirects and retries included",
+            self.upstream_latency.clone(),
+        );
+        r.register(
+            "coalesced_requests",
+            "query_config requests that shared an upstream call already in flight",
+            self.coalesced.clone(),
+        );
+        r.register(
+            "zk_reads",
+            "ZooKeeper reads of route records by result",
+            self.zk_reads.clone(),
+        );
+        r.register(
+            "zk_connected",
+            "1 while the ZooKeeper session is connected",
+            self.zk_connected.clone(),
+        );
+        r.register(
+            "zk_sessions",
+            "ZooKeeper sessions established",
+            self.zk_sessions.clone(),
+        );
+        r.register(
+            "zk_session_expirations",
+            "ZooKeeper sessions lost (expired or closed)",
+            self.zk_session_expirations.clone(),
+        );
+        r.register("routes", "Tables in the route cache", self.routes.clone());
+        r.register(
+            "route_staleness_seconds",
+            "How long cached routes have gone without ZooKeeper confirming them (0 while connected)",
+            self.route_staleness_seconds.clone(),
+        );
+        r.register(
+            "route_errors",
+            "Route records that could not be used, by reason",
+            self.route_errors.clone(),
+        );
+        r.register(
+            "connections",
+            "Open client connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "Client connections accepted",
+            self.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_rejected",
+            "Client connections closed at once because the connection cap was reached",
+            self.connections_rejected.clone(),
+        );
+        r.register(
+            "frame_errors",
+            "Client frames that could not be decoded, by reason",
+            self.frame_errors.clone(),
+        );
+        r.register(
+            "ready",
+            "1 while the proxy reports ready",
+            self.ready.clone(),
+        );
+        r
+    }
+
+    pub fn request(&self, rpc: &'static str, result: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels { rpc, result })
+            .inc();
+    }
+}

@@ -1,0 +1,594 @@
+//! Routes read from ZooKeeper, lazily: the first query for a table reads `<root>/<table>` and sets a
+//! watch; later queries are served from memory until the watch fires.
+//!
+//! ```text
+//!  lookup(t) --miss--> slot(Loading) --get_and_watch_data--> Found | Invalid  (+ data watch)
+//!                                   \--NoNode--> check_and_watch_stat --> Missing (+ exists watch)
+//!  watch fires --> re-read (the cached route keeps being served meanwhile)
+//!  session supervisor: Disconnected -> routes served from memory, staleness grows
+//!                      SyncConnected -> re-read every table (events may have been missed)
+//!                      Expired/Closed -> new session, re-read every table, watches re-armed
+//! ```
+//! Concurrent first queries for one table wait on the same read. A record that turns bad after a
+//! good one keeps the good one in force (and says so in `/routes` and the log). Every ZooKeeper
+//! request is bounded by a timeout: the client queues requests while disconnected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use super::{Lookup, Route, RouteInfo, RouteRecord, valid_table_name};
+use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::upstream::Upstreams;
+
+/// Settings of the ZooKeeper route source.
+#[derive(Clone, Debug)]
+pub struct ZkOptions {
+    /// `host:port[,host:port...]`.
+    pub connect: String,
+    /// The root under which `<table>` nodes live, e.g. `/metaproxy/c3srv-pegasus`.
+    pub root: String,
+    pub session_timeout: Duration,
+    /// Bound on every ZooKeeper request.
+    pub request_timeout: Duration,
+    /// How long a failed first read is remembered before a query tries again.
+    pub retry_after: Duration,
+    /// Tables cached at most; past it, tables without a record are forgotten first.
+    pub max_tables: usize,
+}
+
+impl Default for ZkOptions {
+    fn default() -> Self {
+        ZkOptions {
+            connect: String::new(),
+            root: "/metaproxy".into(),
+            session_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            max_tables: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SlotState {
+    Loading,
+    Found(Arc<Route>),
+    Missing,
+    Invalid(String),
+    /// The first read failed; nothing is known.
+    Unavailable {
+        reason: String,
+        at: Instant,
+    },
+}
+
+impl SlotState {
+    fn name(&self) -> &'static str {
+        match self {
+            SlotState::Loading => "loading",
+            SlotState::Found(_) => "found",
+            SlotState::Missing => "missing",
+            SlotState::Invalid(_) => "invalid",
+            SlotState::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    fn is_known(&self) -> bool {
+        matches!(
+            self,
+            SlotState::Found(_) | SlotState::Missing | SlotState::Invalid(_)
+        )
+    }
+}
+
+struct Slot {
+    table: String,
+    state: watch::Sender<SlotState>,
+    /// Incremented by each read; a watch armed by an older read is ignored.
+    generation: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Slot {
+    fn set_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+struct Inner {
+    opts: ZkOptions,
+    upstreams: Arc<Upstreams>,
+    metrics: Metrics,
+    client: RwLock<Option<zk::Client>>,
+    ready: AtomicBool,
+    connected: AtomicBool,
+    /// Since when the session has not been connected (None while connected).
+    unconfirmed_since: Mutex<Option<Instant>>,
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+/// The ZooKeeper route source.
+pub struct ZkRoutes {
+    inner: Arc<Inner>,
+    supervisor: JoinHandle<()>,
+}
+
+impl ZkRoutes {
+    /// Starts the session supervisor; routes are served once the first session is up.
+    pub fn start(mut opts: ZkOptions, upstreams: Arc<Upstreams>, metrics: Metrics) -> Self {
+        opts.root = opts.root.trim_end_matches('/').to_owned();
+        let inner = Arc::new(Inner {
+            opts,
+            upstreams,
+            metrics,
+            client: RwLock::new(None),
+            ready: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            unconfirmed_since: Mutex::new(Some(Instant::now())),
+            slots: RwLock::new(HashMap::new()),
+        });
+        let supervisor = tokio::spawn(supervise(inner.clone()));
+        ZkRoutes { inner, supervisor }
+    }
+
+    pub async fn lookup(&self, table: &str) -> Lookup {
+        if !valid_table_name(table) {
+            // Not a name a MetaServer would have; nothing to read (and no path to escape the root).
+            return Lookup::Missing;
+        }
+        let slot = self.inner.slot(table);
+        loop {
+            let state = slot.state.borrow().clone();
+            match state {
+                SlotState::Found(route) => return Lookup::Found(route),
+                SlotState::Missing => return Lookup::Missing,
+                SlotState::Invalid(e) => return Lookup::Invalid(e),
+                SlotState::Unavailable { reason, at } => {
+                    if at.elapsed() < self.inner.opts.retry_after || !self.inner.begin_retry(&slot)
+                    {
+                        return Lookup::Unavailable(reason);
+                    }
+                }
+                SlotState::Loading => {
+                    let mut rx = slot.state.subscribe();
+                    let wait = self.inner.opts.request_timeout * 2 + Duration::from_millis(100);
+                    let loaded = tokio::time::timeout(
+                        wait,
+                        rx.wait_for(|s| !matches!(s, SlotState::Loading)),
+                    )
+                    .await;
+                    if !matches!(loaded, Ok(Ok(_))) {
+                        return Lookup::Unavailable("ZooKeeper read still pending".into());
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    pub fn staleness(&self) -> Duration {
+        self.inner.staleness()
+    }
+
+    /// The current session, for tests that expire it from another client.
+    pub fn session(&self) -> Option<zk::SessionInfo> {
+        self.inner.client().map(|c| c.session().clone())
+    }
+
+    pub fn snapshot(&self) -> Vec<RouteInfo> {
+        let slots: Vec<Arc<Slot>> = self.inner.read_slots().values().cloned().collect();
+        slots
+            .iter()
+            .map(|slot| {
+                let state = slot.state.borrow().clone();
+                let last_error = slot
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let route = match &state {
+                    SlotState::Found(r) => Some(r.clone()),
+                    _ => None,
+                };
+                RouteInfo::of(&slot.table, state.name(), route.as_deref(), last_error)
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read_slots().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn shutdown(&self) {
+        self.supervisor.abort();
+        self.inner
+            .client
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+impl Drop for ZkRoutes {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Option<zk::Client> {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(&self, table: &str) -> String {
+        format!("{}/{}", self.opts.root, table)
+    }
+
+    fn staleness(&self) -> Duration {
+        match *self
+            .unconfirmed_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            Some(since) => since.elapsed(),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The table's slot, created (and its first read started) when absent.
+    fn slot(self: &Arc<Self>, table: &str) -> Arc<Slot> {
+        if let Some(slot) = self.read_slots().get(table) {
+            return slot.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get(table) {
+            return slot.clone();
+        }
+        if slots.len() >= self.opts.max_tables {
+            evict_unrouted(&mut slots);
+        }
+        let slot = Arc::new(Slot {
+            table: table.to_owned(),
+            state: watch::Sender::new(SlotState::Loading),
+            generation: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        slots.insert(table.to_owned(), slot.clone());
+        tokio::spawn(refresh(self.clone(), slot.clone()));
+        slot
+    }
+
+    /// Moves an `Unavailable` slot back to `Loading` and starts a read; false when another query
+    /// already did.
+    fn begin_retry(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
+        let started = slot.state.send_if_modified(|s| {
+            if matches!(s, SlotState::Unavailable { .. }) {
+                *s = SlotState::Loading;
+                true
+            } else {
+                false
+            }
+        });
+        if started {
+            tokio::spawn(refresh(self.clone(), slot.clone()));
+        }
+        started
+    }
+
+    fn is_current(&self, slot: &Arc<Slot>) -> bool {
+        self.read_slots()
+            .get(&slot.table)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    fn zk_read(&self, result: &'static str) {
+        self.metrics
+            .zk_reads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Reads the record and arms a watch on it.
+    async fn read_record(&self, table: &str) -> Result<(SlotState, zk::OneshotWatcher), String> {
+        let client = self
+            .client()
+            .ok_or_else(|| "no ZooKeeper session".to_owned())?;
+        let path = self.path(table);
+        let timeout = self.opts.request_timeout;
+        for _ in 0..3 {
+            match tokio::time::timeout(timeout, client.get_and_watch_data(&path)).await {
+                Err(_) => return Err(format!("reading {path} timed out after {timeout:?}")),
+                Ok(Ok((data, stat, watcher))) => {
+                    let state = match RouteRecord::parse(&data) {
+                        Ok(record) => {
+                            self.zk_read("found");
+                            let group = self.upstreams.group(&record);
+                            SlotState::Found(Arc::new(Route {
+                                table: table.to_owned(),
+                                record,
+                                version: stat.version,
+                                read_at: SystemTime::now(),
+                                group,
+                            }))
+                        }
+                        Err(e) => {
+                            self.zk_read("invalid");
+                            self.metrics
+                                .route_errors
+                                .get_or_create(&ReasonLabel {
+                                    reason: e.metric_label(),
+                                })
+                                .inc();
+                            SlotState::Invalid(format!("{path}: {e}"))
+                        }
+                    };
+                    return Ok((state, watcher));
+                }
+                Ok(Err(zk::Error::NoNode)) => {
+                    match tokio::time::timeout(timeout, client.check_and_watch_stat(&path)).await {
+                        Err(_) => {
+                            return Err(format!("checking {path} timed out after {timeout:?}"));
+                        }
+                        Ok(Err(e)) => return Err(format!("checking {path}: {e}")),
+                        Ok(Ok((None, watcher))) => {
+                            self.zk_read("missing");
+                            return Ok((SlotState::Missing, watcher));
+                        }
+                        // Created between the two requests: read it again.
+                        Ok(Ok((Some(_), _))) => continue,
+                    }
+                }
+                Ok(Err(e)) => return Err(format!("reading {path}: {e}")),
+            }
+        }
+        Err(format!("{path} keeps changing between reads"))
+    }
+}
+
+/// Forgets the tables that have no usable route, to make room.
+fn evict_unrouted(slots: &mut HashMap<String, Arc<Slot>>) {
+    let before = slots.len();
+    slots.retain(|_, slot| {
+        matches!(
+            *slot.state.borrow(),
+            SlotState::Found(_) | SlotState::Loading
+        )
+    });
+    tracing::warn!(
+        evicted = before - slots.len(),
+        "route cache full; forgot tables without a route"
+    );
+}
+
+/// Reads a table's record until it succeeds, or until a newer read or an eviction makes this one
+/// pointless. A first read that fails leaves the slot `Unavailable` instead of retrying: queries
+/// retry it. A known route keeps being served while this retries.
+///
+/// Boxed: it spawns the watch task, which calls it again.
+fn refresh(inner: Arc<Inner>, slot: Arc<Slot>) -> BoxFuture<'static, ()> {
+    Box::pin(refresh_inner(inner, slot))
+}
+
+async fn refresh_inner(inner: Arc<Inner>, slot: Arc<Slot>) {
+    let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if slot.generation.load(Ordering::Acquire) != generation || !inner.is_current(&slot) {
+            return;
+        }
+        match inner.read_record(&slot.table).await {
+            Ok((state, watcher)) => {
+                apply(&slot, state);
+                tokio::spawn(watch_record(
+                    inner.clone(),
+                    slot.clone(),
+                    generation,
+                    watcher,
+                ));
+                return;
+            }
+            Err(reason) => {
+                inner.zk_read("error");
+                slot.set_error(Some(reason.clone()));
+                let known = slot.state.borrow().is_known();
+                if !known {
+                    tracing::warn!(table = %slot.table, error = %reason, "cannot read the route");
+                    slot.state.send_replace(SlotState::Unavailable {
+                        reason,
+                        at: Instant::now(),
+                    });
+                    return;
+                }
+                tracing::warn!(table = %slot.table, error = %reason, retry_in = ?backoff, "cannot re-read the route; serving the cached one");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Installs a read's result, keeping a good route in force over a bad record.
+fn apply(slot: &Slot, new: SlotState) {
+    let table = &slot.table;
+    let old = slot.state.borrow().clone();
+    match (&old, new) {
+        (SlotState::Found(route), SlotState::Invalid(e)) => {
+            tracing::error!(%table, error = %e, cluster = %route.record.cluster, "route record is invalid; keeping the previous route");
+            slot.set_error(Some(e));
+        }
+        (_, SlotState::Invalid(e)) => {
+            tracing::error!(%table, error = %e, "route record is invalid");
+            slot.set_error(Some(e.clone()));
+            slot.state.send_replace(SlotState::Invalid(e));
+        }
+        (old, SlotState::Found(route)) => {
+            match old {
+                SlotState::Found(prev) if prev.record == route.record => {}
+                SlotState::Found(prev) => tracing::info!(
+                    %table, from = %prev.record, to = %route.record, version = route.version, "route changed"
+                ),
+                _ => {
+                    tracing::info!(%table, route = %route.record, version = route.version, "route loaded")
+                }
+            }
+            slot.set_error(None);
+            slot.state.send_replace(SlotState::Found(route));
+        }
+        (old, new) => {
+            if let SlotState::Found(prev) = old {
+                tracing::info!(%table, was = %prev.record, "route record deleted; table unrouted");
+            }
+            slot.set_error(None);
+            slot.state.send_replace(new);
+        }
+    }
+}
+
+/// Waits for the watch armed by read `generation` and reads again when it fires.
+async fn watch_record(
+    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+    generation: u64,
+    watcher: zk::OneshotWatcher,
+) {
+    let event = watcher.changed().await;
+    if event.event_type == zk::EventType::Session {
+        // A terminal session state: the supervisor re-reads every table on the next session.
+        return;
+    }
+    if slot.generation.load(Ordering::Acquire) == generation && inner.is_current(&slot) {
+        tracing::debug!(table = %slot.table, event = ?event.event_type, "route record changed");
+        refresh(inner, slot).await;
+    }
+}
+
+/// Re-reads every cached table (after a reconnect or on a new session).
+fn refresh_all(inner: &Arc<Inner>) {
+    let slots: Vec<Arc<Slot>> = inner.read_slots().values().cloned().collect();
+    for slot in slots {
+        let retry = slot.state.send_if_modified(|s| {
+            if matches!(s, SlotState::Unavailable { .. }) {
+                *s = SlotState::Loading;
+                true
+            } else {
+                false
+            }
+        });
+        if retry || slot.state.borrow().is_known() {
+            tokio::spawn(refresh(inner.clone(), slot));
+        }
+    }
+}
+
+fn set_connected(inner: &Inner, connected: bool) {
+    inner.connected.store(connected, Ordering::Release);
+    inner.metrics.zk_connected.set(i64::from(connected));
+    let mut since = inner
+        .unconfirmed_since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if connected {
+        *since = None;
+    } else if since.is_none() {
+        *since = Some(Instant::now());
+    }
+}
+
+/// Keeps a ZooKeeper session: connects, follows its state, and builds a new one when it ends.
+async fn supervise(inner: Arc<Inner>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        let connector = zk::Client::connector().with_session_timeout(inner.opts.session_timeout);
+        let connect_timeout = inner.opts.session_timeout.max(Duration::from_secs(2));
+        let client = match tokio::time::timeout(
+            connect_timeout,
+            connector.connect(&inner.opts.connect),
+        )
+        .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(zk = %inner.opts.connect, error = %e, failures, "cannot connect to ZooKeeper; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(_) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(zk = %inner.opts.connect, failures, "ZooKeeper connect timed out; retrying");
+                }
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        failures = 0;
+        tracing::info!(
+            zk = %inner.opts.connect,
+            session = %client.session_id(),
+            timeout = ?client.session_timeout(),
+            "ZooKeeper session established"
+        );
+        inner.metrics.zk_sessions.inc();
+        let mut states = client.state_watcher();
+        *inner.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
+        set_connected(&inner, true);
+        inner.ready.store(true, Ordering::Release);
+        refresh_all(&inner);
+
+        loop {
+            match states.changed().await {
+                zk::SessionState::Disconnected => {
+                    tracing::warn!("ZooKeeper disconnected; serving cached routes");
+                    set_connected(&inner, false);
+                }
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    tracing::info!("ZooKeeper reconnected; re-reading cached routes");
+                    set_connected(&inner, true);
+                    refresh_all(&inner);
+                }
+                state => {
+                    tracing::warn!(?state, "ZooKeeper session ended; building a new one");
+                    inner.metrics.zk_session_expirations.inc();
+                    set_connected(&inner, false);
+                    inner
+                        .client
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
+                    break;
+                }
+            }
+        }
+    }
+}

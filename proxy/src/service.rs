@@ -1,0 +1,228 @@
+//! What the proxy answers to each request, as a MetaServer would:
+//!
+//! | request | answer |
+//! |---|---|
+//! | query_config, route found | the cluster's reply (leader followed upstream), under the client's seqid |
+//! | query_config, no record | `ERR_OBJECT_NOT_FOUND`, byte for byte what a MetaServer sends |
+//! | query_config, record invalid | `ERR_INVALID_DATA` (and a log line naming the table) |
+//! | query_config, cluster or ZooKeeper unreachable | `ERR_SERVICE_NOT_ACTIVE`, which every official client retries |
+//! | `RPC_NEGOTIATION` | `SASL_AUTH_DISABLE` |
+//! | anything else | rpc-level `ERR_HANDLER_NOT_FOUND`, empty body |
+//!
+//! A query_config never gets an rpc-level error (some clients hang on those) nor silence, and an
+//! upstream `ERR_FORWARD_TO_OTHERS` never reaches a client: it would lead it past the proxy.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::codec::{
+    self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
+    QueryCfgRequest, QueryCfgResponse, RequestFrame,
+};
+use crate::metrics::Metrics;
+use crate::route::{Lookup, Routes};
+use crate::upstream::Upstreams;
+
+const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
+const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
+
+/// A reply to write, or the reason to close the connection.
+#[derive(Debug)]
+pub enum Reply {
+    Frame {
+        rpc_error: ErrorCode,
+        name: Cow<'static, str>,
+        seqid: i32,
+        body: Bytes,
+    },
+    /// A one-way message: nothing to write.
+    None,
+    /// The request was malformed: the connection is closed.
+    Close(CodecError),
+}
+
+impl Reply {
+    /// Appends the reply frame to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        if let Reply::Frame {
+            rpc_error,
+            name,
+            seqid,
+            body,
+        } = self
+        {
+            codec::encode_reply(out, rpc_error.as_str(), name, *seqid, body);
+        }
+    }
+}
+
+/// Settings of the request handling.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// The time a query_config may take upstream, leader redirects and retries included.
+    pub upstream_deadline: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            upstream_deadline: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Answers requests.
+pub struct Service {
+    routes: Routes,
+    upstreams: Arc<Upstreams>,
+    metrics: Metrics,
+    opts: ServiceOptions,
+    not_found: Bytes,
+    not_active: Bytes,
+    invalid_route: Bytes,
+    auth_disabled: Bytes,
+}
+
+fn result_body(resp: &QueryCfgResponse) -> Bytes {
+    let mut out = BytesMut::new();
+    resp.to_result(&mut out);
+    out.freeze()
+}
+
+impl Service {
+    pub fn new(
+        routes: Routes,
+        upstreams: Arc<Upstreams>,
+        metrics: Metrics,
+        opts: ServiceOptions,
+    ) -> Self {
+        let mut auth = BytesMut::new();
+        NegotiationResponse::auth_disabled().to_result(&mut auth);
+        Service {
+            routes,
+            upstreams,
+            metrics,
+            opts,
+            not_found: result_body(&QueryCfgResponse::error(ErrorCode::OBJECT_NOT_FOUND)),
+            not_active: result_body(&QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE)),
+            invalid_route: result_body(&QueryCfgResponse::error(ErrorCode::INVALID_DATA)),
+            auth_disabled: auth.freeze(),
+        }
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, frame: RequestFrame) -> Reply {
+        let reply = match frame.name() {
+            codec::rpc::QUERY_CONFIG => self.query_config(&frame).await,
+            codec::rpc::NEGOTIATION => match NegotiationRequest::from_args(&frame.args) {
+                Ok(_) => {
+                    self.metrics.request("negotiation", "auth_disabled");
+                    self.frame(
+                        NEGOTIATION_ACK.into(),
+                        &frame,
+                        ErrorCode::OK,
+                        self.auth_disabled.clone(),
+                    )
+                }
+                Err(e) => Reply::Close(e),
+            },
+            other => {
+                tracing::debug!(rpc = other, "unsupported RPC");
+                self.metrics.request("other", "handler_not_found");
+                let name = Cow::Owned(codec::rpc::ack_name(other));
+                self.frame(name, &frame, ErrorCode::HANDLER_NOT_FOUND, Bytes::new())
+            }
+        };
+        if frame.message.kind == MessageKind::Oneway && !matches!(reply, Reply::Close(_)) {
+            return Reply::None;
+        }
+        reply
+    }
+
+    fn frame(
+        &self,
+        name: Cow<'static, str>,
+        req: &RequestFrame,
+        rpc_error: ErrorCode,
+        body: Bytes,
+    ) -> Reply {
+        Reply::Frame {
+            rpc_error,
+            name,
+            seqid: req.seqid(),
+            body,
+        }
+    }
+
+    async fn query_config(&self, frame: &RequestFrame) -> Reply {
+        let request = match QueryCfgRequest::from_args(&frame.args) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.request("query_config", "malformed");
+                return Reply::Close(e);
+            }
+        };
+        let table = request.app_name.as_str();
+        let span = tracing::debug_span!("query_config", table, cluster = tracing::field::Empty);
+        let body = async {
+            match self.routes.lookup(table).await {
+                Lookup::Found(route) => {
+                    tracing::Span::current().record("cluster", route.record.cluster.as_str());
+                    let deadline = Instant::now() + self.opts.upstream_deadline;
+                    let (answer, _coalesced) = self.upstreams.query_config(&route.group, &frame.args, deadline).await;
+                    match answer {
+                        Ok(answer) => {
+                            let result = match answer.err.as_str() {
+                                "ERR_OK" => "ok",
+                                "ERR_OBJECT_NOT_FOUND" => "object_not_found",
+                                "ERR_SERVICE_NOT_ACTIVE" => "service_not_active",
+                                _ => "upstream_error",
+                            };
+                            self.metrics.request("query_config", result);
+                            answer.body.clone()
+                        }
+                        Err(e) => {
+                            tracing::warn!(table, cluster = %route.record.cluster, error = %e, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            self.metrics.request("query_config", "cluster_unavailable");
+                            self.not_active.clone()
+                        }
+                    }
+                }
+                Lookup::Missing => {
+                    self.metrics.request("query_config", "no_route");
+                    self.not_found.clone()
+                }
+                Lookup::Invalid(e) => {
+                    tracing::warn!(table, error = %e, "route record invalid; answering ERR_INVALID_DATA");
+                    self.metrics.request("query_config", "invalid_route");
+                    self.invalid_route.clone()
+                }
+                Lookup::Unavailable(e) => {
+                    tracing::warn!(table, error = %e, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                    self.metrics.request("query_config", "route_unavailable");
+                    self.not_active.clone()
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        self.frame(QUERY_CONFIG_ACK.into(), frame, ErrorCode::OK, body)
+    }
+}

@@ -1,0 +1,172 @@
+//! The proxy's side of the upstream: one [`MetaGroup`] (with its pooled connections) per cluster,
+//! shared by every table routed there, and request coalescing: identical query_config requests
+//! for one cluster that arrive while a call for them is in flight share that call. After a
+//! failover thousands of clients ask at once; the cluster sees one call per distinct request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant as StdInstant;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::time::Instant;
+
+use super::group::{GroupError, GroupOptions, MetaGroup};
+use crate::codec::{self, ErrorCode, QueryCfgResponse};
+use crate::metrics::{Metrics, ResultLabel};
+use crate::route::RouteRecord;
+
+/// A cluster's final answer to a query_config, ready to be given to any number of clients.
+#[derive(Debug)]
+pub struct Answer {
+    /// The reply body (the result struct), possibly with the 2.6 fields stripped.
+    pub body: Bytes,
+    /// The application-level error of the response.
+    pub err: ErrorCode,
+    /// The MetaServer that answered.
+    pub meta: String,
+}
+
+type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
+
+/// Upstream groups by cluster, and the calls in flight.
+pub struct Upstreams {
+    opts: GroupOptions,
+    strip_host_ports: bool,
+    groups: Mutex<HashMap<RouteRecord, Arc<MetaGroup>>>,
+    in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
+    metrics: Metrics,
+}
+
+impl Upstreams {
+    pub fn new(opts: GroupOptions, strip_host_ports: bool, metrics: Metrics) -> Self {
+        Upstreams {
+            opts,
+            strip_host_ports,
+            groups: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            metrics,
+        }
+    }
+
+    /// The group for a route record's cluster and MetaServers, created on first use.
+    pub fn group(&self, record: &RouteRecord) -> Arc<MetaGroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups
+            .entry(record.clone())
+            .or_insert_with(|| {
+                Arc::new(MetaGroup::new(
+                    &record.cluster,
+                    &record.meta_addrs,
+                    self.opts.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// query_config with these args on `group`, sharing a call already in flight for the same
+    /// group and args. Returns the answer and whether it was shared.
+    pub async fn query_config(
+        &self,
+        group: &Arc<MetaGroup>,
+        args: &Bytes,
+        deadline: Instant,
+    ) -> (Result<Arc<Answer>, GroupError>, bool) {
+        let key = (Arc::as_ptr(group) as usize, args.clone());
+        let (call, shared) = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match in_flight.get(&key) {
+                Some(call) => (call.clone(), true),
+                None => {
+                    let call = self.start_call(key.clone(), group.clone(), args.clone(), deadline);
+                    in_flight.insert(key, call.clone());
+                    (call, false)
+                }
+            }
+        };
+        if shared {
+            self.metrics.coalesced.inc();
+        }
+        (call.await, shared)
+    }
+
+    /// Runs the call on its own task, so that it completes (and leaves the in-flight table) even
+    /// if every client waiting for it goes away.
+    fn start_call(
+        &self,
+        key: (usize, Bytes),
+        group: Arc<MetaGroup>,
+        args: Bytes,
+        deadline: Instant,
+    ) -> SharedCall {
+        let in_flight = self.in_flight.clone();
+        let metrics = self.metrics.clone();
+        let strip = self.strip_host_ports;
+        let task = tokio::spawn(async move {
+            let started = StdInstant::now();
+            let result = group.call(codec::rpc::QUERY_CONFIG, &args, deadline).await;
+            let label = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.metric_label(),
+            };
+            metrics
+                .upstream_calls
+                .get_or_create(&ResultLabel { result: label })
+                .inc();
+            metrics
+                .upstream_latency
+                .get_or_create(&ResultLabel { result: label })
+                .observe(started.elapsed().as_secs_f64());
+            let answer = result.map(|reply| {
+                let body = if strip {
+                    strip_host_ports(&reply.reply.body, group.cluster())
+                } else {
+                    reply.reply.body
+                };
+                Arc::new(Answer {
+                    body,
+                    err: reply.err,
+                    meta: reply.meta,
+                })
+            });
+            in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            answer
+        });
+        async move {
+            match task.await {
+                Ok(answer) => answer,
+                // The task cannot be cancelled (nobody holds its handle) and does not panic; this
+                // arm exists so that a panic would become an error instead of a second panic.
+                Err(e) => Err(GroupError::Unavailable {
+                    cluster: String::new(),
+                    attempts: 0,
+                    last: format!("upstream task failed: {e}"),
+                }),
+            }
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+/// Re-encodes a reply body without the 2.6 `hp_*` fields; returns it unchanged when it has none
+/// or cannot be decoded (a reply we cannot decode we cannot improve either).
+fn strip_host_ports(body: &Bytes, cluster: &str) -> Bytes {
+    match QueryCfgResponse::from_result(body) {
+        Ok(mut resp) if resp.has_host_ports() => {
+            resp.strip_host_ports();
+            let mut out = BytesMut::with_capacity(body.len());
+            resp.to_result(&mut out);
+            out.freeze()
+        }
+        Ok(_) => body.clone(),
+        Err(e) => {
+            tracing::warn!(%cluster, error = %e, "cannot decode a reply to strip its host_port fields; passing it through");
+            body.clone()
+        }
+    }
+}
