@@ -1,0 +1,234 @@
+//! Shared pieces of the proxy's integration tests: captured vectors, a raw Pegasus client, a
+//! simulated cluster shaped like the captures, and proxies started on free loopback ports.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use metaproxy::Proxy;
+use metaproxy::codec::{
+    self, DEFAULT_MAX_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+};
+use metaproxy::config::{Cli, Config};
+use metaproxy::route::RouteRecord;
+use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn vector(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let hex: String = text.split_whitespace().collect();
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn replica(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new([127, 0, 0, 1].into(), port)
+}
+
+/// Table `temp` exactly as in the captures: app 2, 4 partitions on 127.0.0.1:34801..34803.
+pub fn capture_table() -> TableSpec {
+    TableSpec::new("temp", 2, 4, [replica(34801), replica(34802), replica(34803)])
+        .with_hosts(["node1", "node2", "node3"])
+}
+
+/// Another table, for tests that need two.
+pub fn table(name: &str, app_id: i32, partitions: i32) -> TableSpec {
+    TableSpec::new(name, app_id, partitions, [replica(34901), replica(34902), replica(34903)])
+}
+
+/// A simulated cluster of `metas` MetaServers on free ports, the first one the leader.
+pub async fn sim(metas: usize, tables: Vec<TableSpec>) -> SimHandle {
+    Simulator::start(SimConfig::loopback(metas, tables)).await.expect("simulator starts")
+}
+
+pub async fn sim_with(config: SimConfig) -> SimHandle {
+    Simulator::start(config).await.expect("simulator starts")
+}
+
+/// The route record naming a simulated cluster.
+pub fn record(cluster: &str, sim: &SimHandle) -> RouteRecord {
+    RouteRecord::new(cluster, sim.meta_addrs().iter().map(|a| a.to_string())).expect("valid record")
+}
+
+/// A raw Pegasus client connection: bytes in, frames out.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect to the proxy");
+        Client { stream, buf: BytesMut::new() }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The next reply frame; panics if none comes within [`WAIT`].
+    pub async fn reply(&mut self) -> ReplyFrame {
+        self.try_reply().await.expect("a reply before the connection closed")
+    }
+
+    /// The next reply, or `None` when the proxy closed the connection.
+    pub async fn try_reply(&mut self) -> Option<ReplyFrame> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_FRAME).expect("a valid reply") {
+                    return Some(frame);
+                }
+                if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("no reply in time")
+    }
+
+    /// The next reply, as the exact bytes on the wire.
+    pub async fn reply_bytes(&mut self) -> Vec<u8> {
+        self.reply().await.to_bytes().to_vec()
+    }
+
+    /// Sends a v0 query_config for `table` with `seqid` and decodes the answer.
+    pub async fn query(&mut self, table: &str, seqid: i32) -> QueryCfgResponse {
+        self.send(&query_frame(table, seqid)).await;
+        let reply = self.reply().await;
+        assert_eq!(reply.rpc_error, ErrorCode::OK, "query_config never gets an rpc-level error");
+        assert_eq!(reply.seqid(), seqid);
+        assert_eq!(reply.message.name, "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK");
+        QueryCfgResponse::from_result(&reply.body).expect("a query_cfg_response")
+    }
+
+    /// Whether the proxy closed the connection (reads end) within [`WAIT`].
+    pub async fn is_closed(&mut self) -> bool {
+        let mut scratch = [0u8; 256];
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// A v0 query_config frame as the Go client writes it.
+pub fn query_frame(table: &str, seqid: i32) -> Bytes {
+    let mut args = BytesMut::new();
+    QueryCfgRequest::new(table).to_args(&mut args);
+    RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, seqid, 0, args.freeze()).to_bytes()
+}
+
+/// A routes file in a temporary directory.
+pub struct RoutesFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl RoutesFile {
+    pub fn new(routes: &[(&str, &RouteRecord)]) -> RoutesFile {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("routes.yaml");
+        let file = RoutesFile { _dir: dir, path };
+        file.write(routes);
+        file
+    }
+
+    pub fn write(&self, routes: &[(&str, &RouteRecord)]) {
+        let yaml: String = routes
+            .iter()
+            .map(|(table, r)| {
+                let addrs: Vec<String> = r.meta_addrs.iter().map(|a| format!("\"{a}\"")).collect();
+                format!("{table}: {{cluster: {}, meta_addrs: [{}]}}\n", r.cluster, addrs.join(", "))
+            })
+            .collect();
+        // Write then rename, as a ConfigMap update does, so the poller never sees half a file.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, yaml).expect("write routes");
+        std::fs::rename(&tmp, &self.path).expect("rename routes");
+    }
+}
+
+/// Flags for a proxy on free loopback ports; `tune` sets the rest.
+pub fn cli(tune: impl FnOnce(&mut Cli)) -> Cli {
+    let mut cli = Cli {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..Cli::default()
+    };
+    tune(&mut cli);
+    cli
+}
+
+pub async fn start(cli: Cli) -> Proxy {
+    let config = Config::load(cli).expect("valid configuration");
+    Proxy::start(&config).await.expect("proxy starts")
+}
+
+/// A proxy serving the routes in `file`.
+pub async fn start_with_routes(file: &RoutesFile, tune: impl FnOnce(&mut Cli)) -> Proxy {
+    start(cli(|c| {
+        c.routes = Some(file.path.clone());
+        tune(c);
+    }))
+    .await
+}
+
+/// A proxy reading routes under `root` in ZooKeeper at `zk`, once ready.
+pub async fn start_with_zk(zk: &str, root: &str, tune: impl FnOnce(&mut Cli)) -> Proxy {
+    let proxy = start(cli(|c| {
+        c.zk = Some(zk.into());
+        c.zk_root = Some(root.into());
+        tune(c);
+    }))
+    .await;
+    eventually("the proxy has a ZooKeeper session", || async { proxy.routes().is_ready() }).await;
+    proxy
+}
+
+/// Polls `check` until it holds; panics after [`WAIT`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET on the admin port: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("admin port");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("http answer").expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a metric line in the Prometheus text (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
