@@ -3,6 +3,7 @@
 //! Pegasus MetaServer simulator.
 
 pub mod harness;
+pub mod sim;
 pub mod zk;
 
 pub use harness::free_port;
