@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -66,10 +67,10 @@ impl From<SimError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        ApiError(e.status(), e.body_text())
-    }
+/// Parses a JSON body whatever its content type says, so that `curl -d '{...}'` works as is.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
 impl IntoResponse for ApiError {
@@ -128,9 +129,9 @@ struct LeaderBody {
 
 async fn set_leader(
     State(h): State<SimHandle>,
-    body: Result<Json<LeaderBody>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<super::SimState> {
-    let Json(body) = body?;
+    let body: LeaderBody = parse(&body)?;
     let leader = body.meta.map(|m| h.resolve(&m)).transpose()?;
     h.set_leader(leader)?;
     Ok(Json(h.state()))
@@ -157,9 +158,9 @@ struct NotActiveBody {
 async fn set_not_active(
     State(h): State<SimHandle>,
     Path(meta): Path<String>,
-    body: Result<Json<NotActiveBody>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Done> {
-    let Json(body) = body?;
+    let body: NotActiveBody = parse(&body)?;
     let i = h.resolve(&MetaRef::Addr(meta))?;
     h.set_not_active(i, body.not_active)?;
     Ok(DONE)
@@ -174,9 +175,9 @@ struct DelayBody {
 async fn set_delay(
     State(h): State<SimHandle>,
     Path(meta): Path<String>,
-    body: Result<Json<DelayBody>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Done> {
-    let Json(body) = body?;
+    let body: DelayBody = parse(&body)?;
     let i = h.resolve(&MetaRef::Addr(meta))?;
     h.set_delay(i, std::time::Duration::from_millis(body.delay_ms))?;
     Ok(DONE)
@@ -202,9 +203,9 @@ struct TableBody {
 async fn put_table(
     State(h): State<SimHandle>,
     Path(name): Path<String>,
-    body: Result<Json<TableBody>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<TableSpec> {
-    let Json(b) = body?;
+    let b: TableBody = parse(&body)?;
     let spec = TableSpec {
         name,
         app_id: b.app_id,
