@@ -127,10 +127,7 @@ struct LeaderBody {
     meta: Option<MetaRef>,
 }
 
-async fn set_leader(
-    State(h): State<SimHandle>,
-    body: Bytes,
-) -> ApiResult<super::SimState> {
+async fn set_leader(State(h): State<SimHandle>, body: Bytes) -> ApiResult<super::SimState> {
     let body: LeaderBody = parse(&body)?;
     let leader = body.meta.map(|m| h.resolve(&m)).transpose()?;
     h.set_leader(leader)?;
