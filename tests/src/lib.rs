@@ -3,6 +3,7 @@
 //! Pegasus MetaServer simulator.
 
 pub mod harness;
+pub mod load;
 pub mod sim;
 pub mod zk;
 
