@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, trace, warn};
 
-use super::state::{Shared, View};
+use super::state::{RecentCounters, Shared, View};
 
 /// Stop reading from a client that does not read its replies once this much is waiting.
 const HIGH_WATER: usize = 1 << 20;
@@ -114,6 +114,7 @@ struct Connection {
     /// Batches of replies held back by the reply delay, oldest first.
     delayed: VecDeque<(Instant, BytesMut)>,
     delayed_bytes: usize,
+    counters: RecentCounters,
 }
 
 impl Connection {
@@ -126,6 +127,7 @@ impl Connection {
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             delayed: VecDeque::new(),
             delayed_bytes: 0,
+            counters: RecentCounters::default(),
         }
     }
 
@@ -182,11 +184,15 @@ impl Connection {
             &mut held
         };
         let mut result = Ok(());
+        let mut requests = 0;
         loop {
             match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_FRAME) {
                 Ok(Some(frame)) => {
+                    requests += 1;
+                    let (shared, view) = (&self.shared, &self.view);
+                    let counters = &mut self.counters;
                     if let Err(e) =
-                        answer(&self.shared, &self.view, self.meta, not_active, &frame, out)
+                        answer(shared, view, counters, self.meta, not_active, &frame, out)
                     {
                         result = Err(e);
                         break;
@@ -199,6 +205,9 @@ impl Connection {
                 }
             }
         }
+        // Counted before any of the replies is written, so a client that has its reply can
+        // rely on the counters.
+        self.shared.counters.requests(self.meta, requests);
         if result.is_err() {
             self.shared.counters.malformed();
         }
@@ -231,6 +240,7 @@ impl Connection {
 fn answer(
     shared: &Shared,
     view: &View,
+    counters: &mut RecentCounters,
     meta: usize,
     not_active: bool,
     frame: &RequestFrame,
@@ -238,12 +248,12 @@ fn answer(
 ) -> Result<(), CodecError> {
     let name = frame.name();
     let seqid = frame.seqid();
-    shared.counters.request(meta, name);
+    counters.rpc(&shared.counters, name);
     trace!(meta, rpc = name, seqid, "request");
     let reply = match name {
         rpc::QUERY_CONFIG => {
             let req = QueryCfgRequest::from_args(&frame.args)?;
-            shared.counters.table(&req.app_name);
+            counters.table(&shared.counters, &req.app_name);
             let body = if not_active {
                 shared.bodies.not_active.clone()
             } else if view.leader != Some(meta) {

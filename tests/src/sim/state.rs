@@ -190,16 +190,12 @@ impl CounterSet {
         }
     }
 
-    pub fn request(&self, meta: usize, rpc: &str) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Adds `n` requests received by `meta`.
+    pub fn requests(&self, meta: usize, n: u64) {
+        self.requests.fetch_add(n, Ordering::Relaxed);
         if let Some(c) = self.by_meta.get(meta) {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.fetch_add(n, Ordering::Relaxed);
         }
-        self.by_rpc.add(rpc);
-    }
-
-    pub fn table(&self, name: &str) {
-        self.by_table.add(name);
     }
 
     pub fn malformed(&self) {
@@ -232,6 +228,8 @@ impl CounterSet {
         }
     }
 
+    /// Zeroes every counter. Named counters are zeroed rather than removed, since connections
+    /// hold on to them; a snapshot leaves out the zeros.
     pub fn reset(&self) {
         for c in [&self.requests, &self.malformed, &self.connections]
             .into_iter()
@@ -245,20 +243,19 @@ impl CounterSet {
     }
 }
 
-/// Counters by name. Known names cost a read lock and an atomic add.
+/// Counters by name, each shared so that a connection can keep the ones it uses.
 #[derive(Default)]
-struct Keyed(RwLock<HashMap<String, AtomicU64>>);
+struct Keyed(RwLock<HashMap<String, Arc<AtomicU64>>>);
 
 impl Keyed {
-    fn add(&self, key: &str) {
+    fn counter(&self, key: &str) -> Arc<AtomicU64> {
         if let Some(c) = self
             .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
         {
-            c.fetch_add(1, Ordering::Relaxed);
-            return;
+            return c.clone();
         }
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
         let key = if map.len() < MAX_KEYS || map.contains_key(key) {
@@ -266,9 +263,7 @@ impl Keyed {
         } else {
             OTHER_KEY
         };
-        map.entry(key.to_owned())
-            .or_insert_with(|| AtomicU64::new(0))
-            .fetch_add(1, Ordering::Relaxed);
+        map.entry(key.to_owned()).or_default().clone()
     }
 
     fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -277,13 +272,79 @@ impl Keyed {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .filter(|(_, v)| *v > 0)
             .collect()
     }
 
     fn reset(&self) {
-        self.0
-            .write()
+        for c in self
+            .0
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+            .values()
+        {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A connection's shortcut to the named counters it used last: a client sends the same few RPC
+/// and table names over and over, and finding them here takes no lock and no hashing.
+#[derive(Default)]
+pub(crate) struct RecentCounters {
+    rpc: Vec<(String, Arc<AtomicU64>)>,
+    table: Vec<(String, Arc<AtomicU64>)>,
+}
+
+/// Names remembered per connection and kind.
+const RECENT: usize = 8;
+
+impl RecentCounters {
+    pub fn rpc(&mut self, set: &CounterSet, name: &str) {
+        Self::add(&mut self.rpc, &set.by_rpc, name)
+    }
+
+    pub fn table(&mut self, set: &CounterSet, name: &str) {
+        Self::add(&mut self.table, &set.by_table, name)
+    }
+
+    fn add(recent: &mut Vec<(String, Arc<AtomicU64>)>, keyed: &Keyed, name: &str) {
+        let counter = match recent.iter().find(|(k, _)| k == name) {
+            Some((_, c)) => c,
+            None => {
+                if recent.len() == RECENT {
+                    recent.remove(0);
+                }
+                recent.push((name.to_owned(), keyed.counter(name)));
+                &recent[recent.len() - 1].1
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_a_reset_and_cap_their_names() {
+        let set = CounterSet::new(1);
+        let mut recent = RecentCounters::default();
+        recent.table(&set, "temp");
+        recent.table(&set, "temp");
+        assert_eq!(set.by_table.snapshot()["temp"], 2);
+        set.reset();
+        assert!(set.by_table.snapshot().is_empty());
+        // The connection's remembered counter is still the one a snapshot reads.
+        recent.table(&set, "temp");
+        assert_eq!(set.by_table.snapshot()["temp"], 1);
+
+        for i in 0..MAX_KEYS + 10 {
+            recent.rpc(&set, &format!("RPC_{i}"));
+        }
+        let by_rpc = set.by_rpc.snapshot();
+        assert_eq!(by_rpc.len(), MAX_KEYS + 1, "the first names, then {OTHER_KEY}");
+        assert_eq!(by_rpc[OTHER_KEY], 10);
     }
 }
