@@ -344,7 +344,11 @@ mod tests {
             recent.rpc(&set, &format!("RPC_{i}"));
         }
         let by_rpc = set.by_rpc.snapshot();
-        assert_eq!(by_rpc.len(), MAX_KEYS + 1, "the first names, then {OTHER_KEY}");
+        assert_eq!(
+            by_rpc.len(),
+            MAX_KEYS + 1,
+            "the first names, then {OTHER_KEY}"
+        );
         assert_eq!(by_rpc[OTHER_KEY], 10);
     }
 }
