@@ -1,8 +1,8 @@
 //! A simulated Pegasus cluster: one or more MetaServers that speak the MetaServer RPC protocol
 //! (`shared/docs/pegasus-rpc.md`) byte for byte, for the tests, the demo and the benchmarks.
 //!
-//! What flows through it: `THFT` request frames arrive on each meta's listener ([`server`]), are
-//! decoded with the project's codec, answered from a shared cluster view ([`state`]) and written
+//! What flows through it: `THFT` request frames arrive on each meta's listener (`server.rs`), are
+//! decoded with the project's codec, answered from a shared cluster view (`state.rs`) and written
 //! back as reply frames; control calls (the [`SimHandle`] methods, or the admin HTTP API in
 //! [`admin`]) change that view while it serves.
 //!
