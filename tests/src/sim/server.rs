@@ -144,13 +144,16 @@ impl Connection {
             if self.rbuf.capacity() - self.rbuf.len() < 4096 {
                 self.rbuf.reserve(READ_CHUNK);
             }
+            // Some branch is always enabled: reading stops only while replies wait to be written
+            // or released, and the loop has returned when nothing is left to do.
             tokio::select! {
                 read = rd.read_buf(&mut self.rbuf), if can_read => match read {
                     // The client may have only shut its sending side: answer what it sent.
                     Ok(0) => reading = false,
                     Ok(_) => {
                         if let Err(e) = self.on_bytes() {
-                            // Replies owed for the frames before the bad one still go out.
+                            // Replies owed for the frames before the bad one still go out,
+                            // except those held back by a delay.
                             let _ = tokio::time::timeout(LINGER, wr.write_all(&self.wbuf)).await;
                             return End::BadFrame(e);
                         }
