@@ -3,6 +3,8 @@
 //! Pegasus MetaServer simulator.
 
 pub mod harness;
+pub mod load;
+pub mod sim;
 pub mod zk;
 
 pub use harness::free_port;

@@ -1,0 +1,883 @@
+//! The MetaServer simulator over real TCP on loopback: raw request bytes in, raw reply bytes out.
+//! Configured like the capture in `shared/vectors/README.md`, it must give the captured replies
+//! byte for byte; the control calls and the admin API must change what it answers.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use metaproxy::codec::{
+    self, DEFAULT_MAX_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
+    NegotiationStatus, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
+    rpc,
+};
+use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous: the machine may be loaded, and a wait that ends early costs nothing.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn vector(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../proxy/tests/vectors/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let hex: String = text.split_whitespace().collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn v4(s: &str) -> SocketAddrV4 {
+    s.parse().expect("ip:port")
+}
+
+/// Table `temp` of the capture: app 2, 4 partitions on 127.0.0.1:34801..34803, hosts node1..3.
+fn captured_temp() -> TableSpec {
+    TableSpec::new(
+        "temp",
+        2,
+        4,
+        ["127.0.0.1:34801", "127.0.0.1:34802", "127.0.0.1:34803"].map(v4),
+    )
+    .with_hosts(["node1", "node2", "node3"])
+}
+
+async fn start(metas: usize, host_port_fields: bool) -> SimHandle {
+    let mut config = SimConfig::loopback(metas, vec![captured_temp()]);
+    config.host_port_fields = host_port_fields;
+    Simulator::start(config).await.expect("simulator starts")
+}
+
+/// A raw client connection.
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connects");
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The raw bytes of the next reply frame.
+    async fn raw_reply(&mut self) -> Vec<u8> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if self.buf.len() >= 4 {
+                    let len =
+                        u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                            as usize;
+                    if self.buf.len() >= len {
+                        return self.buf.split_to(len).to_vec();
+                    }
+                }
+                let n = self.stream.read_buf(&mut self.buf).await.expect("read");
+                assert!(n > 0, "connection closed while a reply was expected");
+            }
+        })
+        .await
+        .expect("a reply in time")
+    }
+
+    async fn reply(&mut self) -> ReplyFrame {
+        let raw = self.raw_reply().await;
+        let mut buf = BytesMut::from(&raw[..]);
+        codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+            .expect("reply decodes")
+            .expect("a whole reply")
+    }
+
+    async fn query_reply(&mut self) -> (i32, QueryCfgResponse) {
+        let frame = self.reply().await;
+        assert_eq!(frame.rpc_error, ErrorCode::OK);
+        assert_eq!(frame.message.name, rpc::ack_name(rpc::QUERY_CONFIG));
+        let resp = QueryCfgResponse::from_result(&frame.body).expect("response decodes");
+        (frame.seqid(), resp)
+    }
+
+    async fn query(&mut self, table: &str, seqid: i32) -> QueryCfgResponse {
+        self.send(&query(table, seqid, None)).await;
+        let (got, resp) = self.query_reply().await;
+        assert_eq!(got, seqid);
+        resp
+    }
+
+    /// Waits for the server to close the connection; panics if it sends anything instead.
+    async fn expect_closed(&mut self) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the connection is closed in time");
+    }
+}
+
+/// A v0 query_config request as the Go client writes it.
+fn query(table: &str, seqid: i32, indices: Option<Vec<i32>>) -> Vec<u8> {
+    let mut args = BytesMut::new();
+    QueryCfgRequest {
+        app_name: table.into(),
+        partition_indices: indices.or(Some(vec![])),
+    }
+    .to_args(&mut args);
+    RequestFrame::call_v0(rpc::QUERY_CONFIG, seqid, 0, args.freeze())
+        .to_bytes()
+        .to_vec()
+}
+
+fn rpc_address(addr: SocketAddr) -> RpcAddress {
+    match addr {
+        SocketAddr::V4(a) => RpcAddress::from_socket(a),
+        SocketAddr::V6(_) => panic!("metas listen on IPv4"),
+    }
+}
+
+/// `vector` with the captured leader address 127.0.0.1:34631 replaced by `leader`: the forward
+/// reply names the leader's actual listen address, and tests bind free ports.
+fn with_leader(mut vector: Vec<u8>, leader: SocketAddr) -> Vec<u8> {
+    let captured = RpcAddress::from_socket(v4("127.0.0.1:34631"))
+        .0
+        .to_be_bytes();
+    let at: Vec<usize> = (0..vector.len() - 7)
+        .filter(|&i| vector[i..i + 8] == captured)
+        .collect();
+    assert_eq!(at.len(), 1, "the captured leader address occurs once");
+    vector[at[0]..at[0] + 8].copy_from_slice(&rpc_address(leader).0.to_be_bytes());
+    vector
+}
+
+#[tokio::test]
+async fn leader_reproduces_the_captured_replies() {
+    let sim = start(2, false).await;
+    let leader = sim.meta_addrs()[0];
+    let pairs = [
+        (
+            "python-v0-query-temp.req.hex",
+            "python-v0-query-temp.reply.hex",
+        ),
+        ("node-v0-query-temp.req.hex", "node-v0-query-temp.reply.hex"),
+        (
+            "python-v0-query-temp-fwd-leader.req.hex",
+            "python-v0-query-temp-fwd-leader.reply.hex",
+        ),
+        (
+            "node-v0-query-temp-fwd-leader.req.hex",
+            "node-v0-query-temp-fwd-leader.reply.hex",
+        ),
+        (
+            "python-v0-query-nosuch.req.hex",
+            "python-v0-query-nosuch.reply.hex",
+        ),
+        (
+            "node-v0-query-nosuch.req.hex",
+            "node-v0-query-nosuch.reply.hex",
+        ),
+        ("node-v0-query-nosuch.req.hex", "doc-reply-not-found.hex"),
+        // The Go client's request (seqid 1) and the Java client's v1 request (seqid 0) get the
+        // same replies as the Python (seqid 1) and Node.js (seqid 0) clients.
+        (
+            "doc-go-v0-query-temp.req.hex",
+            "python-v0-query-temp.reply.hex",
+        ),
+        (
+            "doc-java-v1-query-temp.req.hex",
+            "node-v0-query-temp.reply.hex",
+        ),
+    ];
+    // One connection per request, as in the capture ...
+    for (req, reply) in pairs {
+        let mut conn = Conn::open(leader).await;
+        conn.send(&vector(req)).await;
+        assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
+    }
+    // ... and all of them on one connection, one at a time.
+    let mut conn = Conn::open(leader).await;
+    for (req, reply) in pairs {
+        conn.send(&vector(req)).await;
+        assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_leader_reproduces_the_captured_forward_replies() {
+    let sim = start(2, false).await;
+    let [leader, other] = sim.meta_addrs()[..] else {
+        panic!("two metas")
+    };
+    for (req, reply) in [
+        (
+            "python-v0-query-temp-fwd-nonleader.req.hex",
+            "fake-meta-forward.reply.hex",
+        ),
+        (
+            "node-v0-query-temp-fwd-nonleader.req.hex",
+            "fake-meta-forward-node.reply.hex",
+        ),
+    ] {
+        let mut conn = Conn::open(other).await;
+        conn.send(&vector(req)).await;
+        assert_eq!(
+            conn.raw_reply().await,
+            with_leader(vector(reply), leader),
+            "{req} -> {reply}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn host_port_leader_reproduces_the_captured_hp_replies() {
+    // Host-port fields for the whole cluster, or for the table only: the same bytes.
+    let per_table = {
+        let config = SimConfig::loopback(1, vec![captured_temp().with_host_port_fields(true)]);
+        Simulator::start(config).await.expect("starts")
+    };
+    for sim in [start(1, true).await, per_table] {
+        for (req, reply) in [
+            (
+                "python-v0-query-temp-hp.req.hex",
+                "python-v0-query-temp-hp.reply.hex",
+            ),
+            (
+                "node-v0-query-temp-hp.req.hex",
+                "node-v0-query-temp-hp.reply.hex",
+            ),
+        ] {
+            let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+            conn.send(&vector(req)).await;
+            assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
+        }
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn reproduces_the_documents_two_partition_reply() {
+    let table = TableSpec::new(
+        "temp",
+        2,
+        2,
+        ["10.0.0.1:34801", "10.0.0.2:34801", "10.0.0.3:34801"].map(v4),
+    );
+    let sim = Simulator::start(SimConfig::loopback(1, vec![table]))
+        .await
+        .expect("starts");
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    conn.send(&vector("doc-java-v1-query-temp.req.hex")).await;
+    assert_eq!(conn.raw_reply().await, vector("doc-reply-2partitions.hex"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_rpc_gets_handler_not_found_and_the_connection_stays_open() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    // An empty args struct: the simulator never looks inside an unknown RPC.
+    let foo = RequestFrame::call_v0("RPC_FOO", 7, 0, Bytes::from_static(&[0]));
+    conn.send(&foo.to_bytes()).await;
+    assert_eq!(
+        conn.raw_reply().await,
+        vector("doc-reply-handler-not-found.hex")
+    );
+    // The same connection still answers.
+    conn.send(&vector("python-v0-query-temp.req.hex")).await;
+    assert_eq!(
+        conn.raw_reply().await,
+        vector("python-v0-query-temp.reply.hex")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn negotiation_says_auth_is_disabled() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut args = BytesMut::new();
+    NegotiationRequest {
+        status: NegotiationStatus::SASL_LIST_MECHANISMS,
+        ..Default::default()
+    }
+    .to_args(&mut args);
+    conn.send(&RequestFrame::call_v0(rpc::NEGOTIATION, 42, 0, args.freeze()).to_bytes())
+        .await;
+    let reply = conn.reply().await;
+    assert_eq!(reply.rpc_error, ErrorCode::OK);
+    assert_eq!(reply.message.name, "RPC_NEGOTIATION_ACK");
+    assert_eq!(reply.seqid(), 42);
+    let resp = NegotiationResponse::from_result(&reply.body).expect("decodes");
+    assert_eq!(resp, NegotiationResponse::auth_disabled());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn forward_names_the_current_leader() {
+    let sim = start(3, false).await;
+    let addrs = sim.meta_addrs();
+    let mut conns = Vec::new();
+    for &a in &addrs {
+        conns.push(Conn::open(a).await);
+    }
+    for leader in [2, 1, 0] {
+        sim.set_leader(Some(leader)).expect("set leader");
+        assert_eq!(sim.leader(), Some(leader));
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let resp = conn.query("temp", i as i32).await;
+            if i == leader {
+                assert_eq!(resp.err, ErrorCode::OK);
+                assert_eq!(resp.partitions.len(), 4);
+            } else {
+                assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS, "meta {i}");
+                assert!(!resp.is_stateful);
+                assert_eq!(resp.partitions.len(), 1);
+                assert_eq!(resp.partitions[0].primary, rpc_address(addrs[leader]));
+                assert!(!resp.partitions[0].has_host_ports());
+            }
+        }
+    }
+    // No leader known: every meta forwards, naming nobody.
+    sim.set_leader(None).expect("no leader");
+    for conn in &mut conns {
+        let resp = conn.query("temp", 9).await;
+        assert_eq!(resp, QueryCfgResponse::error(ErrorCode::FORWARD_TO_OTHERS));
+    }
+    assert!(sim.set_leader(Some(3)).is_err(), "no meta 3");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn forward_carries_the_leader_host_port_in_host_port_mode() {
+    let sim = start(2, true).await;
+    let leader = sim.meta_addrs()[0];
+    let mut conn = Conn::open(sim.meta_addrs()[1]).await;
+    let resp = conn.query("temp", 1).await;
+    assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS);
+    let pc = &resp.partitions[0];
+    assert_eq!(pc.primary, rpc_address(leader));
+    assert_eq!(
+        pc.hp_primary,
+        Some(HostPort::new(leader.ip().to_string(), leader.port()))
+    );
+    assert_eq!(pc.hp_secondaries, Some(vec![]));
+    assert_eq!(pc.hp_last_drops, Some(vec![]));
+    // Everything else at its default, as in doc-reply-forward.hex.
+    let mut rest = pc.clone();
+    rest.primary = RpcAddress::INVALID;
+    rest.strip_host_ports();
+    assert_eq!(rest, Default::default());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopped_meta_refuses_connections_until_restarted() {
+    let sim = start(2, false).await;
+    let addr = sim.meta_addrs()[1];
+    let mut before = Conn::open(addr).await;
+    before.query("temp", 1).await;
+
+    sim.stop_meta(1).await.expect("stops");
+    assert!(!sim.is_running(1).expect("meta 1"));
+    before.expect_closed().await;
+    let refused = TcpStream::connect(addr).await;
+    assert_eq!(
+        refused.expect_err("refused while stopped").kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    sim.stop_meta(1).await.expect("stopping twice is fine");
+    // The other meta is unaffected.
+    Conn::open(sim.meta_addrs()[0]).await.query("temp", 2).await;
+
+    sim.start_meta(1).await.expect("restarts");
+    assert!(sim.is_running(1).expect("meta 1"));
+    sim.start_meta(1).await.expect("starting twice is fine");
+    let resp = Conn::open(addr).await.query("temp", 3).await;
+    assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS);
+    assert!(sim.stop_meta(5).await.is_err(), "no meta 5");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn not_active_meta_says_so() {
+    let sim = start(2, false).await;
+    let mut leader = Conn::open(sim.meta_addrs()[0]).await;
+    let mut other = Conn::open(sim.meta_addrs()[1]).await;
+    sim.set_not_active(0, true).expect("switch");
+    sim.set_not_active(1, true).expect("switch");
+    for conn in [&mut leader, &mut other] {
+        for table in ["temp", "nosuch"] {
+            assert_eq!(
+                conn.query(table, 1).await,
+                QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE)
+            );
+        }
+    }
+    sim.set_not_active(0, false).expect("switch");
+    assert_eq!(leader.query("temp", 2).await.err, ErrorCode::OK);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delayed_replies_overlap_instead_of_adding_up() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let delay = Duration::from_millis(1000);
+    sim.set_delay(0, delay).expect("delay");
+    let started = Instant::now();
+    for seqid in 0..5 {
+        conn.send(&query("temp", seqid, None)).await;
+    }
+    let mut seqids = Vec::new();
+    for _ in 0..5 {
+        let (seqid, resp) = conn.query_reply().await;
+        assert!(started.elapsed() >= delay, "a reply came before the delay");
+        assert_eq!(resp.err, ErrorCode::OK);
+        seqids.push(seqid);
+    }
+    seqids.sort();
+    assert_eq!(seqids, [0, 1, 2, 3, 4]);
+    // Five delays in a row would take 5 s; overlapping ones take about 1 s.
+    assert!(started.elapsed() < 4 * delay, "{:?}", started.elapsed());
+
+    sim.set_delay(0, Duration::ZERO).expect("no delay");
+    assert_eq!(sim.state().metas[0].delay_ms, 0);
+    assert_eq!(conn.query("temp", 5).await.err, ErrorCode::OK);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tables_change_while_serving() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    assert_eq!(conn.query("t2", 1).await.err, ErrorCode::OBJECT_NOT_FOUND);
+
+    sim.put_table(TableSpec::new("t2", 3, 2, [v4("10.1.1.1:1")]))
+        .expect("added");
+    let resp = conn.query("t2", 2).await;
+    assert_eq!(
+        (resp.err, resp.app_id, resp.partition_count),
+        (ErrorCode::OK, 3, 2)
+    );
+    assert!(resp.is_stateful);
+
+    // Replaced: more partitions, another replica set.
+    sim.put_table(TableSpec::new(
+        "temp",
+        2,
+        8,
+        ["10.0.0.1:1", "10.0.0.2:1"].map(v4),
+    ))
+    .expect("replaced");
+    let resp = conn.query("temp", 3).await;
+    assert_eq!((resp.partition_count, resp.partitions.len()), (8, 8));
+    assert_eq!(
+        resp.partitions[7].primary,
+        RpcAddress::from_socket(v4("10.0.0.2:1"))
+    );
+
+    // An app_id in use by another table is refused, and nothing changes.
+    assert!(
+        sim.put_table(TableSpec::new("t4", 3, 1, [v4("10.1.1.1:1")]))
+            .is_err()
+    );
+    assert_eq!(conn.query("t4", 4).await.err, ErrorCode::OBJECT_NOT_FOUND);
+    assert!(
+        sim.put_table(TableSpec::new("bad", 9, 0, [v4("10.1.1.1:1")]))
+            .is_err()
+    );
+
+    assert!(sim.drop_table("t2"));
+    assert!(!sim.drop_table("t2"));
+    assert_eq!(conn.query("t2", 5).await.err, ErrorCode::OBJECT_NOT_FOUND);
+    let names: Vec<String> = sim.tables().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["temp"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn requested_partition_indices_are_honoured() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let pidx = |resp: &QueryCfgResponse| -> Vec<i32> {
+        resp.partitions
+            .iter()
+            .map(|p| p.pid.partition_index)
+            .collect()
+    };
+    for (asked, got) in [
+        (vec![3, 1], vec![3, 1]),
+        (vec![2, 9, -1], vec![2]),
+        (vec![9], vec![0, 1, 2, 3]),
+        (vec![], vec![0, 1, 2, 3]),
+    ] {
+        conn.send(&query("temp", 1, Some(asked.clone()))).await;
+        let (_, resp) = conn.query_reply().await;
+        assert_eq!(pidx(&resp), got, "asked {asked:?}");
+        assert_eq!(resp.partition_count, 4);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_all_answered() {
+    let sim = start(1, false).await;
+    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut batch = Vec::new();
+    for seqid in 0..100 {
+        let table = if seqid % 3 == 0 { "nosuch" } else { "temp" };
+        batch.extend(query(table, seqid, None));
+    }
+    conn.send(&batch).await;
+    let mut answers = BTreeMap::new();
+    for _ in 0..100 {
+        let (seqid, resp) = conn.query_reply().await;
+        assert!(
+            answers.insert(seqid, resp.err).is_none(),
+            "seqid {seqid} twice"
+        );
+    }
+    assert_eq!(answers.len(), 100);
+    for (seqid, err) in answers {
+        let want = if seqid % 3 == 0 {
+            ErrorCode::OBJECT_NOT_FOUND
+        } else {
+            ErrorCode::OK
+        };
+        assert_eq!(err, want, "seqid {seqid}");
+    }
+    assert_eq!(sim.counters().by_table["temp"], 66);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let sim = start(1, false).await;
+    let addr = sim.meta_addrs()[0];
+    let mut good = Conn::open(addr).await;
+    good.query("temp", 1).await;
+
+    // Not a THFT frame at all.
+    let mut http = Conn::open(addr).await;
+    http.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    http.expect_closed().await;
+
+    // A sound frame whose args are not a query_cfg_request, after a good request in the same
+    // write: the good one is answered, then the connection closes.
+    let mut bad_args = Conn::open(addr).await;
+    let mut bytes = query("temp", 1, None);
+    bytes.extend(
+        RequestFrame::call_v0(
+            rpc::QUERY_CONFIG,
+            2,
+            0,
+            Bytes::from_static(&[0x0c, 0, 1, 0xff]),
+        )
+        .to_bytes(),
+    );
+    bad_args.send(&bytes).await;
+    assert_eq!(bad_args.query_reply().await.0, 1);
+    bad_args.expect_closed().await;
+
+    // A v0 header with the wrong header length.
+    let mut bad_header = Conn::open(addr).await;
+    let mut frame = query("temp", 1, None);
+    frame[11] = 47;
+    bad_header.send(&frame).await;
+    bad_header.expect_closed().await;
+
+    good.query("temp", 2).await;
+    assert_eq!(sim.counters().malformed, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn counters_count_by_meta_rpc_and_table() {
+    let sim = start(2, false).await;
+    let [a, b] = sim.meta_addrs()[..] else {
+        panic!("two metas")
+    };
+    let mut leader = Conn::open(a).await;
+    let mut other = Conn::open(b).await;
+    sim.reset_counters();
+    leader.query("temp", 1).await;
+    leader.query("temp", 2).await;
+    leader.query("nosuch", 3).await;
+    other.query("temp", 1).await;
+    leader
+        .send(&RequestFrame::call_v0("RPC_FOO", 4, 0, Bytes::from_static(&[0])).to_bytes())
+        .await;
+    leader.reply().await;
+
+    let c = sim.counters();
+    assert_eq!(c.requests, 5);
+    assert_eq!(c.by_meta[&a.to_string()], 4);
+    assert_eq!(c.by_meta[&b.to_string()], 1);
+    assert_eq!(c.by_rpc[rpc::QUERY_CONFIG], 4);
+    assert_eq!(c.by_rpc["RPC_FOO"], 1);
+    assert_eq!(c.by_table["temp"], 3);
+    assert_eq!(c.by_table["nosuch"], 1);
+    assert_eq!(c.malformed, 0);
+
+    sim.reset_counters();
+    let c = sim.counters();
+    assert_eq!(c.requests, 0);
+    assert!(c.by_rpc.is_empty() && c.by_table.is_empty());
+    assert_eq!(c.by_meta[&a.to_string()], 0);
+    Conn::open(b).await.query("temp", 1).await;
+    let c = sim.counters();
+    assert_eq!(
+        (c.connections, c.connections_by_meta[&b.to_string()]),
+        (1, 1)
+    );
+    sim.shutdown().await;
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status and the JSON body.
+async fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(admin).await.expect("admin connects");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let text = String::from_utf8(response).expect("UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let json = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
+    };
+    (status, json)
+}
+
+#[tokio::test]
+async fn admin_http_api_steers_the_cluster() {
+    let mut config = SimConfig::loopback(2, vec![captured_temp()]);
+    config.admin_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let sim = Simulator::start(config).await.expect("starts");
+    let admin = sim.admin_addr().expect("admin port");
+    let [a, b] = sim.meta_addrs()[..] else {
+        panic!("two metas")
+    };
+
+    let (status, state) = http(admin, "GET", "/state", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(state["leader"], a.to_string());
+    assert_eq!(state["metas"][1]["addr"], b.to_string());
+    assert_eq!(state["metas"][1]["running"], true);
+    assert_eq!(state["tables"][0]["name"], "temp");
+
+    // Leader by address, then by index.
+    let (status, state) = http(admin, "POST", "/leader", &format!(r#"{{"meta": "{b}"}}"#)).await;
+    assert_eq!(
+        (status, &state["leader"]),
+        (200, &serde_json::json!(b.to_string()))
+    );
+    let resp = Conn::open(a).await.query("temp", 1).await;
+    assert_eq!(resp.partitions[0].primary, rpc_address(b));
+    assert_eq!(
+        http(admin, "POST", "/leader", r#"{"meta": 0}"#).await.0,
+        200
+    );
+    assert_eq!(sim.leader(), Some(0));
+    assert_eq!(
+        http(admin, "POST", "/leader", r#"{"meta": 7}"#).await.0,
+        404
+    );
+    assert_eq!(
+        http(admin, "POST", "/leader", r#"{"leader": 0}"#).await.0,
+        400
+    );
+
+    // Stop and start, by address and by index.
+    let (status, _) = http(admin, "POST", &format!("/metas/{b}/stop"), "").await;
+    assert_eq!(status, 200);
+    assert!(TcpStream::connect(b).await.is_err());
+    assert_eq!(
+        http(admin, "GET", "/state", "").await.1["metas"][1]["running"],
+        false
+    );
+    assert_eq!(http(admin, "POST", "/metas/1/start", "").await.0, 200);
+    Conn::open(b).await.query("temp", 1).await;
+    assert_eq!(
+        http(admin, "POST", "/metas/9.9.9.9:1/stop", "").await.0,
+        404
+    );
+
+    // Not active and delay.
+    let put = |path: &'static str, body: &'static str| http(admin, "PUT", path, body);
+    assert_eq!(
+        put("/metas/0/not-active", r#"{"not_active": true}"#)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        Conn::open(a).await.query("temp", 1).await.err,
+        ErrorCode::SERVICE_NOT_ACTIVE
+    );
+    assert_eq!(
+        put("/metas/0/not-active", r#"{"not_active": false}"#)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(put("/metas/0/delay", r#"{"delay_ms": 300}"#).await.0, 200);
+    let started = Instant::now();
+    assert_eq!(
+        Conn::open(a).await.query("temp", 1).await.err,
+        ErrorCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(put("/metas/0/delay", r#"{"delay_ms": 0}"#).await.0, 200);
+    assert_eq!(put("/metas/0/delay", r#"{"delay_ms": -1}"#).await.0, 400);
+
+    // Tables.
+    let t2 = r#"{"app_id": 3, "partition_count": 2, "replicas": ["10.1.1.1:1"], "replica_hosts": ["h1"]}"#;
+    let (status, spec) = http(admin, "PUT", "/tables/t2", t2).await;
+    assert_eq!((status, &spec["name"]), (200, &serde_json::json!("t2")));
+    let resp = Conn::open(a).await.query("t2", 1).await;
+    assert_eq!((resp.app_id, resp.partition_count), (3, 2));
+    let (status, tables) = http(admin, "GET", "/tables", "").await;
+    assert_eq!((status, tables.as_array().map(Vec::len)), (200, Some(2)));
+    let clash = r#"{"app_id": 3, "partition_count": 1, "replicas": ["10.1.1.1:1"]}"#;
+    let (status, err) = http(admin, "PUT", "/tables/t3", clash).await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("app_id 3")),
+        "{err}"
+    );
+    assert_eq!(
+        http(admin, "PUT", "/tables/t3", r#"{"app_id": 4}"#).await.0,
+        400
+    );
+    assert_eq!(http(admin, "DELETE", "/tables/t2", "").await.0, 200);
+    assert_eq!(http(admin, "DELETE", "/tables/t2", "").await.0, 404);
+    assert_eq!(
+        Conn::open(a).await.query("t2", 1).await.err,
+        ErrorCode::OBJECT_NOT_FOUND
+    );
+
+    // Counters.
+    let (status, counters) = http(admin, "GET", "/counters", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(counters["by_table"]["t2"], 2);
+    assert_eq!(counters["requests"], sim.counters().requests);
+    assert_eq!(http(admin, "POST", "/counters/reset", "").await.0, 200);
+    assert_eq!(http(admin, "GET", "/counters", "").await.1["requests"], 0);
+
+    sim.shutdown().await;
+    assert!(
+        TcpStream::connect(admin).await.is_err(),
+        "admin port closed"
+    );
+}
+
+/// Waits for the child to exit, with a deadline.
+async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the simulator did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_the_yaml_tables_and_stops_on_sigterm() {
+    let bin = env!("CARGO_BIN_EXE_pegasus-meta-sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = dir.path().join("tables.yaml");
+    std::fs::write(
+        &tables,
+        "tables:\n  - {name: temp, app_id: 2, partition_count: 4, replicas: \
+         [\"127.0.0.1:34801\", \"127.0.0.1:34802\", \"127.0.0.1:34803\"], \
+         replica_hosts: [node1, node2, node3]}\n",
+    )
+    .expect("write tables");
+
+    // A bad configuration exits with 64 before binding anything.
+    let bad = std::process::Command::new(bin)
+        .args(["--tables", "/nonexistent.yaml", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(64));
+
+    let admin: SocketAddr = format!("127.0.0.1:{}", metaproxy_tests::free_port().expect("port"))
+        .parse()
+        .expect("addr");
+    let mut child = std::process::Command::new(bin)
+        .arg("--tables")
+        .arg(&tables)
+        .args(["--listen", "127.0.0.1:0,127.0.0.1:0", "--leader", "1"])
+        .args(["--admin-listen", &admin.to_string(), "--host-port-fields"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(admin).await.is_err() {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("the simulator exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "the admin port never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, state) = http(admin, "GET", "/state", "").await;
+    let meta = |i: usize| -> SocketAddr {
+        state["metas"][i]["addr"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("meta address")
+    };
+    assert_eq!(state["leader"], meta(1).to_string());
+    let mut conn = Conn::open(meta(1)).await;
+    conn.send(&vector("node-v0-query-temp-hp.req.hex")).await;
+    assert_eq!(
+        conn.raw_reply().await,
+        vector("node-v0-query-temp-hp.reply.hex")
+    );
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    assert!(wait_exit(&mut child).await.success(), "exit 0 on SIGTERM");
+    conn.expect_closed().await;
+}
