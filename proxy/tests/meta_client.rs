@@ -417,3 +417,65 @@ async fn service_not_active_everywhere_is_returned_as_the_answer() {
         "both were tried"
     );
 }
+
+/// The foundation's acceptance check: the simulator answers the MetaServer client directly, and
+/// the group after a leader redirect.
+#[tokio::test]
+async fn the_simulator_answers_the_client_directly_and_after_a_redirect() {
+    use metaproxy_tests::sim::{SimConfig, Simulator, TableSpec};
+    let replicas =
+        [34801, 34802, 34803].map(|p| std::net::SocketAddrV4::new([127, 0, 0, 1].into(), p));
+    let table = TableSpec::new("temp", 2, 4, replicas);
+    let sim = Simulator::start(SimConfig {
+        leader: Some(1),
+        ..SimConfig::loopback(2, vec![table])
+    })
+    .await
+    .expect("simulator");
+    let [follower, leader] = [sim.meta_addrs()[0], sim.meta_addrs()[1]];
+
+    let direct = MetaClient::new(leader.to_string(), ClientOptions::default());
+    let resp = direct
+        .query_config("temp", soon(5000))
+        .await
+        .expect("leader answers");
+    assert_eq!(
+        (
+            resp.err,
+            resp.app_id,
+            resp.partition_count,
+            resp.partitions.len()
+        ),
+        (ErrorCode::OK, 2, 4, 4)
+    );
+    assert_eq!(resp.partitions[1].primary.to_string(), "127.0.0.1:34802");
+
+    let to_follower = MetaClient::new(follower.to_string(), ClientOptions::default());
+    let fwd = to_follower
+        .query_config("temp", soon(5000))
+        .await
+        .expect("follower answers");
+    assert_eq!(fwd.err, ErrorCode::FORWARD_TO_OTHERS);
+    assert_eq!(
+        fwd.partitions[0]
+            .primary
+            .to_socket()
+            .map(std::net::SocketAddr::V4),
+        Some(leader)
+    );
+
+    let group = MetaGroup::new(
+        "sim",
+        &[follower.to_string(), leader.to_string()],
+        GroupOptions::default(),
+    );
+    assert_eq!(
+        group
+            .query_config("temp", soon(5000))
+            .await
+            .expect("followed"),
+        resp
+    );
+    assert_eq!(group.leader(), leader.to_string());
+    sim.shutdown().await;
+}

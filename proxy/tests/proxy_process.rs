@@ -14,7 +14,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_metaproxy");
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -31,18 +33,45 @@ fn an_invalid_configuration_exits_64_with_one_line_before_binding() {
     let port = free_port().expect("port");
     let listen = format!("127.0.0.1:{port}");
     let cases: &[&[&str]] = &[
-        &["--listen", &listen, "--zk", "not-an-address", "--zk-root", "/m"],
+        &[
+            "--listen",
+            &listen,
+            "--zk",
+            "not-an-address",
+            "--zk-root",
+            "/m",
+        ],
         &["--listen", &listen, "--zk", "127.0.0.1:2181"],
         &["--listen", &listen],
         &["--listen", &listen, "--routes", "/nonexistent.yaml"],
-        &["--listen", &listen, "--zk", "127.0.0.1:2181", "--zk-root", "/m", "--no-such-flag"],
-        &["--listen", &listen, "--config", "/nonexistent/metaproxy.yaml"],
+        &[
+            "--listen",
+            &listen,
+            "--zk",
+            "127.0.0.1:2181",
+            "--zk-root",
+            "/m",
+            "--no-such-flag",
+        ],
+        &[
+            "--listen",
+            &listen,
+            "--config",
+            "/nonexistent/metaproxy.yaml",
+        ],
     ];
     for args in cases {
         let (code, _, stderr) = run(args, &[]);
         assert_eq!(code, 64, "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
-        assert!(stderr.starts_with("metaproxy: invalid configuration: "), "{stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {stderr}"
+        );
+        assert!(
+            stderr.starts_with("metaproxy: invalid configuration: "),
+            "{stderr}"
+        );
         std::net::TcpListener::bind(&listen).expect("the port was never bound");
     }
 }
@@ -54,21 +83,48 @@ fn flags_override_environment_override_file() {
     std::fs::write(&config, "listen: 127.0.0.1:1001\nadmin-listen: 127.0.0.1:2001\nzk: 127.0.0.1:2181\nzk-root: /from-file\n")
         .expect("write");
     let config = config.to_str().expect("utf8");
-    let env = [("METAPROXY_LISTEN", "127.0.0.1:1002"), ("METAPROXY_ZK_ROOT", "/from-env")];
+    let env = [
+        ("METAPROXY_LISTEN", "127.0.0.1:1002"),
+        ("METAPROXY_ZK_ROOT", "/from-env"),
+    ];
 
     let (code, stdout, stderr) = run(&["--check-config", "--config", config], &env);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("configuration OK"), "{stdout}");
-    assert!(stdout.contains("\"listen\":\"127.0.0.1:1002\""), "env over file: {stdout}");
-    assert!(stdout.contains("\"admin-listen\":\"127.0.0.1:2001\""), "file fills in: {stdout}");
+    assert!(
+        stdout.contains("\"listen\":\"127.0.0.1:1002\""),
+        "env over file: {stdout}"
+    );
+    assert!(
+        stdout.contains("\"admin-listen\":\"127.0.0.1:2001\""),
+        "file fills in: {stdout}"
+    );
     assert!(stdout.contains("\"root\":\"/from-env\""), "{stdout}");
 
-    let (code, stdout, _) = run(&["--check-config", "--config", config, "--listen", "127.0.0.1:1003"], &env);
+    let (code, stdout, _) = run(
+        &[
+            "--check-config",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:1003",
+        ],
+        &env,
+    );
     assert_eq!(code, 0);
-    assert!(stdout.contains("\"listen\":\"127.0.0.1:1003\""), "flag over env: {stdout}");
+    assert!(
+        stdout.contains("\"listen\":\"127.0.0.1:1003\""),
+        "flag over env: {stdout}"
+    );
 
     // The same file path through the environment, and a bad value there.
-    let (code, _, stderr) = run(&["--check-config"], &[("METAPROXY_CONFIG", config), ("METAPROXY_HEDGE_AFTER", "soon")]);
+    let (code, _, stderr) = run(
+        &["--check-config"],
+        &[
+            ("METAPROXY_CONFIG", config),
+            ("METAPROXY_HEDGE_AFTER", "soon"),
+        ],
+    );
     assert_eq!(code, 64);
     assert!(stderr.contains("hedge-after"), "{stderr}");
 }
@@ -76,14 +132,29 @@ fn flags_override_environment_override_file() {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let sim = sim(1, vec![capture_table()]).await;
-    sim.set_delay(0, Duration::from_millis(1500)).expect("delay");
+    sim.set_delay(0, Duration::from_millis(1500))
+        .expect("delay");
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
     let mut child = tokio::process::Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
         .arg("--routes")
         .arg(&routes.path)
-        .args(["--shutdown-grace", "10s", "--upstream-timeout", "5s", "--upstream-attempt-timeout", "5s", "--hedge-after", "off"])
+        .args([
+            "--shutdown-grace",
+            "10s",
+            "--upstream-timeout",
+            "5s",
+            "--upstream-attempt-timeout",
+            "5s",
+            "--hedge-after",
+            "off",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -91,22 +162,35 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         .expect("spawn metaproxy");
     let admin_addr = format!("127.0.0.1:{admin}").parse().expect("addr");
     eventually("the proxy is ready", || async {
-        tokio::net::TcpStream::connect(admin_addr).await.is_ok() && http_get(admin_addr, "/ready").await.0 == 200
+        tokio::net::TcpStream::connect(admin_addr).await.is_ok()
+            && http_get(admin_addr, "/ready").await.0 == 200
     })
     .await;
 
     let mut client = Client::connect(format!("127.0.0.1:{port}").parse().expect("addr")).await;
     client.send(&query_frame("temp", 42)).await;
-    eventually("the query reached the cluster", || async { sim.counters().by_table.get("temp") == Some(&1) }).await;
+    eventually("the query reached the cluster", || async {
+        sim.counters().by_table.get("temp") == Some(&1)
+    })
+    .await;
 
     let pid = child.id().expect("pid").to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
     eventually("not ready while draining", || async {
-        matches!(tokio::net::TcpStream::connect(admin_addr).await, Ok(_)) && http_get(admin_addr, "/ready").await.0 == 503
+        matches!(tokio::net::TcpStream::connect(admin_addr).await, Ok(_))
+            && http_get(admin_addr, "/ready").await.0 == 503
     })
     .await;
     assert!(
-        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.is_err(),
+        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .is_err(),
         "no new connections while draining"
     );
     let reply = client.reply().await;
@@ -114,6 +198,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let resp = metaproxy::codec::QueryCfgResponse::from_result(&reply.body).expect("response");
     assert_eq!(resp.err, ErrorCode::OK);
 
-    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits in time").expect("wait");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
     assert_eq!(status.code(), Some(0), "exit 0 after draining");
 }

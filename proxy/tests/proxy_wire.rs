@@ -20,37 +20,74 @@ use metaproxy_tests::sim::SimConfig;
 /// proxy follows a redirect for the first of them).
 #[tokio::test]
 async fn every_official_client_gets_the_metaservers_bytes() {
-    let sim = sim_with(SimConfig { leader: Some(2), ..SimConfig::loopback(3, vec![capture_table()]) }).await;
+    let sim = sim_with(SimConfig {
+        leader: Some(2),
+        ..SimConfig::loopback(3, vec![capture_table()])
+    })
+    .await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
 
     let cases = [
         // (request, expected reply): Python (v0, seqid 1, timeout 2000), Node.js (v0, seqid 0,
         // no partition_indices), Go (v0, the document's vector), Java (v1, seqid 0).
-        ("python-v0-query-temp.req.hex", "python-v0-query-temp.reply.hex"),
-        ("python-v0-query-temp-fwd-nonleader.req.hex", "python-v0-query-temp-fwd-leader.reply.hex"),
-        ("python-v0-query-nosuch.req.hex", "python-v0-query-nosuch.reply.hex"),
+        (
+            "python-v0-query-temp.req.hex",
+            "python-v0-query-temp.reply.hex",
+        ),
+        (
+            "python-v0-query-temp-fwd-nonleader.req.hex",
+            "python-v0-query-temp-fwd-leader.reply.hex",
+        ),
+        (
+            "python-v0-query-nosuch.req.hex",
+            "python-v0-query-nosuch.reply.hex",
+        ),
         ("node-v0-query-temp.req.hex", "node-v0-query-temp.reply.hex"),
-        ("node-v0-query-temp-fwd-nonleader.req.hex", "node-v0-query-temp-fwd-leader.reply.hex"),
-        ("node-v0-query-nosuch.req.hex", "node-v0-query-nosuch.reply.hex"),
-        ("doc-go-v0-query-temp.req.hex", "python-v0-query-temp.reply.hex"),
-        ("doc-java-v1-query-temp.req.hex", "node-v0-query-temp.reply.hex"),
+        (
+            "node-v0-query-temp-fwd-nonleader.req.hex",
+            "node-v0-query-temp-fwd-leader.reply.hex",
+        ),
+        (
+            "node-v0-query-nosuch.req.hex",
+            "node-v0-query-nosuch.reply.hex",
+        ),
+        (
+            "doc-go-v0-query-temp.req.hex",
+            "python-v0-query-temp.reply.hex",
+        ),
+        (
+            "doc-java-v1-query-temp.req.hex",
+            "node-v0-query-temp.reply.hex",
+        ),
     ];
     for (req, expected) in cases {
         let mut client = Client::connect(proxy.addr()).await;
         client.send(&vector(req)).await;
-        assert_eq!(client.reply_bytes().await, vector(expected), "{req} through the proxy");
+        assert_eq!(
+            client.reply_bytes().await,
+            vector(expected),
+            "{req} through the proxy"
+        );
     }
     // The forward answers of metas 0 and 1 never reached a client; the leader answered every
     // query for `temp` and `nosuch` is answered by the proxy without asking the cluster.
     let counters = sim.counters();
-    assert_eq!(counters.by_table.get("nosuch"), None, "no route for nosuch: the cluster is not asked");
+    assert_eq!(
+        counters.by_table.get("nosuch"),
+        None,
+        "no route for nosuch: the cluster is not asked"
+    );
     assert_eq!(counters.by_meta[&sim.meta_addrs()[2].to_string()], 6);
 }
 
 #[tokio::test]
 async fn a_redirect_is_followed_and_the_leader_is_never_revealed() {
-    let sim = sim_with(SimConfig { leader: Some(1), ..SimConfig::loopback(3, vec![capture_table()]) }).await;
+    let sim = sim_with(SimConfig {
+        leader: Some(1),
+        ..SimConfig::loopback(3, vec![capture_table()])
+    })
+    .await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
     let mut client = Client::connect(proxy.addr()).await;
@@ -61,12 +98,19 @@ async fn a_redirect_is_followed_and_the_leader_is_never_revealed() {
         let metas: Vec<String> = sim.meta_addrs().iter().map(|a| a.to_string()).collect();
         for p in &resp.partitions {
             let primary = p.primary.to_string();
-            assert!(!metas.contains(&primary), "a MetaServer address reached the client: {primary}");
+            assert!(
+                !metas.contains(&primary),
+                "a MetaServer address reached the client: {primary}"
+            );
         }
     }
     let counters = sim.counters();
     let meta0 = sim.meta_addrs()[0].to_string();
-    assert_eq!(counters.by_meta.get(&meta0).copied().unwrap_or(0), 1, "one redirect, then the leader is remembered");
+    assert_eq!(
+        counters.by_meta.get(&meta0).copied().unwrap_or(0),
+        1,
+        "one redirect, then the leader is remembered"
+    );
 
     // The leader moves: the old one redirects, the proxy follows again.
     sim.set_leader(Some(2)).expect("leader");
@@ -82,8 +126,12 @@ async fn a_redirect_is_followed_and_the_leader_is_never_revealed() {
 async fn pipelined_requests_are_answered_out_of_order_by_seqid() {
     let slow = sim(1, vec![table("slow", 3, 8)]).await;
     let fast = sim(1, vec![table("fast", 4, 8)]).await;
-    slow.set_delay(0, Duration::from_millis(400)).expect("delay");
-    let routes = RoutesFile::new(&[("slow", &record("c-slow", &slow)), ("fast", &record("c-fast", &fast))]);
+    slow.set_delay(0, Duration::from_millis(400))
+        .expect("delay");
+    let routes = RoutesFile::new(&[
+        ("slow", &record("c-slow", &slow)),
+        ("fast", &record("c-fast", &fast)),
+    ]);
     let proxy = start_with_routes(&routes, |_| {}).await;
 
     let mut client = Client::connect(proxy.addr()).await;
@@ -98,12 +146,25 @@ async fn pipelined_requests_are_answered_out_of_order_by_seqid() {
         let reply = client.reply().await;
         let resp = QueryCfgResponse::from_result(&reply.body).expect("response");
         let expected_app = if reply.seqid() == 1 { 3 } else { 4 };
-        assert_eq!(resp.app_id, expected_app, "seqid {} got its own table", reply.seqid());
+        assert_eq!(
+            resp.app_id,
+            expected_app,
+            "seqid {} got its own table",
+            reply.seqid()
+        );
         order.push(reply.seqid());
     }
-    assert_eq!(order.last(), Some(&1), "the slow request, sent first, is answered last");
+    assert_eq!(
+        order.last(),
+        Some(&1),
+        "the slow request, sent first, is answered last"
+    );
     order.sort_unstable();
-    assert_eq!(order, (1..52).collect::<Vec<_>>(), "every request answered once");
+    assert_eq!(
+        order,
+        (1..52).collect::<Vec<_>>(),
+        "every request answered once"
+    );
 }
 
 #[tokio::test]
@@ -116,13 +177,29 @@ async fn unknown_rpc_and_negotiation_keep_the_connection_open() {
     // The document's RPC_FOO, seqid 7: ERR_HANDLER_NOT_FOUND with no body, byte for byte.
     let foo = RequestFrame::call_v0("RPC_FOO", 7, 0, Bytes::from_static(b"\x00"));
     client.send(&foo.to_bytes()).await;
-    assert_eq!(client.reply_bytes().await, vector("doc-reply-handler-not-found.hex"));
+    assert_eq!(
+        client.reply_bytes().await,
+        vector("doc-reply-handler-not-found.hex")
+    );
 
     let mut args = BytesMut::new();
-    NegotiationRequest { status: NegotiationStatus::SASL_LIST_MECHANISMS, ..Default::default() }.to_args(&mut args);
-    client.send(&RequestFrame::call_v0(codec::rpc::NEGOTIATION, 8, 0, args.freeze()).to_bytes()).await;
+    NegotiationRequest {
+        status: NegotiationStatus::SASL_LIST_MECHANISMS,
+        ..Default::default()
+    }
+    .to_args(&mut args);
+    client
+        .send(&RequestFrame::call_v0(codec::rpc::NEGOTIATION, 8, 0, args.freeze()).to_bytes())
+        .await;
     let reply = client.reply().await;
-    assert_eq!((reply.rpc_error.clone(), reply.message.name.as_str(), reply.seqid()), (ErrorCode::OK, "RPC_NEGOTIATION_ACK", 8));
+    assert_eq!(
+        (
+            reply.rpc_error.clone(),
+            reply.message.name.as_str(),
+            reply.seqid()
+        ),
+        (ErrorCode::OK, "RPC_NEGOTIATION_ACK", 8)
+    );
     let resp = NegotiationResponse::from_result(&reply.body).expect("negotiation response");
     assert_eq!(resp.status, NegotiationStatus::SASL_AUTH_DISABLE);
 
@@ -130,7 +207,11 @@ async fn unknown_rpc_and_negotiation_keep_the_connection_open() {
     let mut oneway = RequestFrame::call_v0("RPC_BAR", 9, 0, Bytes::from_static(b"\x00"));
     oneway.message.kind = MessageKind::Oneway;
     client.send(&oneway.to_bytes()).await;
-    assert_eq!(client.query("temp", 10).await.app_id, 2, "same connection, still served");
+    assert_eq!(
+        client.query("temp", 10).await.app_id,
+        2,
+        "same connection, still served"
+    );
 }
 
 #[tokio::test]
@@ -143,8 +224,14 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
 
     let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
         ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("version 7", b"THFT\x00\x00\x00\x07\x00\x00\x00\x00".to_vec()),
-        ("v0 header length 40", b"THFT\x00\x00\x00\x00\x00\x00\x00\x28".to_vec()),
+        (
+            "version 7",
+            b"THFT\x00\x00\x00\x07\x00\x00\x00\x00".to_vec(),
+        ),
+        (
+            "v0 header length 40",
+            b"THFT\x00\x00\x00\x00\x00\x00\x00\x28".to_vec(),
+        ),
         ("oversized", {
             let mut f = b"THFT\x00\x00\x00\x00\x00\x00\x00\x30\x00\x00\x00\x00".to_vec();
             f.extend_from_slice(&100_000u32.to_be_bytes());
@@ -157,7 +244,8 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
             f
         }),
         ("reply in a request", {
-            let mut f = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, 1, 0, Bytes::from_static(b"\x00"));
+            let mut f =
+                RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, 1, 0, Bytes::from_static(b"\x00"));
             f.message.kind = MessageKind::Reply;
             f.to_bytes().to_vec()
         }),
@@ -168,9 +256,17 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
         let mut stream = query_frame("temp", 5).to_vec();
         stream.extend_from_slice(&input);
         client.send(&stream).await;
-        assert_eq!(client.reply().await.seqid(), 5, "{what}: the request before it is answered");
+        assert_eq!(
+            client.reply().await.seqid(),
+            5,
+            "{what}: the request before it is answered"
+        );
         assert!(client.is_closed().await, "{what}: the connection is closed");
-        assert_eq!(bystander.query("temp", 2).await.err, ErrorCode::OK, "{what}: others are served");
+        assert_eq!(
+            bystander.query("temp", 2).await.err,
+            ErrorCode::OK,
+            "{what}: others are served"
+        );
     }
 }
 
@@ -181,32 +277,51 @@ async fn identical_queries_in_flight_share_one_upstream_call() {
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
 
-    let clients: Vec<_> = futures::future::join_all((0..20).map(|_| Client::connect(proxy.addr()))).await;
-    let answers = futures::future::join_all(clients.into_iter().enumerate().map(|(i, mut c)| async move {
-        let mut batch = BytesMut::new();
-        for k in 0..10 {
-            batch.extend_from_slice(&query_frame("temp", (i * 10 + k) as i32));
-        }
-        c.send(&batch).await;
-        let mut got = Vec::new();
-        for _ in 0..10 {
-            let reply = c.reply().await;
-            assert_eq!(QueryCfgResponse::from_result(&reply.body).expect("resp").err, ErrorCode::OK);
-            got.push(reply.seqid());
-        }
-        got
-    }))
+    let clients: Vec<_> =
+        futures::future::join_all((0..20).map(|_| Client::connect(proxy.addr()))).await;
+    let answers = futures::future::join_all(clients.into_iter().enumerate().map(
+        |(i, mut c)| async move {
+            let mut batch = BytesMut::new();
+            for k in 0..10 {
+                batch.extend_from_slice(&query_frame("temp", (i * 10 + k) as i32));
+            }
+            c.send(&batch).await;
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let reply = c.reply().await;
+                assert_eq!(
+                    QueryCfgResponse::from_result(&reply.body)
+                        .expect("resp")
+                        .err,
+                    ErrorCode::OK
+                );
+                got.push(reply.seqid());
+            }
+            got
+        },
+    ))
     .await;
-    assert_eq!(answers.iter().map(Vec::len).sum::<usize>(), 200, "200 clients' queries answered");
+    assert_eq!(
+        answers.iter().map(Vec::len).sum::<usize>(),
+        200,
+        "200 clients' queries answered"
+    );
     let upstream = sim.counters().by_table.get("temp").copied().unwrap_or(0);
-    assert_eq!(upstream, 1, "200 identical queries within the 500 ms of one call: one upstream call");
+    assert_eq!(
+        upstream, 1,
+        "200 identical queries within the 500 ms of one call: one upstream call"
+    );
     let (_, text) = http_get(proxy.admin_addr(), "/metrics").await;
     assert_eq!(metric(&text, "metaproxy_coalesced_requests_total"), 199.0);
 }
 
 #[tokio::test]
 async fn an_unreachable_cluster_is_a_retryable_application_error() {
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let record = RouteRecord::new("gone", [dead.to_string()]).expect("record");
     let routes = RoutesFile::new(&[("temp", &record)]);
     let proxy = start_with_routes(&routes, |c| c.upstream_timeout = Some("1s".into())).await;
@@ -217,18 +332,32 @@ async fn an_unreachable_cluster_is_a_retryable_application_error() {
 
 #[tokio::test]
 async fn host_port_fields_pass_through_or_are_stripped() {
-    let hp = sim_with(SimConfig { host_port_fields: true, ..SimConfig::loopback(1, vec![capture_table()]) }).await;
+    let hp = sim_with(SimConfig {
+        host_port_fields: true,
+        ..SimConfig::loopback(1, vec![capture_table()])
+    })
+    .await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &hp))]);
     let passthrough = start_with_routes(&routes, |_| {}).await;
     let stripping = start_with_routes(&routes, |c| c.strip_host_ports = Some(true)).await;
 
     let mut client = Client::connect(passthrough.addr()).await;
-    client.send(&vector("python-v0-query-temp-hp.req.hex")).await;
-    assert_eq!(client.reply_bytes().await, vector("python-v0-query-temp-hp.reply.hex"), "default: as received");
+    client
+        .send(&vector("python-v0-query-temp-hp.req.hex"))
+        .await;
+    assert_eq!(
+        client.reply_bytes().await,
+        vector("python-v0-query-temp-hp.reply.hex"),
+        "default: as received"
+    );
 
     let mut client = Client::connect(stripping.addr()).await;
     client.send(&vector("node-v0-query-temp-hp.req.hex")).await;
-    assert_eq!(client.reply_bytes().await, vector("node-v0-query-temp.reply.hex"), "stripped: the pre-2.6 reply");
+    assert_eq!(
+        client.reply_bytes().await,
+        vector("node-v0-query-temp.reply.hex"),
+        "stripped: the pre-2.6 reply"
+    );
 }
 
 #[tokio::test]
@@ -271,10 +400,25 @@ async fn admin_endpoints() {
     assert_eq!(http_get(proxy.admin_addr(), "/ready").await.0, 200);
     let (status, text) = http_get(proxy.admin_addr(), "/metrics").await;
     assert_eq!(status, 200);
-    assert_eq!(metric(&text, "metaproxy_requests_total{rpc=\"query_config\",result=\"ok\"}"), 1.0);
-    assert_eq!(metric(&text, "metaproxy_requests_total{rpc=\"query_config\",result=\"no_route\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "metaproxy_requests_total{rpc=\"query_config\",result=\"ok\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "metaproxy_requests_total{rpc=\"query_config\",result=\"no_route\"}"
+        ),
+        1.0
+    );
     assert_eq!(metric(&text, "metaproxy_connections"), 1.0);
-    assert!(text.contains("metaproxy_upstream_duration_seconds_bucket"), "latency histogram");
+    assert!(
+        text.contains("metaproxy_upstream_duration_seconds_bucket"),
+        "latency histogram"
+    );
     let (status, body) = http_get(proxy.admin_addr(), "/routes").await;
     assert_eq!(status, 200);
     let view: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -294,7 +438,10 @@ async fn the_connection_cap_closes_extra_connections() {
     a.query("temp", 1).await;
     b.query("temp", 1).await;
     let mut c = Client::connect(proxy.addr()).await;
-    assert!(c.is_closed().await, "the third connection is closed at once");
+    assert!(
+        c.is_closed().await,
+        "the third connection is closed at once"
+    );
     drop(a);
     eventually("a slot is free again", || async {
         let mut d = Client::connect(proxy.addr()).await;

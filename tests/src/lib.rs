@@ -4,6 +4,7 @@
 
 pub mod harness;
 pub mod load;
+pub mod relay;
 pub mod sim;
 pub mod zk;
 

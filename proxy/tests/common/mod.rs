@@ -25,7 +25,10 @@ pub fn vector(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let hex: String = text.split_whitespace().collect();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn replica(port: u16) -> SocketAddrV4 {
@@ -34,18 +37,30 @@ fn replica(port: u16) -> SocketAddrV4 {
 
 /// Table `temp` exactly as in the captures: app 2, 4 partitions on 127.0.0.1:34801..34803.
 pub fn capture_table() -> TableSpec {
-    TableSpec::new("temp", 2, 4, [replica(34801), replica(34802), replica(34803)])
-        .with_hosts(["node1", "node2", "node3"])
+    TableSpec::new(
+        "temp",
+        2,
+        4,
+        [replica(34801), replica(34802), replica(34803)],
+    )
+    .with_hosts(["node1", "node2", "node3"])
 }
 
 /// Another table, for tests that need two.
 pub fn table(name: &str, app_id: i32, partitions: i32) -> TableSpec {
-    TableSpec::new(name, app_id, partitions, [replica(34901), replica(34902), replica(34903)])
+    TableSpec::new(
+        name,
+        app_id,
+        partitions,
+        [replica(34901), replica(34902), replica(34903)],
+    )
 }
 
 /// A simulated cluster of `metas` MetaServers on free ports, the first one the leader.
 pub async fn sim(metas: usize, tables: Vec<TableSpec>) -> SimHandle {
-    Simulator::start(SimConfig::loopback(metas, tables)).await.expect("simulator starts")
+    Simulator::start(SimConfig::loopback(metas, tables))
+        .await
+        .expect("simulator starts")
 }
 
 pub async fn sim_with(config: SimConfig) -> SimHandle {
@@ -65,8 +80,13 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.expect("connect to the proxy");
-        Client { stream, buf: BytesMut::new() }
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the proxy");
+        Client {
+            stream,
+            buf: BytesMut::new(),
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -75,14 +95,18 @@ impl Client {
 
     /// The next reply frame; panics if none comes within [`WAIT`].
     pub async fn reply(&mut self) -> ReplyFrame {
-        self.try_reply().await.expect("a reply before the connection closed")
+        self.try_reply()
+            .await
+            .expect("a reply before the connection closed")
     }
 
     /// The next reply, or `None` when the proxy closed the connection.
     pub async fn try_reply(&mut self) -> Option<ReplyFrame> {
         tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_FRAME).expect("a valid reply") {
+                if let Some(frame) =
+                    codec::decode_reply(&mut self.buf, DEFAULT_MAX_FRAME).expect("a valid reply")
+                {
                     return Some(frame);
                 }
                 if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
@@ -103,9 +127,16 @@ impl Client {
     pub async fn query(&mut self, table: &str, seqid: i32) -> QueryCfgResponse {
         self.send(&query_frame(table, seqid)).await;
         let reply = self.reply().await;
-        assert_eq!(reply.rpc_error, ErrorCode::OK, "query_config never gets an rpc-level error");
+        assert_eq!(
+            reply.rpc_error,
+            ErrorCode::OK,
+            "query_config never gets an rpc-level error"
+        );
         assert_eq!(reply.seqid(), seqid);
-        assert_eq!(reply.message.name, "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK");
+        assert_eq!(
+            reply.message.name,
+            "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK"
+        );
         QueryCfgResponse::from_result(&reply.body).expect("a query_cfg_response")
     }
 
@@ -152,7 +183,11 @@ impl RoutesFile {
             .iter()
             .map(|(table, r)| {
                 let addrs: Vec<String> = r.meta_addrs.iter().map(|a| format!("\"{a}\"")).collect();
-                format!("{table}: {{cluster: {}, meta_addrs: [{}]}}\n", r.cluster, addrs.join(", "))
+                format!(
+                    "{table}: {{cluster: {}, meta_addrs: [{}]}}\n",
+                    r.cluster,
+                    addrs.join(", ")
+                )
             })
             .collect();
         // Write then rename, as a ConfigMap update does, so the poller never sees half a file.
@@ -195,7 +230,10 @@ pub async fn start_with_zk(zk: &str, root: &str, tune: impl FnOnce(&mut Cli)) ->
         tune(c);
     }))
     .await;
-    eventually("the proxy has a ZooKeeper session", || async { proxy.routes().is_ready() }).await;
+    eventually("the proxy has a ZooKeeper session", || async {
+        proxy.routes().is_ready()
+    })
+    .await;
     proxy
 }
 
@@ -207,7 +245,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -219,16 +260,29 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .await
         .expect("write");
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("http answer").expect("read");
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("http answer")
+        .expect("read");
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// The value of a metric line in the Prometheus text (0 when absent).
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
