@@ -441,7 +441,7 @@ async fn the_simulator_answers_the_client_directly_and_after_a_redirect() {
         .expect("leader answers");
     assert_eq!(
         (
-            resp.err,
+            resp.err.clone(),
             resp.app_id,
             resp.partition_count,
             resp.partitions.len()
