@@ -224,9 +224,9 @@ impl Reconciler {
             },
             Ok(Applied::Untouched) | Ok(Applied::Removed) => {
                 let owner = decide::owner(&me, others).id.clone();
-                if !prev
+                if prev
                     .and_then(|p| p.condition(status::CONFLICT))
-                    .is_some_and(|c| c.status == "True")
+                    .is_none_or(|c| c.status != "True")
                 {
                     notices.push(Notice {
                         warning: true,

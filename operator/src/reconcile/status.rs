@@ -144,7 +144,7 @@ fn set_condition(
         }
         None => conditions.push(next),
     }
-    conditions.sort_by(|a, b| order(&a.type_).cmp(&order(&b.type_)));
+    conditions.sort_by_key(|c| order(&c.type_));
 }
 
 fn order(type_: &str) -> usize {
