@@ -1,8 +1,10 @@
 //! Test infrastructure shared by the integration tests, the demo and the benchmarks: harnesses
-//! for the real components (ZooKeeper, the Kubernetes API server for custom resources) and the
-//! Pegasus MetaServer simulator.
+//! for the real components (ZooKeeper, the Kubernetes API server for custom resources, the
+//! operator binary) and the Pegasus MetaServer simulator.
 
 pub mod harness;
+pub mod k8s;
+pub mod operator;
 pub mod zk;
 
 pub use harness::free_port;
