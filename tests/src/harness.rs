@@ -18,16 +18,10 @@ pub fn check(c: &Component) -> bool {
     match (c.unavailable)() {
         None => true,
         Some(why) if std::env::var_os("METAPROXY_REQUIRE_ALL").is_some_and(|v| v == "1") => {
-            panic!(
-                "{} is required (METAPROXY_REQUIRE_ALL=1) but unavailable: {why}",
-                c.name
-            )
+            panic!("{} is required (METAPROXY_REQUIRE_ALL=1) but unavailable: {why}", c.name)
         }
         Some(why) => {
-            eprintln!(
-                "SKIPPED: this test needs {}, which is unavailable: {why}",
-                c.name
-            );
+            eprintln!("SKIPPED: this test needs {}, which is unavailable: {why}", c.name);
             false
         }
     }

@@ -23,22 +23,14 @@ pub fn unavailable() -> Option<String> {
     if !Path::new(ZK_JAR).exists() {
         return Some(format!("{ZK_JAR} is missing (apt-get install zookeeper)"));
     }
-    match Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
+    match Command::new("java").arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         Ok(s) if s.success() => None,
         _ => Some("no working `java` on PATH".into()),
     }
 }
 
 /// The component, for [`crate::require!`].
-pub const ZOOKEEPER: Component = Component {
-    name: "ZooKeeper",
-    unavailable,
-};
+pub const ZOOKEEPER: Component = Component { name: "ZooKeeper", unavailable };
 
 /// Settings shared by the standalone server and the ensemble members.
 #[derive(Clone, Debug)]
@@ -72,12 +64,7 @@ impl Node {
             .open(self.dir.join("zk.log"))
             .context("zk.log")?;
         let child = Command::new("java")
-            .args([
-                "-Xmx128m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-cp",
-            ])
+            .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
             .arg(format!("{ZK_JAR}:{SLF4J_JAR}"))
             .arg(main_class)
             .arg(self.cfg_path())
@@ -139,18 +126,11 @@ fn wait_serving(node: &mut Node, timeout: Duration) -> Result<()> {
         if let Some(child) = node.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            bail!(
-                "ZooKeeper exited with {status} during start-up:\n{}",
-                node.log_tail()
-            );
+            bail!("ZooKeeper exited with {status} during start-up:\n{}", node.log_tail());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "ZooKeeper on port {} not serving after {timeout:?}:\n{}",
-        node.client_port,
-        node.log_tail()
-    )
+    bail!("ZooKeeper on port {} not serving after {timeout:?}:\n{}", node.client_port, node.log_tail())
 }
 
 fn base_cfg(dir: &Path, client_port: u16, opts: &ZkOptions) -> String {
@@ -183,14 +163,7 @@ impl ZkServer {
         std::fs::create_dir_all(dir.join("data"))?;
         let client_port = free_port()?;
         std::fs::write(dir.join("zoo.cfg"), base_cfg(&dir, client_port, &opts))?;
-        let mut server = ZkServer {
-            _tmp: tmp,
-            node: Node {
-                dir,
-                client_port,
-                child: None,
-            },
-        };
+        let mut server = ZkServer { _tmp: tmp, node: Node { dir, client_port, child: None } };
         server.start_again()?;
         Ok(server)
     }
@@ -200,8 +173,7 @@ impl ZkServer {
         if self.node.child.is_some() {
             return Ok(());
         }
-        self.node
-            .spawn("org.apache.zookeeper.server.ZooKeeperServerMain")?;
+        self.node.spawn("org.apache.zookeeper.server.ZooKeeperServerMain")?;
         wait_serving(&mut self.node, Duration::from_secs(30))
     }
 
@@ -245,33 +217,21 @@ impl ZkEnsemble {
         if let Some(why) = unavailable() {
             bail!("ZooKeeper unavailable: {why}");
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("metaproxy-zk-ensemble-")
-            .tempdir()?;
-        let ports: Vec<(u16, u16, u16)> = (0..size)
-            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-            .collect::<Result<_>>()?;
+        let tmp = tempfile::Builder::new().prefix("metaproxy-zk-ensemble-").tempdir()?;
+        let ports: Vec<(u16, u16, u16)> =
+            (0..size).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect::<Result<_>>()?;
         let servers: String = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, quorum, election))| {
-                format!("server.{}=127.0.0.1:{quorum}:{election}\n", i + 1)
-            })
+            .map(|(i, (_, quorum, election))| format!("server.{}=127.0.0.1:{quorum}:{election}\n", i + 1))
             .collect();
         let mut nodes = Vec::with_capacity(size);
         for (i, (client, _, _)) in ports.iter().enumerate() {
             let dir = tmp.path().join(format!("{}", i + 1));
             std::fs::create_dir_all(dir.join("data"))?;
             std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1))?;
-            std::fs::write(
-                dir.join("zoo.cfg"),
-                base_cfg(&dir, *client, &opts) + &servers,
-            )?;
-            nodes.push(Node {
-                dir,
-                client_port: *client,
-                child: None,
-            });
+            std::fs::write(dir.join("zoo.cfg"), base_cfg(&dir, *client, &opts) + &servers)?;
+            nodes.push(Node { dir, client_port: *client, child: None });
         }
         let mut ensemble = ZkEnsemble { _tmp: tmp, nodes };
         for node in &mut ensemble.nodes {
@@ -293,11 +253,7 @@ impl ZkEnsemble {
 
     /// Every member, `127.0.0.1:a,127.0.0.1:b,...`.
     pub fn connect_string(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.client_port))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
     }
 
     pub fn port(&self, member: usize) -> u16 {
