@@ -40,6 +40,6 @@ pub async fn apply(
             Ok(Applied::Removed)
         }
         Plan::AlreadyGone => Ok(Applied::Removed),
-        Plan::Yield { .. } => Ok(Applied::Untouched),
+        Plan::Yield { .. } | Plan::LeaveForeign { .. } => Ok(Applied::Untouched),
     }
 }

@@ -34,7 +34,9 @@ impl Claim {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Intent {
     Write(RouteRecord),
-    Remove,
+    /// Remove the znode; the record is what this route writes (the znode holding exactly that
+    /// is this route's, whatever its version).
+    Remove(RouteRecord),
     /// Another, older route owns the table in this zone.
     Yield {
         owner: String,
@@ -60,7 +62,7 @@ pub fn intent(me: &Claim, claims: &[Claim], deleting: bool, record: &RouteRecord
         };
     }
     if deleting {
-        Intent::Remove
+        Intent::Remove(record.clone())
     } else {
         Intent::Write(record.clone())
     }
@@ -89,6 +91,11 @@ pub enum Plan {
     Delete {
         version: i32,
     },
+    /// Removing, but the znode changed since this operator wrote it: left in place.
+    LeaveForeign {
+        version: i32,
+        found: String,
+    },
     AlreadyGone,
     Yield {
         owner: String,
@@ -105,8 +112,18 @@ pub fn plan(intent: &Intent, znode: Option<&Znode>, last_version: Option<i32>) -
         (Intent::Yield { owner }, _) => Plan::Yield {
             owner: owner.clone(),
         },
-        (Intent::Remove, None) => Plan::AlreadyGone,
-        (Intent::Remove, Some(z)) => Plan::Delete { version: z.version },
+        (Intent::Remove(_), None) => Plan::AlreadyGone,
+        // Changed since this operator last wrote it: someone else's record now (a hand edit, or
+        // another route that took the table over while this one was invalid). Not ours to delete.
+        (Intent::Remove(mine), Some(z))
+            if last_version.is_some_and(|v| v != z.version) && z.data != mine.to_json() =>
+        {
+            Plan::LeaveForeign {
+                version: z.version,
+                found: excerpt(&z.data),
+            }
+        }
+        (Intent::Remove(_), Some(z)) => Plan::Delete { version: z.version },
         (Intent::Write(record), None) => Plan::Create {
             data: json_text(record),
         },

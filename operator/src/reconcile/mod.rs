@@ -74,19 +74,20 @@ pub struct Report {
     pub released: Option<(String, String)>,
 }
 
-/// Claims of a route, for finding conflicts: `None` when the spec is invalid.
+/// A route's claim on its table, for finding conflicts: `None` when the route is invalid, so a
+/// route that can never be written does not keep a valid one waiting.
 pub fn claim_of(
     id: &str,
     created_ms: i64,
     spec: &PegasusTableRouteSpec,
     zones: &Zones,
 ) -> Option<Claim> {
-    let zone = zones.resolve(spec.zone.as_deref())?;
+    let target = validate::validate(spec, zones).ok()?;
     Some(Claim {
         id: id.to_owned(),
         created_ms,
-        zone: zone.name.clone(),
-        table: spec.table.clone(),
+        zone: target.zone,
+        table: target.table,
     })
 }
 
@@ -478,6 +479,14 @@ fn notice_for(plan: &Plan, path: &str, record: &str) -> Option<Notice> {
             format!("{path} was changed outside the operator; found {found}; put back {record}"),
         ),
         Plan::Delete { .. } => n(false, "Deleted", "DeleteZnode", format!("deleted {path}")),
+        Plan::LeaveForeign { version, found } => n(
+            true,
+            "ZnodeLeftInPlace",
+            "DeleteZnode",
+            format!(
+                "{path} is left in place: it changed (version {version}) since this operator wrote it; it holds {found}"
+            ),
+        ),
         Plan::InSync { .. } | Plan::AlreadyGone | Plan::Yield { .. } => None,
     }
 }
@@ -498,6 +507,32 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_routes_claim_nothing() {
+        let zones = Zones::new(
+            vec![crate::zone::Zone::parse("az1=127.0.0.1:2181/m").expect("zone")],
+            None,
+        )
+        .expect("zones");
+        let spec =
+            |yaml: &str| -> PegasusTableRouteSpec { serde_saphyr::from_str(yaml).expect("spec") };
+        let ok = spec("table: t\nprimary: {cluster: c, metaServers: ['h:1']}\n");
+        assert_eq!(
+            claim_of("ns/a", 5, &ok, &zones),
+            Some(Claim {
+                id: "ns/a".into(),
+                created_ms: 5,
+                zone: "az1".into(),
+                table: "t".into()
+            })
+        );
+        let bad_addr = spec("table: t\nprimary: {cluster: c, metaServers: ['a..b:1']}\n");
+        assert_eq!(claim_of("ns/b", 1, &bad_addr, &zones), None);
+        let bad_zone =
+            spec("table: t\nzone: nowhere\nprimary: {cluster: c, metaServers: ['h:1']}\n");
+        assert_eq!(claim_of("ns/c", 1, &bad_zone, &zones), None);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
