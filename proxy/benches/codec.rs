@@ -9,27 +9,45 @@ use std::hint::black_box;
 
 fn vector(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let hex: String = std::fs::read_to_string(&path).expect("vector").split_whitespace().collect();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+    let hex: String = std::fs::read_to_string(&path)
+        .expect("vector")
+        .split_whitespace()
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn reply_body(name: &str) -> Bytes {
     let mut buf = BytesMut::from(&vector(name)[..]);
-    codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME).expect("ok").expect("frame").body
+    codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+        .expect("ok")
+        .expect("frame")
+        .body
 }
 
 fn requests(c: &mut Criterion) {
     let mut g = c.benchmark_group("request");
-    for name in ["python-v0-query-temp.req.hex", "doc-java-v1-query-temp.req.hex"] {
+    for name in [
+        "python-v0-query-temp.req.hex",
+        "doc-java-v1-query-temp.req.hex",
+    ] {
         let bytes = vector(name);
         g.throughput(Throughput::Elements(1));
-        g.bench_with_input(BenchmarkId::new("decode_frame_and_args", name), &bytes, |b, bytes| {
-            b.iter(|| {
-                let mut buf = BytesMut::from(&bytes[..]);
-                let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME).expect("ok").expect("frame");
-                black_box(QueryCfgRequest::from_args(&frame.args).expect("args"))
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode_frame_and_args", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME)
+                        .expect("ok")
+                        .expect("frame");
+                    black_box(QueryCfgRequest::from_args(&frame.args).expect("args"))
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -38,12 +56,20 @@ fn replies(c: &mut Criterion) {
     let mut g = c.benchmark_group("reply");
     g.throughput(Throughput::Elements(1));
     let body = reply_body("python-v0-query-temp.reply.hex");
-    g.bench_function("peek_err", |b| b.iter(|| black_box(QueryCfgResponse::peek_err(&body).expect("err"))));
+    g.bench_function("peek_err", |b| {
+        b.iter(|| black_box(QueryCfgResponse::peek_err(&body).expect("err")))
+    });
     g.bench_function("encode_reply_476B", |b| {
         let mut out = BytesMut::with_capacity(1024);
         b.iter(|| {
             out.clear();
-            codec::encode_reply(&mut out, "ERR_OK", "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK", 7, &body);
+            codec::encode_reply(
+                &mut out,
+                "ERR_OK",
+                "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK",
+                7,
+                &body,
+            );
             black_box(out.len())
         })
     });

@@ -1,9 +1,11 @@
 //! Test infrastructure shared by the integration tests, the demo and the benchmarks: harnesses
-//! for the real components (ZooKeeper, the Kubernetes API server for custom resources) and the
-//! Pegasus MetaServer simulator.
+//! for the real components (ZooKeeper, the Kubernetes API server for custom resources, the
+//! operator binary) and the Pegasus MetaServer simulator.
 
 pub mod harness;
+pub mod k8s;
 pub mod load;
+pub mod operator;
 pub mod relay;
 pub mod sim;
 pub mod zk;

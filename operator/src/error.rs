@@ -1,0 +1,42 @@
+//! The operator's errors. Each maps to a fixed metric label.
+
+use thiserror::Error;
+
+use crate::zk::ZkError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    ZooKeeper(#[from] ZkError),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("{0}")]
+    UnknownZone(String),
+    #[error("{owner} owns this table in zone {zone}")]
+    Conflict { owner: String, zone: String },
+    #[error(
+        "znode {path} kept changing under concurrent writers: gave up after {attempts} attempts"
+    )]
+    Contended { path: String, attempts: u32 },
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("route file {path}: {reason}")]
+    RouteFile { path: String, reason: String },
+    #[error("the resource has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ZooKeeper(e) => e.metric_label(),
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::UnknownZone(_) => "unknown_zone",
+            Error::Conflict { .. } => "conflict",
+            Error::Contended { .. } => "contended",
+            Error::Kube(_) => "kube_api",
+            Error::RouteFile { .. } => "route_file",
+            Error::MissingField(_) => "missing_field",
+        }
+    }
+}

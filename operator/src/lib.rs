@@ -1,0 +1,18 @@
+//! metaproxy-operator: keeps `PegasusTableRoute` resources, from the Kubernetes API or from a
+//! directory of YAML files, in the ZooKeeper route records that the proxies read.
+
+pub mod admin;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod drift;
+pub mod error;
+pub mod events;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod routes_dir;
+pub mod zk;
+pub mod zone;
+
+pub use error::Error;

@@ -1,0 +1,171 @@
+//! `metaproxy-operator`: configuration, telemetry, the admin port, then the route source
+//! (Kubernetes with leader election, or `--routes-dir`) until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use clap::Parser;
+use metaproxy_operator::admin::{self, AdminState};
+use metaproxy_operator::config::{Args, Config, LogFormat, Source};
+use metaproxy_operator::controller::{self, ControllerConfig};
+use metaproxy_operator::leader::{self, LeaderElector};
+use metaproxy_operator::metrics::Metrics;
+use metaproxy_operator::reconcile::Reconciler;
+use metaproxy_operator::routes_dir;
+use tokio::sync::watch;
+use tracing::info;
+
+/// sysexits EX_USAGE: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let config = match Config::load(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("metaproxy-operator: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("metaproxy-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let zones: Vec<String> = config.zones.iter().map(ToString::to_string).collect();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        zones = ?zones,
+        default_zone = config.zones.default_name(),
+        source = ?config.source,
+        admin = %config.admin_addr,
+        zk = ?config.zk,
+        timing = ?config.timing,
+        "metaproxy-operator starting"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let admin_state = AdminState::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin port {}", config.admin_addr))?;
+    info!(addr = %listener.local_addr()?, "admin HTTP listening");
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    let mut admin_stop = shutdown.clone();
+    let admin = tokio::spawn(admin::serve(listener, admin_state.clone(), async move {
+        let _ = admin_stop.wait_for(|s| *s).await;
+    }));
+
+    let reconciler = Arc::new(Reconciler::new(
+        config.zones.clone(),
+        config.zk,
+        metrics.clone(),
+    ));
+    match config.source {
+        Source::Dir(dir) => {
+            metrics.leader.set(1);
+            let ready = admin_state.ready.clone();
+            routes_dir::run(
+                dir,
+                reconciler,
+                config.timing,
+                admin_state.routes.clone(),
+                move || ready.store(true, Ordering::Relaxed),
+                shutdown.clone(),
+            )
+            .await;
+        }
+        Source::Kubernetes { namespace, lease } => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let cfg = ControllerConfig {
+                namespace,
+                resync: config.timing.resync,
+                conflict_recheck: config.timing.conflict_recheck,
+                instance: lease.identity.clone(),
+            };
+            let elector = LeaderElector::new(client.clone(), lease);
+            // A standby replica is ready: it is healthy and takes over when the leader goes.
+            admin_state.ready.store(true, Ordering::Relaxed);
+            let routes = admin_state.routes.clone();
+            let leader_metric = metrics.clone();
+            leader::lead(
+                elector,
+                shutdown.clone(),
+                move |leading| {
+                    leader_metric.leader.set(i64::from(leading));
+                },
+                move |stop| {
+                    controller::run(
+                        client.clone(),
+                        reconciler.clone(),
+                        cfg.clone(),
+                        routes.clone(),
+                        stop,
+                    )
+                },
+            )
+            .await;
+        }
+    }
+    admin_state.ready.store(false, Ordering::Relaxed);
+    let mut shutdown = shutdown;
+    let _ = shutdown.wait_for(|s| *s).await;
+    admin.await.context("admin task")?.context("admin HTTP")?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Validate: a route's spec, checked against the operator's zones, becomes a [`Target`] (the
+//! znode and the record to keep there) or the reason it cannot. Pure.
+//!
+//! The API server checks most of this already from the CRD schema; routes read from files are
+//! not checked by anyone else, and zones are known only to the operator.
+
+use metaproxy::route::{RouteRecord, validate_meta_addr};
+
+use crate::crd::{ActiveCluster, ClusterRef, PegasusTableRouteSpec};
+use crate::zone::Zones;
+
+/// Where a valid route's record goes and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub zone: String,
+    pub table: String,
+    /// `<root>/<table>`.
+    pub path: String,
+    /// The record for the active cluster.
+    pub record: RouteRecord,
+}
+
+/// Why a route cannot be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// The spec is wrong on its own.
+    Spec(String),
+    /// The spec names a zone this operator does not serve.
+    UnknownZone(String),
+}
+
+/// Whether `name` is a table name Pegasus accepts: letters, digits, `_`, `.`, `:`, not starting
+/// with `.` (so never `.` or `..`, which are not znode names). Mirrors `crd::TABLE_PATTERN`.
+pub fn table_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
+}
+
+fn check_cluster(role: &str, c: &ClusterRef) -> Result<(), Invalid> {
+    if c.cluster.trim().is_empty() {
+        return Err(Invalid::Spec(format!("{role}.cluster is empty")));
+    }
+    if c.meta_servers.is_empty() {
+        return Err(Invalid::Spec(format!(
+            "{role}.metaServers is empty: list host:port addresses"
+        )));
+    }
+    for addr in &c.meta_servers {
+        if validate_meta_addr(addr).is_err() {
+            return Err(Invalid::Spec(format!(
+                "{role}.metaServers: {addr:?} is not host:port"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the spec and resolves its zone.
+pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, Invalid> {
+    if !table_name_ok(&spec.table) {
+        return Err(Invalid::Spec(format!(
+            "table {:?} is not a Pegasus table name (letters, digits, '_', '.', ':'; not starting with '.')",
+            spec.table
+        )));
+    }
+    check_cluster("primary", &spec.primary)?;
+    if let Some(backup) = &spec.backup {
+        check_cluster("backup", backup)?;
+        if backup.cluster == spec.primary.cluster {
+            return Err(Invalid::Spec(
+                "primary and backup must be different clusters".into(),
+            ));
+        }
+    }
+    let active = match (spec.active, &spec.backup) {
+        (ActiveCluster::Primary, _) => &spec.primary,
+        (ActiveCluster::Backup, Some(b)) => b,
+        (ActiveCluster::Backup, None) => {
+            return Err(Invalid::Spec(
+                "active: backup needs a backup cluster".into(),
+            ));
+        }
+    };
+    let zone = zones.resolve(spec.zone.as_deref()).ok_or_else(|| {
+        Invalid::UnknownZone(format!(
+            "zone {:?} is not one of this operator's zones ({})",
+            spec.zone.as_deref().unwrap_or_default(),
+            zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let record = RouteRecord::new(
+        active.cluster.trim(),
+        active.meta_servers.iter().map(String::as_str),
+    )
+    .map_err(|e| Invalid::Spec(e.to_string()))?;
+    Ok(Target {
+        zone: zone.name.clone(),
+        table: spec.table.clone(),
+        path: zone.path_of(&spec.table),
+        record,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::zone::Zone;
+
+    /// One row of `fixtures/validate.yaml`.
+    #[derive(Deserialize)]
+    struct Case {
+        name: String,
+        spec: PegasusTableRouteSpec,
+        expect: Expect,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+    enum Expect {
+        Ok {
+            zone: String,
+            path: String,
+            cluster: String,
+            meta_addrs: Vec<String>,
+        },
+        InvalidSpec(String),
+        UnknownZone(String),
+    }
+
+    #[test]
+    fn validate_fixtures() {
+        let zones = Zones::new(
+            vec![
+                Zone::parse("az1=127.0.0.1:2181/metaproxy/az1").expect("az1"),
+                Zone::parse("az2=127.0.0.1:2182/metaproxy/az2").expect("az2"),
+            ],
+            Some("az1".into()),
+        )
+        .expect("zones");
+        let cases: Vec<Case> =
+            serde_saphyr::from_str(include_str!("fixtures/validate.yaml")).expect("fixtures parse");
+        assert!(cases.len() >= 8, "the fixture file lost its cases");
+        for case in cases {
+            let got = validate(&case.spec, &zones);
+            match (&got, &case.expect) {
+                (
+                    Ok(t),
+                    Expect::Ok {
+                        zone,
+                        path,
+                        cluster,
+                        meta_addrs,
+                    },
+                ) => {
+                    assert_eq!((&t.zone, &t.path), (zone, path), "{}", case.name);
+                    assert_eq!(
+                        (&t.record.cluster, &t.record.meta_addrs),
+                        (cluster, meta_addrs),
+                        "{}",
+                        case.name
+                    );
+                }
+                (Err(Invalid::Spec(m)), Expect::InvalidSpec(want))
+                | (Err(Invalid::UnknownZone(m)), Expect::UnknownZone(want)) => {
+                    assert!(
+                        m.contains(want.as_str()),
+                        "{}: {m:?} should mention {want:?}",
+                        case.name
+                    );
+                }
+                _ => panic!("{}: got {got:?}", case.name),
+            }
+        }
+    }
+}

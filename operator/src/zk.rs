@@ -1,0 +1,289 @@
+//! The ZooKeeper side of the operator: reads a table's znode and writes it with compare-and-set.
+//!
+//! One [`ZkStore`] per zone. It keeps one session and builds a new one when the old one reached
+//! a terminal state (expired, closed): a dead `zookeeper_client::Client` never recovers. Every
+//! request runs under a timeout, because requests issued while disconnected wait for the
+//! connection instead of failing.
+//!
+//! Every write names the version it was computed from. A write that loses a race comes back as
+//! [`ZkError::LostRace`]; the reconciler then reads again and decides again.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+use zookeeper_client as zkc;
+
+/// The data of a znode and the version it was read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Znode {
+    pub data: Vec<u8>,
+    pub version: i32,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ZkError {
+    #[error("ZooKeeper {hosts} is unreachable: {reason}")]
+    Unavailable { hosts: String, reason: String },
+    #[error("ZooKeeper {hosts} did not answer {op} {path} within {after:?}")]
+    Timeout {
+        hosts: String,
+        op: &'static str,
+        path: String,
+        after: Duration,
+    },
+    #[error("znode {path} changed while it was being written")]
+    LostRace { path: String },
+    #[error("ZooKeeper refused {op} {path}: {reason}")]
+    Refused {
+        op: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+impl ZkError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ZkError::Unavailable { .. } => "zookeeper_unavailable",
+            ZkError::Timeout { .. } => "zookeeper_timeout",
+            ZkError::LostRace { .. } => "lost_race",
+            ZkError::Refused { .. } => "zookeeper_refused",
+        }
+    }
+}
+
+/// Session and request timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZkTimeouts {
+    pub session: Duration,
+    pub request: Duration,
+}
+
+impl Default for ZkTimeouts {
+    fn default() -> Self {
+        ZkTimeouts {
+            session: Duration::from_secs(10),
+            request: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Reads and writes the records of one zone.
+pub struct ZkStore {
+    hosts: String,
+    timeouts: ZkTimeouts,
+    client: Mutex<Option<zkc::Client>>,
+}
+
+impl ZkStore {
+    /// A store for `hosts`; it connects on first use.
+    pub fn new(hosts: impl Into<String>, timeouts: ZkTimeouts) -> Self {
+        ZkStore {
+            hosts: hosts.into(),
+            timeouts,
+            client: Mutex::new(None),
+        }
+    }
+
+    pub fn hosts(&self) -> &str {
+        &self.hosts
+    }
+
+    /// A live client: the cached one, or a new session when there is none or it is dead.
+    async fn client(&self) -> Result<zkc::Client, ZkError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref() {
+            if !c.state().is_terminated() {
+                return Ok(c.clone());
+            }
+            warn!(hosts = %self.hosts, state = ?c.state(), "ZooKeeper session ended; starting a new one");
+            *slot = None;
+        }
+        let connect = zkc::Client::connector()
+            .with_session_timeout(self.timeouts.session)
+            .connect(&self.hosts);
+        // The connector retries until about one session timeout; bound it in case it does not.
+        let limit = self.timeouts.session + self.timeouts.request;
+        let client = match tokio::time::timeout(limit, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.unavailable(e.to_string())),
+            Err(_) => return Err(self.unavailable(format!("no session within {limit:?}"))),
+        };
+        info!(hosts = %self.hosts, session = ?client.session_id(), "ZooKeeper session established");
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    fn unavailable(&self, reason: String) -> ZkError {
+        ZkError::Unavailable {
+            hosts: self.hosts.clone(),
+            reason,
+        }
+    }
+
+    /// Runs one request under the request timeout, dropping a session that died under it.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        path: &str,
+        request: impl Future<Output = Result<T, zkc::Error>>,
+    ) -> Result<Result<T, zkc::Error>, ZkError> {
+        match tokio::time::timeout(self.timeouts.request, request).await {
+            Ok(Err(
+                e
+                @ (zkc::Error::SessionExpired | zkc::Error::ClientClosed | zkc::Error::AuthFailed),
+            )) => {
+                self.forget_session().await;
+                Err(self.unavailable(e.to_string()))
+            }
+            Ok(Err(
+                e @ (zkc::Error::ConnectionLoss | zkc::Error::Custom(_) | zkc::Error::Timeout),
+            )) => Err(self.unavailable(e.to_string())),
+            Ok(result) => Ok(result),
+            Err(_) => Err(ZkError::Timeout {
+                hosts: self.hosts.clone(),
+                op,
+                path: path.to_owned(),
+                after: self.timeouts.request,
+            }),
+        }
+    }
+
+    async fn forget_session(&self) {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_some_and(|c| c.state().is_terminated()) {
+            *slot = None;
+        }
+    }
+
+    fn refused(op: &'static str, path: &str, e: zkc::Error) -> ZkError {
+        ZkError::Refused {
+            op,
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The znode at `path`, or `None` when it does not exist.
+    pub async fn read(&self, path: &str) -> Result<Option<Znode>, ZkError> {
+        let client = self.client().await?;
+        match self.run("get", path, client.get_data(path)).await? {
+            Ok((data, stat)) => Ok(Some(Znode {
+                data,
+                version: stat.version,
+            })),
+            Err(zkc::Error::NoNode) => Ok(None),
+            Err(e) => Err(Self::refused("get", path, e)),
+        }
+    }
+
+    /// Creates `path` with `data`, creating missing parents. Returns the new version (0).
+    /// [`ZkError::LostRace`] when someone else created it first.
+    pub async fn create(&self, path: &str, data: &[u8]) -> Result<i32, ZkError> {
+        let client = self.client().await?;
+        let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+        for attempt in 0..2 {
+            match self
+                .run("create", path, client.create(path, data, &opts))
+                .await?
+            {
+                Ok((stat, _)) => return Ok(stat.version),
+                Err(zkc::Error::NodeExists) => {
+                    return Err(ZkError::LostRace {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(zkc::Error::NoNode) if attempt == 0 => {
+                    let parent = parent_of(path);
+                    debug!(%parent, "creating parent znodes");
+                    match self
+                        .run("mkdir", parent, client.mkdir(parent, &opts))
+                        .await?
+                    {
+                        Ok(()) => {}
+                        Err(e) => return Err(Self::refused("mkdir", parent, e)),
+                    }
+                }
+                Err(e) => return Err(Self::refused("create", path, e)),
+            }
+        }
+        // The parent vanished again between mkdir and create: someone is deleting the root.
+        Err(ZkError::LostRace {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Replaces the data of `path` if it is still at `version`. Returns the new version.
+    pub async fn set(&self, path: &str, data: &[u8], version: i32) -> Result<i32, ZkError> {
+        let client = self.client().await?;
+        match self
+            .run("set", path, client.set_data(path, data, Some(version)))
+            .await?
+        {
+            Ok(stat) => Ok(stat.version),
+            Err(zkc::Error::BadVersion | zkc::Error::NoNode) => Err(ZkError::LostRace {
+                path: path.to_owned(),
+            }),
+            Err(e) => Err(Self::refused("set", path, e)),
+        }
+    }
+
+    /// Deletes `path` if it is still at `version`. A node already gone is fine.
+    pub async fn delete(&self, path: &str, version: i32) -> Result<(), ZkError> {
+        let client = self.client().await?;
+        match self
+            .run("delete", path, client.delete(path, Some(version)))
+            .await?
+        {
+            Ok(()) | Err(zkc::Error::NoNode) => Ok(()),
+            Err(zkc::Error::BadVersion) => Err(ZkError::LostRace {
+                path: path.to_owned(),
+            }),
+            Err(e) => Err(Self::refused("delete", path, e)),
+        }
+    }
+
+    /// A persistent recursive watch on `root`: every change below it, for noticing records
+    /// changed behind the operator's back. The root is created when missing.
+    pub async fn watch_below(&self, root: &str) -> Result<zkc::PersistentWatcher, ZkError> {
+        let client = self.client().await?;
+        if !root.is_empty() {
+            let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+            if let Err(e) = self.run("mkdir", root, client.mkdir(root, &opts)).await? {
+                return Err(Self::refused("mkdir", root, e));
+            }
+        }
+        let path = if root.is_empty() { "/" } else { root };
+        match self
+            .run(
+                "watch",
+                path,
+                client.watch(path, zkc::AddWatchMode::PersistentRecursive),
+            )
+            .await?
+        {
+            Ok(w) => Ok(w),
+            Err(e) => Err(Self::refused("watch", path, e)),
+        }
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_of("/a/b/c"), "/a/b");
+        assert_eq!(parent_of("/a"), "/");
+    }
+}

@@ -1,0 +1,357 @@
+//! `metaproxy-operator --routes-dir` against a real ZooKeeper: files added, changed and removed,
+//! conflicts, hand edits, ZooKeeper outages, two operators at once, SIGTERM, bad configuration.
+
+use std::path::Path;
+use std::time::Duration;
+
+use metaproxy::route::RouteRecord;
+use metaproxy_tests::operator::{Operator, eventually};
+use metaproxy_tests::require;
+use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
+use zookeeper_client as zkc;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn route_yaml(name: &str, table: &str, cluster: &str, addr: &str) -> String {
+    format!(
+        "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: {name}}}\n\
+         spec:\n  table: {table}\n  primary: {{cluster: {cluster}, metaServers: [\"{addr}\"]}}\n\
+         \x20 backup: {{cluster: {cluster}-bk, metaServers: [\"10.9.0.1:34601\"]}}\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    // Written beside and renamed, as an editor or config management would: never half a file.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text).expect("write route file");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename route file");
+}
+
+async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
+    match zk.get_data(path).await {
+        Ok((data, stat)) => Some((data, stat.version)),
+        Err(zkc::Error::NoNode) => None,
+        // Polled again by the callers; a test client's reconnect is not the operator's problem.
+        Err(e) => {
+            eprintln!("reading {path}: {e}");
+            None
+        }
+    }
+}
+
+/// Waits until the znode holds `record`; returns its version.
+async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
+    eventually(WAIT, &format!("{path} to hold {record}"), async || {
+        let (data, version) = znode(zk, path).await?;
+        (data == record.to_json()).then_some(version)
+    })
+    .await
+    .expect("znode written")
+}
+
+async fn wait_gone(zk: &zkc::Client, path: &str) {
+    eventually(WAIT, &format!("{path} to be deleted"), async || {
+        matches!(zk.get_data(path).await, Err(zkc::Error::NoNode)).then_some(())
+    })
+    .await
+    .expect("znode deleted");
+}
+
+/// The `/routes` entry for `file`.
+fn route_view(op: &Operator, file: &str) -> Option<serde_json::Value> {
+    let (code, body) = op.get("/routes").ok()?;
+    assert_eq!(code, 200);
+    let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+    all.as_array()?.iter().find(|r| r["file"] == file).cloned()
+}
+
+fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> {
+    view["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}
+
+fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
+    let args = vec![
+        "--zone".into(),
+        format!("az1={}{root}", zk.connect_string()),
+        "--routes-dir".into(),
+        dir.display().to_string(),
+        "--poll-ms".into(),
+        "100".into(),
+        "--conflict-recheck-secs".into(),
+        "1".into(),
+        "--zk-session-timeout-ms".into(),
+        "4000".into(),
+        "--zk-request-timeout-ms".into(),
+        "2000".into(),
+    ];
+    let mut op = Operator::start(&args, &[]).expect("operator starts");
+    op.wait_ready(WAIT).expect("operator ready");
+    op
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
+    require!(ZOOKEEPER);
+    let server = ZkServer::start().expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = "/metaproxy/c3srv/temp";
+    write(
+        dir.path(),
+        "a-temp.yaml",
+        &route_yaml("temp", "temp", "c1", "10.0.0.1:34601"),
+    );
+    let mut op = start_dir_operator(&server, dir.path(), "/metaproxy/c3srv");
+
+    // Added file: the znode is created (parents too) with both spellings.
+    let c1 = RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record");
+    assert_eq!(wait_record(&zk, path, &c1).await, 0);
+    let (data, _) = znode(&zk, path).await.expect("exists");
+    let json: serde_json::Value = serde_json::from_slice(&data).expect("json");
+    assert_eq!(json["cluster"], "c1");
+    assert_eq!(json["cluster_name"], "c1");
+    assert_eq!(json["meta-addrs"][0], "10.0.0.1:34601");
+    assert_eq!(json["meta_addrs"], "10.0.0.1:34601");
+    let view = eventually(WAIT, "status Ready", async || {
+        route_view(&op, "a-temp.yaml")
+            .filter(|v| condition(v, "Ready") == Some(("True".into(), "Synced".into())))
+    })
+    .await
+    .expect("ready");
+    assert_eq!(view["status"]["znode"], path);
+    assert_eq!(view["status"]["activeCluster"], "c1");
+
+    // Changed file: switch to the backup.
+    write(
+        dir.path(),
+        "a-temp.yaml",
+        &route_yaml("temp", "temp", "c1", "10.0.0.1:34601")
+            .replace("spec:\n", "spec:\n  active: backup\n"),
+    );
+    let bk = RouteRecord::new("c1-bk", ["10.9.0.1:34601"]).expect("record");
+    assert_eq!(wait_record(&zk, path, &bk).await, 1, "one set_data");
+
+    // A second, newer file for the same table yields and says so; the znode is untouched.
+    write(
+        dir.path(),
+        "b-temp.yaml",
+        &route_yaml("temp2", "temp", "c7", "10.7.0.1:34601"),
+    );
+    let loser = eventually(WAIT, "conflict on b-temp.yaml", async || {
+        route_view(&op, "b-temp.yaml")
+            .filter(|v| condition(v, "Conflict").is_some_and(|c| c.0 == "True"))
+    })
+    .await
+    .expect("conflict reported");
+    assert_eq!(
+        condition(&loser, "Ready"),
+        Some(("False".into(), "ConflictingRoute".into()))
+    );
+    assert_eq!(
+        znode(&zk, path).await.map(|z| z.1),
+        Some(1),
+        "the loser wrote nothing"
+    );
+
+    // Edited by hand: put back, with a log line saying what was there.
+    zk.set_data(
+        path,
+        br#"{"cluster_name":"by-hand","meta_addrs":"6.6.6.6:1"}"#,
+        None,
+    )
+    .await
+    .expect("hand edit");
+    assert_eq!(wait_record(&zk, path, &bk).await, 3);
+    eventually(WAIT, "a log line about the hand edit", async || {
+        op.log()
+            .contains(r#"was changed outside the operator; found {"cluster_name":"by-hand""#)
+            .then_some(())
+    })
+    .await
+    .expect("logged");
+    assert!(
+        op.metric("metaproxy_operator_znode_reverts_total")
+            .is_some_and(|v| v >= 1.0)
+    );
+
+    // The owner's file removed: its znode goes, and the waiting route takes the table over.
+    std::fs::remove_file(dir.path().join("a-temp.yaml")).expect("rm");
+    let c7 = RouteRecord::new("c7", ["10.7.0.1:34601"]).expect("record");
+    wait_record(&zk, path, &c7).await;
+    let (deletes, creates) = (
+        op.metric(r#"metaproxy_operator_znode_writes_total{op="delete"}"#),
+        op.metric(r#"metaproxy_operator_znode_writes_total{op="create"}"#),
+    );
+    assert_eq!(deletes, Some(1.0));
+    assert_eq!(creates, Some(2.0));
+
+    // Last file removed: nothing left.
+    std::fs::remove_file(dir.path().join("b-temp.yaml")).expect("rm");
+    wait_gone(&zk, path).await;
+    eventually(WAIT, "route gone from /routes", async || {
+        route_view(&op, "b-temp.yaml").is_none().then_some(())
+    })
+    .await
+    .expect("forgotten");
+
+    let status = op.terminate(WAIT).expect("stops");
+    assert!(status.success(), "exit status {status}:\n{}", op.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_outage_is_reported_and_recovered() {
+    require!(ZOOKEEPER);
+    let mut server = ZkServer::start().expect("zookeeper");
+    server.stop();
+    let dir = tempfile::tempdir().expect("dir");
+    write(
+        dir.path(),
+        "t.yaml",
+        &route_yaml("t", "t1", "c1", "10.0.0.1:34601"),
+    );
+    let mut op = start_dir_operator(&server, dir.path(), "/mp");
+
+    let view = eventually(WAIT, "ZooKeeperUnavailable in the status", async || {
+        route_view(&op, "t.yaml")
+            .filter(|v| condition(v, "Ready").is_some_and(|c| c.1 == "ZooKeeperUnavailable"))
+    })
+    .await
+    .expect("status says why");
+    assert_eq!(
+        condition(&view, "RouteSynced").map(|c| c.0),
+        Some("False".into())
+    );
+    let (code, _) = op.get("/live").expect("live");
+    assert_eq!(code, 200, "still alive while ZooKeeper is down");
+
+    server.start_again().expect("zookeeper back");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    wait_record(
+        &zk,
+        "/mp/t1",
+        &RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record"),
+    )
+    .await;
+    eventually(WAIT, "Ready again", async || {
+        route_view(&op, "t.yaml").filter(|v| condition(v, "Ready").is_some_and(|c| c.0 == "True"))
+    })
+    .await
+    .expect("ready");
+    assert!(
+        op.metric(r#"metaproxy_operator_reconcile_failures_total{reason="zookeeper_unavailable"}"#)
+            .unwrap_or(0.0)
+            + op.metric(
+                r#"metaproxy_operator_reconcile_failures_total{reason="zookeeper_timeout"}"#
+            )
+            .unwrap_or(0.0)
+            >= 1.0,
+        "failures are counted by reason"
+    );
+    assert!(op.terminate(WAIT).expect("stops").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_processes_write_each_znode_once() {
+    require!(ZOOKEEPER);
+    let server = ZkServer::start().expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    let dir = tempfile::tempdir().expect("dir");
+    let tables: Vec<String> = (0..6).map(|i| format!("table_{i}")).collect();
+    for (i, t) in tables.iter().enumerate() {
+        write(
+            dir.path(),
+            &format!("{t}.yaml"),
+            &route_yaml(t, t, &format!("c{i}"), "10.0.0.1:34601"),
+        );
+    }
+    let mut a = start_dir_operator(&server, dir.path(), "/race");
+    let mut b = start_dir_operator(&server, dir.path(), "/race");
+    for (i, t) in tables.iter().enumerate() {
+        let record = RouteRecord::new(format!("c{i}"), ["10.0.0.1:34601"]).expect("record");
+        assert_eq!(
+            wait_record(&zk, &format!("/race/{t}"), &record).await,
+            0,
+            "{t} created once, never set"
+        );
+    }
+    // Both have seen every route settle.
+    for op in [&a, &b] {
+        eventually(WAIT, "every route Ready in both operators", async || {
+            tables
+                .iter()
+                .all(|t| {
+                    route_view(op, &format!("{t}.yaml"))
+                        .is_some_and(|v| condition(&v, "Ready").is_some_and(|c| c.0 == "True"))
+                })
+                .then_some(())
+        })
+        .await
+        .expect("settled");
+    }
+    let writes = |op: &Operator, kind: &str| {
+        op.metric(&format!(
+            "metaproxy_operator_znode_writes_total{{op=\"{kind}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        writes(&a, "create") + writes(&b, "create"),
+        tables.len() as f64,
+        "one create per znode in all"
+    );
+    assert_eq!(writes(&a, "set") + writes(&b, "set"), 0.0, "no overwrite");
+    for t in &tables {
+        assert_eq!(
+            znode(&zk, &format!("/race/{t}")).await.map(|z| z.1),
+            Some(0)
+        );
+    }
+    assert!(a.terminate(WAIT).expect("a stops").success());
+    assert!(b.terminate(WAIT).expect("b stops").success());
+}
+
+#[test]
+fn invalid_configuration_exits_64_before_binding() {
+    let bin = metaproxy_tests::operator::binary().expect("operator binary");
+    let port = metaproxy_tests::free_port().expect("port");
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "no zone is configured"),
+        (
+            &["--zone", "az1=127.0.0.1:2181"],
+            "expected NAME=HOSTS/ROOT",
+        ),
+        (
+            &["--zone", "a=127.0.0.1:1/a", "--zone", "b=127.0.0.1:1/b"],
+            "say which is the default",
+        ),
+    ];
+    for (args, reason) in cases {
+        let out = std::process::Command::new(&bin)
+            .args(*args)
+            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .env_remove("METAPROXY_OPERATOR_ZONES")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        // Nothing was bound: the port is still free.
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("admin port never bound");
+    }
+}
