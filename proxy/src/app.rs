@@ -27,7 +27,9 @@ pub struct Proxy {
     admin_addr: SocketAddr,
     service: Arc<Service>,
     draining: Arc<AtomicBool>,
+    /// Stops the client listener; the admin port stays up until the drain is over.
     shutdown: watch::Sender<bool>,
+    admin_shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     admin: JoinHandle<()>,
     grace: Duration,
@@ -81,6 +83,7 @@ impl Proxy {
             },
         ));
         let (shutdown, stop) = watch::channel(false);
+        let (admin_shutdown, admin_stop) = watch::channel(false);
         let draining = Arc::new(AtomicBool::new(false));
         let addr = listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
@@ -93,7 +96,7 @@ impl Proxy {
                 idle_timeout: config.idle_timeout,
                 ..ServerOptions::default()
             },
-            stop.clone(),
+            stop,
             config.shutdown_grace,
         ));
         let admin = tokio::spawn(admin::serve(
@@ -102,7 +105,7 @@ impl Proxy {
                 service: service.clone(),
                 draining: draining.clone(),
             },
-            stop,
+            admin_stop,
         ));
         Ok(Proxy {
             addr,
@@ -110,6 +113,7 @@ impl Proxy {
             service,
             draining,
             shutdown,
+            admin_shutdown,
             server,
             admin,
             grace: config.shutdown_grace,
@@ -141,6 +145,8 @@ impl Proxy {
         tracing::info!(grace = ?self.grace, "draining: not ready, no new connections");
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        // The admin port answered "draining" all along; it closes last.
+        let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;
         self.service.routes().shutdown();
         tracing::info!("drained");

@@ -253,17 +253,22 @@ where
     }
 }
 
-/// A plain HTTP/1.1 GET on the admin port: (status, body).
+/// A plain HTTP/1.1 GET on the admin port: (status, body); status 0 when the port does not
+/// answer (closed, reset).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("admin port");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .expect("http answer")
-        .expect("read");
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let Ok(Ok(out)) = tokio::time::timeout(WAIT, exchange).await else {
+        return (0, String::new());
+    };
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text
         .split_whitespace()
