@@ -450,3 +450,33 @@ async fn the_connection_cap_closes_extra_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn meta_addresses_may_be_host_names() {
+    let sim = sim(1, vec![capture_table()]).await;
+    let by_name = RouteRecord::new("c1", [format!("localhost:{}", sim.meta_addrs()[0].port())])
+        .expect("record");
+    let routes = RoutesFile::new(&[("temp", &by_name)]);
+    let proxy = start_with_routes(&routes, |_| {}).await;
+    let mut client = Client::connect(proxy.addr()).await;
+    assert_eq!(
+        client.query("temp", 1).await.app_id,
+        2,
+        "resolved through DNS when connecting"
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let sim = sim(1, vec![capture_table()]).await;
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let proxy = start_with_routes(&routes, |c| c.idle_timeout = Some("300ms".into())).await;
+    let mut client = Client::connect(proxy.addr()).await;
+    assert_eq!(client.query("temp", 1).await.err, ErrorCode::OK);
+    let started = tokio::time::Instant::now();
+    assert!(client.is_closed().await, "closed after the idle timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before it"
+    );
+}

@@ -133,6 +133,41 @@ async fn a_missing_table_is_the_metaservers_not_found() {
 }
 
 #[tokio::test]
+async fn not_ready_and_retryable_until_zookeeper_serves() {
+    require!(ZOOKEEPER);
+    let mut server = ZkServer::start().expect("zookeeper");
+    let zkc = zk_client(&server).await;
+    let a = sim(1, vec![capture_table()]).await;
+    put(&zkc, "temp", &record("c1", &a).to_json()).await;
+    drop(zkc);
+    server.stop();
+    let proxy = start(cli(|c| {
+        c.zk = Some(server.connect_string());
+        c.zk_root = Some(ROOT.into());
+    }))
+    .await;
+    assert_eq!(
+        http_get(proxy.admin_addr(), "/ready").await.0,
+        503,
+        "no session yet"
+    );
+    let mut client = Client::connect(proxy.addr()).await;
+    assert_eq!(
+        client.query("temp", 1).await.err,
+        ErrorCode::SERVICE_NOT_ACTIVE,
+        "clients retry this"
+    );
+
+    server.start_again().expect("zookeeper starts");
+    eventually("ready once the session is up", || async {
+        http_get(proxy.admin_addr(), "/ready").await.0 == 200
+    })
+    .await;
+    let client = shared(client);
+    until_answer(&client, "temp", Ok(2)).await;
+}
+
+#[tokio::test]
 async fn concurrent_first_queries_cause_one_read() {
     require!(ZOOKEEPER);
     let server = ZkServer::start().expect("zookeeper");
