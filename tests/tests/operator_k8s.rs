@@ -45,14 +45,14 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
         &format!("az1={}/metaproxy/c3srv", zk.connect_string()),
         "--identity",
         identity,
-        "--lease-duration-secs",
-        "4",
-        "--renew-deadline-secs",
-        "3",
-        "--retry-ms",
-        "300",
-        "--conflict-recheck-secs",
-        "1",
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "3s",
+        "--retry-period",
+        "300ms",
+        "--conflict-recheck",
+        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
