@@ -154,6 +154,23 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         "metaproxy.pegasus.io/znode"
     );
 
+    // The admin port's view of the route, from the controller's cache.
+    let view = eventually(WAIT, "/routes to show the route ready", async || {
+        let (_, body) = op.get("/routes").ok()?;
+        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        all.as_array()?
+            .iter()
+            .find(|r| {
+                r["route"] == "default/temp"
+                    && condition(r, "Ready").is_some_and(|c| c["status"] == "True")
+            })
+            .cloned()
+    })
+    .await
+    .expect("/routes");
+    assert_eq!(view["spec"]["table"], "temp");
+    assert_eq!(view["status"]["znode"], path);
+
     // The printer columns.
     let out = api.kubectl(&["get", "ptr"]).expect("kubectl get ptr");
     let table = String::from_utf8_lossy(&out.stdout).to_string();
@@ -236,6 +253,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         "znode removed"
     );
     assert!(get_json(&api, &["ptr", "temp"]).is_none(), "object gone");
+    eventually(WAIT, "/routes to drop the deleted route", async || {
+        let (_, body) = op.get("/routes").ok()?;
+        (serde_json::from_str::<serde_json::Value>(&body).ok()? == serde_json::json!([]))
+            .then_some(())
+    })
+    .await
+    .expect("/routes emptied");
 
     let status = op.terminate(WAIT).expect("stops");
     assert!(status.success(), "{status}\n{}", op.log());
