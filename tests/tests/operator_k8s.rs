@@ -276,7 +276,12 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: bad, namespace: default}}\nspec:\n{spec}"
         )
     };
-    let cases = [
+    // Pegasus' limit is 256 characters.
+    let too_long = format!(
+        "  table: {}\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n",
+        "t".repeat(257)
+    );
+    let cases: [(&str, &str); 12] = [
         (
             "  table: temp\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n  backup: {cluster: c1, metaServers: [\"10.0.0.2:1\"]}\n",
             "primary and backup must be different clusters",
@@ -302,6 +307,15 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "spec.table",
         ),
         (
+            "  table: my-table\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
+            "spec.table",
+        ),
+        (
+            "  table: '..'\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
+            "table: . and .. are not table names",
+        ),
+        (&too_long, "spec.table"),
+        (
             "  table: temp\n  active: sideways\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
             "spec.active",
         ),
@@ -325,11 +339,15 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "{spec}\nwanted {message:?} in:\n{stderr}"
         );
     }
-    // A valid one is accepted by the same server.
-    apply(
-        &api,
-        &base("  table: temp\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n"),
-    );
+    // Valid ones are accepted by the same server: the longest name, and a leading dot.
+    for table in ["t".repeat(256), ".v2:temp_1".to_owned()] {
+        apply(
+            &api,
+            &base(&format!(
+                "  table: '{table}'\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n"
+            )),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
