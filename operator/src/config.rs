@@ -1,21 +1,27 @@
-//! The operator's configuration: flags over environment (`METAPROXY_OPERATOR_*`) over a YAML
-//! file (`--config`), checked as a whole before anything starts.
+//! The operator's configuration, on the same conventions as `metaproxy`'s: flags, over
+//! `METAPROXY_OPERATOR_*` environment variables, over a YAML file (`--config`) whose keys are the
+//! flag names (`--admin-listen` is `admin-listen:`). Durations carry a unit (`500ms`, `3s`, `10m`,
+//! `1h`). Everything is checked before anything starts; an invalid configuration is a one-line
+//! reason and exit status 64.
 //!
 //! ```yaml
 //! zones:
 //!   - {name: az1, hosts: "zk-1:2181,zk-2:2181", root: /metaproxy/c3srv-pegasus}
 //!   - {name: az2, hosts: "zk-b:2181", root: /metaproxy/c3srv-pegasus}
-//! defaultZone: az1
-//! routesDir: /etc/metaproxy/routes      # omit to watch the Kubernetes API
-//! adminAddr: 0.0.0.0:8081
+//! default-zone: az1
+//! routes-dir: /etc/metaproxy/routes      # omit to watch the Kubernetes API
+//! admin-listen: 0.0.0.0:8081
+//! resync: 60s
+//! zk-session-timeout: 10s
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
+use metaproxy::config::{format_duration, parse_duration};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::leader::LeaseConfig;
@@ -23,13 +29,22 @@ use crate::routes_dir::DirTiming;
 use crate::zk::ZkTimeouts;
 use crate::zone::{Zone, ZoneError, Zones};
 
-/// Keeps PegasusTableRoute resources in the ZooKeeper records that MetaProxy reads.
+/// Command line of `metaproxy-operator`.
 #[derive(Parser, Debug, Default)]
-#[command(name = "metaproxy-operator", version)]
+#[command(
+    name = "metaproxy-operator",
+    version,
+    about = "Keeps PegasusTableRoute resources (from Kubernetes or a directory of files) in the \
+             ZooKeeper route records that MetaProxy reads."
+)]
 pub struct Args {
-    /// A YAML configuration file; flags and environment override it.
+    /// YAML file with the same keys as the flags (flags and METAPROXY_OPERATOR_* variables
+    /// override it).
     #[arg(long, env = "METAPROXY_OPERATOR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Validate the configuration, print it, and exit.
+    #[arg(long)]
+    pub check_config: bool,
     /// A zone, NAME=HOSTS/ROOT (repeat for more); e.g. az1=127.0.0.1:2181/metaproxy/c3srv.
     /// In the environment, zones are separated by ';'.
     #[arg(long = "zone", env = "METAPROXY_OPERATOR_ZONES", value_delimiter = ';')]
@@ -40,77 +55,77 @@ pub struct Args {
     /// Read routes from this directory of YAML files instead of the Kubernetes API.
     #[arg(long, env = "METAPROXY_OPERATOR_ROUTES_DIR")]
     pub routes_dir: Option<PathBuf>,
-    /// The admin HTTP address (/live, /ready, /metrics, /routes). [default: 0.0.0.0:8081]
-    #[arg(long, env = "METAPROXY_OPERATOR_ADMIN_ADDR")]
-    pub admin_addr: Option<SocketAddr>,
-    /// Watch routes in this namespace only (Kubernetes mode). [default: all]
+    /// Address of the admin HTTP port (/live, /ready, /metrics, /routes) [default: 0.0.0.0:8081].
+    #[arg(long, env = "METAPROXY_OPERATOR_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Watch routes in this namespace only (Kubernetes mode) [default: all].
     #[arg(long, env = "METAPROXY_OPERATOR_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Name of the leader-election Lease. [default: metaproxy-operator]
+    /// Name of the leader-election Lease [default: metaproxy-operator].
     #[arg(long, env = "METAPROXY_OPERATOR_LEASE_NAME")]
     pub lease_name: Option<String>,
-    /// Namespace of the Lease. [default: $POD_NAMESPACE, else default]
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else default].
     #[arg(long, env = "METAPROXY_OPERATOR_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// This replica's identity in the Lease. [default: $POD_NAME, else hostname-pid]
+    /// This replica's identity in the Lease [default: $POD_NAME, else hostname-pid].
     #[arg(long, env = "METAPROXY_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
-    /// Lease duration in seconds. [default: 15]
-    #[arg(long, env = "METAPROXY_OPERATOR_LEASE_DURATION_SECS")]
-    pub lease_duration_secs: Option<u64>,
-    /// Seconds after which an unrenewed leader stops working. [default: 10]
-    #[arg(long, env = "METAPROXY_OPERATOR_RENEW_DEADLINE_SECS")]
-    pub renew_deadline_secs: Option<u64>,
-    /// Milliseconds between lease renewals and acquisition attempts. [default: 2000]
-    #[arg(long, env = "METAPROXY_OPERATOR_RETRY_MS")]
-    pub retry_ms: Option<u64>,
-    /// ZooKeeper session timeout in milliseconds. [default: 10000]
-    #[arg(long, env = "METAPROXY_OPERATOR_ZK_SESSION_TIMEOUT_MS")]
-    pub zk_session_timeout_ms: Option<u64>,
-    /// ZooKeeper request timeout in milliseconds. [default: 5000]
-    #[arg(long, env = "METAPROXY_OPERATOR_ZK_REQUEST_TIMEOUT_MS")]
-    pub zk_request_timeout_ms: Option<u64>,
-    /// Seconds between full re-checks of every route. [default: 60]
-    #[arg(long, env = "METAPROXY_OPERATOR_RESYNC_SECS")]
-    pub resync_secs: Option<u64>,
-    /// Seconds before a route that yielded to an older one looks again. [default: 10]
-    #[arg(long, env = "METAPROXY_OPERATOR_CONFLICT_RECHECK_SECS")]
-    pub conflict_recheck_secs: Option<u64>,
-    /// Milliseconds between scans of the routes directory. [default: 1000]
-    #[arg(long, env = "METAPROXY_OPERATOR_POLL_MS")]
-    pub poll_ms: Option<u64>,
-    /// Log format: text or json. [default: text]
+    /// How long a Lease nobody renews blocks the others, whole seconds [default: 15s].
+    #[arg(long, env = "METAPROXY_OPERATOR_LEASE_DURATION")]
+    pub lease_duration: Option<String>,
+    /// Time after which a leader that could not renew stops working [default: 10s].
+    #[arg(long, env = "METAPROXY_OPERATOR_RENEW_DEADLINE")]
+    pub renew_deadline: Option<String>,
+    /// Time between Lease renewals and acquisition attempts [default: 2s].
+    #[arg(long, env = "METAPROXY_OPERATOR_RETRY_PERIOD")]
+    pub retry_period: Option<String>,
+    /// ZooKeeper session timeout [default: 10s].
+    #[arg(long, env = "METAPROXY_OPERATOR_ZK_SESSION_TIMEOUT")]
+    pub zk_session_timeout: Option<String>,
+    /// Time one ZooKeeper request may take [default: 5s].
+    #[arg(long, env = "METAPROXY_OPERATOR_ZK_REQUEST_TIMEOUT")]
+    pub zk_request_timeout: Option<String>,
+    /// Time between full re-checks of every route [default: 60s].
+    #[arg(long, env = "METAPROXY_OPERATOR_RESYNC")]
+    pub resync: Option<String>,
+    /// Time before a route that yielded to an older one looks again [default: 10s].
+    #[arg(long, env = "METAPROXY_OPERATOR_CONFLICT_RECHECK")]
+    pub conflict_recheck: Option<String>,
+    /// Time between scans of the routes directory [default: 1s].
+    #[arg(long, env = "METAPROXY_OPERATOR_POLL")]
+    pub poll: Option<String>,
+    /// Log format: text or json [default: text].
     #[arg(long, env = "METAPROXY_OPERATOR_LOG_FORMAT")]
     pub log_format: Option<String>,
 }
 
-/// The configuration file: the same settings, camelCase.
+/// The configuration file: the flags' names as keys; `zones` is a list of `{name, hosts, root}`.
 #[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
     pub zones: Vec<Zone>,
     pub default_zone: Option<String>,
     pub routes_dir: Option<PathBuf>,
-    pub admin_addr: Option<SocketAddr>,
+    pub admin_listen: Option<String>,
     pub namespace: Option<String>,
     pub lease_name: Option<String>,
     pub lease_namespace: Option<String>,
     pub identity: Option<String>,
-    pub lease_duration_secs: Option<u64>,
-    pub renew_deadline_secs: Option<u64>,
-    pub retry_ms: Option<u64>,
-    pub zk_session_timeout_ms: Option<u64>,
-    pub zk_request_timeout_ms: Option<u64>,
-    pub resync_secs: Option<u64>,
-    pub conflict_recheck_secs: Option<u64>,
-    pub poll_ms: Option<u64>,
+    pub lease_duration: Option<String>,
+    pub renew_deadline: Option<String>,
+    pub retry_period: Option<String>,
+    pub zk_session_timeout: Option<String>,
+    pub zk_request_timeout: Option<String>,
+    pub resync: Option<String>,
+    pub conflict_recheck: Option<String>,
+    pub poll: Option<String>,
     pub log_format: Option<String>,
 }
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {reason}")]
+    #[error("config: {path}: {reason}")]
     File { path: String, reason: String },
     #[error(transparent)]
     Zone(#[from] ZoneError),
@@ -118,7 +133,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+fn invalid(reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(reason.into())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -139,36 +159,27 @@ pub enum Source {
 pub struct Config {
     pub zones: Zones,
     pub source: Source,
-    pub admin_addr: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
     pub timing: DirTiming,
     pub log_format: LogFormat,
 }
 
-fn positive(name: &str, v: u64) -> Result<u64, ConfigError> {
-    if v == 0 {
-        Err(ConfigError::Invalid(format!(
-            "{name} must be greater than 0"
-        )))
-    } else {
-        Ok(v)
+/// A duration setting: `value`, else `default`; zero is refused.
+fn duration(field: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let d = parse_duration(&text).map_err(|e| invalid(format!("{field}: {e}")))?;
+    if d.is_zero() {
+        return Err(invalid(format!("{field}: must be more than zero")));
     }
+    Ok(d)
 }
 
 impl Config {
     /// Merges flags and environment (`args`) over the file they name, then checks the result.
     pub fn load(args: Args) -> Result<Config, ConfigError> {
         let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                serde_saphyr::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
-                    path: path.display().to_string(),
-                    reason: e.to_string().lines().next().unwrap_or_default().to_owned(),
-                })?
-            }
+            Some(path) => read_config_file(path)?,
             None => FileConfig::default(),
         };
         Self::merge(args, file)
@@ -188,114 +199,198 @@ impl Config {
         };
         let zones = Zones::new(zones, args.default_zone.or(file.default_zone))?;
 
-        let secs = |flag: Option<u64>, file: Option<u64>, default: u64, name: &str| {
-            positive(name, flag.or(file).unwrap_or(default)).map(Duration::from_secs)
-        };
-        let millis = |flag: Option<u64>, file: Option<u64>, default: u64, name: &str| {
-            positive(name, flag.or(file).unwrap_or(default)).map(Duration::from_millis)
-        };
         let zk = ZkTimeouts {
-            session: millis(
-                args.zk_session_timeout_ms,
-                file.zk_session_timeout_ms,
-                10_000,
-                "zkSessionTimeoutMs",
+            session: duration(
+                "zk-session-timeout",
+                args.zk_session_timeout.or(file.zk_session_timeout),
+                "10s",
             )?,
-            request: millis(
-                args.zk_request_timeout_ms,
-                file.zk_request_timeout_ms,
-                5_000,
-                "zkRequestTimeoutMs",
+            request: duration(
+                "zk-request-timeout",
+                args.zk_request_timeout.or(file.zk_request_timeout),
+                "5s",
             )?,
         };
         let timing = DirTiming {
-            poll: millis(args.poll_ms, file.poll_ms, 1_000, "pollMs")?,
-            resync: secs(args.resync_secs, file.resync_secs, 60, "resyncSecs")?,
-            conflict_recheck: secs(
-                args.conflict_recheck_secs,
-                file.conflict_recheck_secs,
-                10,
-                "conflictRecheckSecs",
+            poll: duration("poll", args.poll.or(file.poll), "1s")?,
+            resync: duration("resync", args.resync.or(file.resync), "60s")?,
+            conflict_recheck: duration(
+                "conflict-recheck",
+                args.conflict_recheck.or(file.conflict_recheck),
+                "10s",
             )?,
         };
         let log_format = match args.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "log format {other:?}: use text or json"
+                return Err(invalid(format!(
+                    "log-format: {other:?} is not text or json"
                 )));
             }
         };
         let source = match args.routes_dir.or(file.routes_dir) {
             Some(dir) => {
                 if !dir.is_dir() {
-                    return Err(ConfigError::Invalid(format!(
-                        "routes dir {} is not a directory",
+                    return Err(invalid(format!(
+                        "routes-dir: {} is not a directory",
                         dir.display()
                     )));
                 }
                 Source::Dir(dir)
             }
-            None => {
-                let lease = LeaseConfig {
-                    name: args
-                        .lease_name
-                        .or(file.lease_name)
-                        .unwrap_or_else(|| "metaproxy-operator".into()),
-                    namespace: args
-                        .lease_namespace
-                        .or(file.lease_namespace)
-                        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                        .unwrap_or_else(|| "default".into()),
-                    identity: args
-                        .identity
-                        .or(file.identity)
-                        .or_else(|| std::env::var("POD_NAME").ok())
-                        .unwrap_or_else(default_identity),
-                    duration: secs(
-                        args.lease_duration_secs,
-                        file.lease_duration_secs,
-                        15,
-                        "leaseDurationSecs",
-                    )?,
-                    renew_deadline: secs(
-                        args.renew_deadline_secs,
-                        file.renew_deadline_secs,
-                        10,
-                        "renewDeadlineSecs",
-                    )?,
-                    retry: millis(args.retry_ms, file.retry_ms, 2_000, "retryMs")?,
-                };
-                if lease.renew_deadline >= lease.duration {
-                    return Err(ConfigError::Invalid(
-                        "renewDeadlineSecs must be shorter than leaseDurationSecs: a leader must stop before others may take over".into(),
-                    ));
-                }
-                if lease.retry >= lease.renew_deadline {
-                    return Err(ConfigError::Invalid(
-                        "retryMs must be shorter than renewDeadlineSecs".into(),
-                    ));
-                }
-                Source::Kubernetes {
-                    namespace: args.namespace.or(file.namespace),
-                    lease,
-                }
-            }
+            None => Source::Kubernetes {
+                namespace: args.namespace.or(file.namespace),
+                lease: lease_config(LeaseSettings {
+                    name: args.lease_name.or(file.lease_name),
+                    namespace: args.lease_namespace.or(file.lease_namespace),
+                    identity: args.identity.or(file.identity),
+                    duration: args.lease_duration.or(file.lease_duration),
+                    renew_deadline: args.renew_deadline.or(file.renew_deadline),
+                    retry_period: args.retry_period.or(file.retry_period),
+                })?,
+            },
         };
-        let admin_addr = args
-            .admin_addr
-            .or(file.admin_addr)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8081)));
+        let admin_listen = args
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| "0.0.0.0:8081".to_owned());
+        let admin_listen = admin_listen.parse().map_err(|_| {
+            invalid(format!(
+                "admin-listen: {admin_listen:?} is not an ip:port address"
+            ))
+        })?;
         Ok(Config {
             zones,
             source,
-            admin_addr,
+            admin_listen,
             zk,
             timing,
             log_format,
         })
     }
+
+    /// The configuration as one line of JSON, keyed by the flag names: for `--check-config` and
+    /// the start-up log.
+    pub fn summary(&self) -> String {
+        let source = match &self.source {
+            Source::Kubernetes { namespace, lease } => SourceSummary::Kubernetes {
+                namespace: namespace.as_deref(),
+                lease_name: &lease.name,
+                lease_namespace: &lease.namespace,
+                identity: &lease.identity,
+                lease_duration: format_duration(lease.duration),
+                renew_deadline: format_duration(lease.renew_deadline),
+                retry_period: format_duration(lease.retry),
+            },
+            Source::Dir(path) => SourceSummary::RoutesDir {
+                path,
+                poll: format_duration(self.timing.poll),
+            },
+        };
+        let summary = Summary {
+            zones: self.zones.iter().collect(),
+            default_zone: self.zones.default_name(),
+            source,
+            admin_listen: self.admin_listen,
+            zk_session_timeout: format_duration(self.zk.session),
+            zk_request_timeout: format_duration(self.zk.request),
+            resync: format_duration(self.timing.resync),
+            conflict_recheck: format_duration(self.timing.conflict_recheck),
+            log_format: self.log_format,
+        };
+        serde_json::to_string(&summary).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+    }
+}
+
+/// The Lease settings as given, before defaults.
+struct LeaseSettings {
+    name: Option<String>,
+    namespace: Option<String>,
+    identity: Option<String>,
+    duration: Option<String>,
+    renew_deadline: Option<String>,
+    retry_period: Option<String>,
+}
+
+fn lease_config(given: LeaseSettings) -> Result<LeaseConfig, ConfigError> {
+    let lease = LeaseConfig {
+        name: given.name.unwrap_or_else(|| "metaproxy-operator".into()),
+        namespace: given
+            .namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
+        identity: given
+            .identity
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .unwrap_or_else(default_identity),
+        duration: duration("lease-duration", given.duration, "15s")?,
+        renew_deadline: duration("renew-deadline", given.renew_deadline, "10s")?,
+        retry: duration("retry-period", given.retry_period, "2s")?,
+    };
+    // The Lease object counts in whole seconds: a rounded-down duration would let another replica
+    // take over while this one still works.
+    if lease.duration.subsec_nanos() != 0 {
+        return Err(invalid(format!(
+            "lease-duration: {} is not whole seconds (a Lease counts in seconds)",
+            format_duration(lease.duration)
+        )));
+    }
+    if lease.renew_deadline >= lease.duration {
+        return Err(invalid(
+            "renew-deadline: must be shorter than lease-duration: a leader must stop before others may take over",
+        ));
+    }
+    if lease.retry >= lease.renew_deadline {
+        return Err(invalid("retry-period: must be shorter than renew-deadline"));
+    }
+    Ok(lease)
+}
+
+/// What `summary` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Summary<'a> {
+    zones: Vec<&'a Zone>,
+    default_zone: &'a str,
+    source: SourceSummary<'a>,
+    admin_listen: SocketAddr,
+    zk_session_timeout: String,
+    zk_request_timeout: String,
+    resync: String,
+    conflict_recheck: String,
+    log_format: LogFormat,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+enum SourceSummary<'a> {
+    Kubernetes {
+        namespace: Option<&'a str>,
+        lease_name: &'a str,
+        lease_namespace: &'a str,
+        identity: &'a str,
+        lease_duration: String,
+        renew_deadline: String,
+        retry_period: String,
+    },
+    RoutesDir {
+        path: &'a Path,
+        poll: String,
+    },
+}
+
+fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let fail = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_saphyr::from_str(&text)
+        .map_err(|e| fail(e.to_string().lines().next().unwrap_or_default().to_owned()))
 }
 
 fn default_identity() -> String {
@@ -312,7 +407,6 @@ fn default_identity() -> String {
         std::process::id()
     )
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,17 +420,60 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let file: FileConfig = serde_saphyr::from_str(
-            "zones:\n  - {name: az1, hosts: '127.0.0.1:2181', root: /m/a}\n  - {name: az2, hosts: '127.0.0.1:2182', root: /m/b}\ndefaultZone: az1\nresyncSecs: 30\nleaseName: from-file\n",
+            "zones:\n  - {name: az1, hosts: '127.0.0.1:2181', root: /m/a}\n  - {name: az2, hosts: '127.0.0.1:2182', root: /m/b}\ndefault-zone: az1\nresync: 30s\nlease-name: from-file\nadmin-listen: 127.0.0.1:1001\nzk-session-timeout: 4s\n",
         )
         .expect("file parses");
-        let cfg = Config::merge(args(&["--default-zone", "az2", "--resync-secs", "5"]), file)
+        let cfg = Config::merge(args(&["--default-zone", "az2", "--resync", "1500ms"]), file)
             .expect("valid");
         assert_eq!(cfg.zones.default_name(), "az2");
-        assert_eq!(cfg.timing.resync, Duration::from_secs(5));
+        assert_eq!(
+            cfg.timing.resync,
+            Duration::from_millis(1500),
+            "the flag wins"
+        );
+        assert_eq!(cfg.zk.session, Duration::from_secs(4), "the file fills in");
+        assert_eq!(cfg.zk.request, Duration::from_secs(5), "the default");
+        assert_eq!(cfg.admin_listen.port(), 1001);
         match cfg.source {
             Source::Kubernetes { lease, .. } => assert_eq!(lease.name, "from-file"),
             Source::Dir(_) => panic!("no routes dir was given"),
         }
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg =
+            Config::merge(args(&["--zone", "a=h:1/r"]), FileConfig::default()).expect("valid");
+        assert_eq!(cfg.admin_listen, SocketAddr::from(([0, 0, 0, 0], 8081)));
+        assert_eq!(
+            cfg.zk,
+            ZkTimeouts {
+                session: Duration::from_secs(10),
+                request: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            cfg.timing,
+            DirTiming {
+                poll: Duration::from_secs(1),
+                resync: Duration::from_secs(60),
+                conflict_recheck: Duration::from_secs(10),
+            }
+        );
+        let Source::Kubernetes { lease, namespace } = cfg.source else {
+            panic!("Kubernetes is the default source");
+        };
+        assert_eq!(namespace, None);
+        assert_eq!(lease.name, "metaproxy-operator");
+        assert_eq!(
+            (lease.duration, lease.renew_deadline, lease.retry),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        assert_eq!(cfg.log_format, LogFormat::Text);
     }
 
     #[test]
@@ -364,31 +501,159 @@ mod tests {
                 "say which is the default",
             ),
             (
-                &["--zone", "a=h:1/r", "--resync-secs", "0"],
-                "resyncSecs must be greater than 0",
+                &["--zone", "a=h:1/r", "--resync", "0s"],
+                "resync: must be more than zero",
             ),
             (
-                &["--zone", "a=h:1/r", "--lease-duration-secs", "5"],
-                "renewDeadlineSecs must be shorter",
+                &["--zone", "a=h:1/r", "--poll", "0ms"],
+                "poll: must be more than zero",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--zk-session-timeout", "10"],
+                "zk-session-timeout: \"10\" is not a duration",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--conflict-recheck", "soon"],
+                "conflict-recheck:",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--lease-duration", "5s"],
+                "renew-deadline: must be shorter than lease-duration",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--lease-duration", "15500ms"],
+                "lease-duration: 15500ms is not whole seconds",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--retry-period", "10s"],
+                "retry-period: must be shorter than renew-deadline",
             ),
             (
                 &["--zone", "a=h:1/r", "--log-format", "xml"],
-                "log format \"xml\"",
+                "log-format: \"xml\" is not text or json",
             ),
             (
                 &["--zone", "a=h:1/r", "--routes-dir", "/nonexistent/dir"],
-                "is not a directory",
+                "routes-dir: /nonexistent/dir is not a directory",
+            ),
+            (
+                &["--zone", "a=h:1/r", "--admin-listen", "nowhere"],
+                "admin-listen: \"nowhere\" is not an ip:port address",
             ),
         ];
         for (flags, want) in cases {
             let err = Config::merge(args(flags), FileConfig::default()).expect_err("invalid");
-            assert!(err.to_string().contains(want), "{flags:?}: {err}");
+            let err = err.to_string();
+            assert!(err.contains(want), "{flags:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
         }
     }
 
     #[test]
     fn unknown_file_keys_are_refused() {
-        let err = serde_saphyr::from_str::<FileConfig>("zonez: []\n").expect_err("typo refused");
-        assert!(err.to_string().contains("zonez"), "{err}");
+        for (text, key) in [
+            ("zonez: []\n", "zonez"),
+            ("defaultZone: az1\n", "defaultZone"),
+            ("resync-secs: 60\n", "resync-secs"),
+            (
+                "zones: [{name: a, hosts: 'h:1', root: /r, rot: /s}]\n",
+                "rot",
+            ),
+        ] {
+            let err = serde_saphyr::from_str::<FileConfig>(text).expect_err("typo refused");
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_reads_the_file_and_says_which() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("operator.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "zones: [{{name: az1, hosts: '127.0.0.1:2181', root: /m/a}}]\nroutes-dir: {}\npoll: 250ms\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write");
+        let cfg = Config::load(args(&["--config", path.to_str().expect("utf8")])).expect("valid");
+        assert_eq!(cfg.timing.poll, Duration::from_millis(250));
+        assert!(matches!(&cfg.source, Source::Dir(d) if d == dir.path()));
+
+        std::fs::write(&path, "").expect("write");
+        let err = Config::load(args(&["--config", path.to_str().expect("utf8")]))
+            .expect_err("an empty file configures no zone");
+        assert!(err.to_string().contains("no zone is configured"), "{err}");
+
+        std::fs::write(&path, "poll-ms: 100\n").expect("write");
+        let err =
+            Config::load(args(&["--config", path.to_str().expect("utf8")])).expect_err("old key");
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!("config: {}: ", path.display())) && err.contains("poll-ms"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn summary_is_one_line_keyed_by_flag_names() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = Config::merge(
+            args(&[
+                "--zone",
+                "az1=127.0.0.1:2181/m/a",
+                "--routes-dir",
+                dir.path().to_str().expect("utf8"),
+                "--poll",
+                "100ms",
+                "--resync",
+                "10m",
+            ]),
+            FileConfig::default(),
+        )
+        .expect("valid");
+        let line = cfg.summary();
+        assert!(!line.contains('\n'), "{line}");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(json["zones"][0]["root"], "/m/a");
+        assert_eq!(json["default-zone"], "az1");
+        assert_eq!(json["admin-listen"], "0.0.0.0:8081");
+        assert_eq!(json["zk-session-timeout"], "10s");
+        assert_eq!(json["resync"], "10m");
+        assert_eq!(json["source"]["routes-dir"]["poll"], "100ms");
+        assert_eq!(json["log-format"], "text");
+
+        let k8s = Config::merge(
+            args(&["--zone", "a=h:1/r", "--lease-name", "l"]),
+            FileConfig::default(),
+        )
+        .expect("valid")
+        .summary();
+        let json: serde_json::Value = serde_json::from_str(&k8s).expect("JSON");
+        assert_eq!(json["source"]["kubernetes"]["lease-name"], "l");
+        assert_eq!(json["source"]["kubernetes"]["retry-period"], "2s");
+    }
+
+    /// The example at the top of this module is a valid file.
+    #[test]
+    fn module_example_parses() {
+        let src = include_str!("config.rs");
+        let start = src.find("//! ```yaml\n").expect("example") + "//! ```yaml\n".len();
+        let end = start + src[start..].find("//! ```").expect("end of example");
+        let yaml: String = src[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .or_else(|| l.strip_prefix("//!"))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = serde_saphyr::from_str(&yaml).expect("example parses");
+        assert_eq!(file.zones.len(), 2);
+        assert_eq!(file.default_zone.as_deref(), Some("az1"));
+        assert_eq!(file.admin_listen.as_deref(), Some("0.0.0.0:8081"));
     }
 }

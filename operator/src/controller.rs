@@ -17,9 +17,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::{RwLock, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::admin::RoutesView;
 use crate::crd::{FINALIZER, PegasusTableRoute};
 use crate::drift::{self, Touched};
 use crate::error::Error;
@@ -45,7 +46,6 @@ struct Ctx {
     failures: Mutex<HashMap<String, u32>>,
     cfg: ControllerConfig,
     wake: mpsc::UnboundedSender<Touched>,
-    routes: Arc<RwLock<serde_json::Value>>,
 }
 
 fn id_of(obj: &PegasusTableRoute) -> String {
@@ -68,12 +68,13 @@ fn claims(store: &Store<PegasusTableRoute>, reconciler: &Reconciler) -> Vec<Clai
         .collect()
 }
 
-/// Runs the controller until `stop` turns true.
+/// Runs the controller until `stop` turns true. While it runs, `routes` renders the controller's
+/// cache.
 pub async fn run(
     client: Client,
     reconciler: Arc<Reconciler>,
     cfg: ControllerConfig,
-    routes: Arc<RwLock<serde_json::Value>>,
+    routes: RoutesView,
     stop: watch::Receiver<bool>,
 ) {
     let api: Api<PegasusTableRoute> = match &cfg.namespace {
@@ -82,6 +83,10 @@ pub async fn run(
     };
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let store = controller.store();
+    {
+        let store = store.clone();
+        routes.publish_live(move || view(&store));
+    }
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Touched>();
     drift::spawn(reconciler.clone(), wake_tx.clone(), stop.clone());
 
@@ -120,7 +125,6 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
         cfg,
         wake: wake_tx,
-        routes,
     });
     let mut stop_signal = stop.clone();
     controller
@@ -136,6 +140,7 @@ pub async fn run(
             }
         })
         .await;
+    routes.clear();
     info!("controller stopped");
 }
 
@@ -211,7 +216,6 @@ async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action,
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
-    publish_view(&ctx).await;
     report.result?;
     if let Ok(mut f) = ctx.failures.lock() {
         f.remove(&id);
@@ -249,13 +253,14 @@ fn error_policy(obj: Arc<PegasusTableRoute>, err: &Error, ctx: Arc<Ctx>) -> Acti
     Action::requeue(wait)
 }
 
-/// The `/routes` view: every route in the cache with its status.
-async fn publish_view(ctx: &Ctx) {
-    let view: Vec<serde_json::Value> = ctx
-        .store
-        .state()
+/// The `/routes` view: every route in the cache with its status, by namespace/name. Rendered when
+/// `/routes` is requested, not on each reconcile (that was quadratic in the number of routes);
+/// the cache also has the status the reconciler just patched, once its watch event is in.
+fn view(store: &Store<PegasusTableRoute>) -> serde_json::Value {
+    let mut routes = store.state();
+    routes.sort_by_cached_key(|o| id_of(o));
+    routes
         .iter()
         .map(|o| json!({"route": id_of(o), "spec": o.spec, "status": o.status}))
-        .collect();
-    *ctx.routes.write().await = serde_json::Value::Array(view);
+        .collect()
 }

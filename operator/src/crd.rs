@@ -15,9 +15,10 @@ pub const GROUP: &str = "metaproxy.pegasus.io";
 /// The finalizer that keeps a resource until its znode is removed.
 pub const FINALIZER: &str = "metaproxy.pegasus.io/znode";
 
-/// The characters Pegasus accepts in a table name (letters, digits, `_`, `.`, `:`), not starting
-/// with a dot: `.` and `..` are not valid znode names.
-pub const TABLE_PATTERN: &str = r"^[A-Za-z0-9_:][A-Za-z0-9_.:]*$";
+/// A Pegasus table name: 1 to 256 of the characters Pegasus' DDL accepts (`0-9a-zA-Z.:_`). With
+/// the rule on the field that refuses `.` and `..` (not znode names), the schema accepts exactly
+/// what `metaproxy::route::valid_table_name` does, which the operator and the proxy both use.
+pub const TABLE_PATTERN: &str = r"^[0-9a-zA-Z.:_]{1,256}$";
 /// `host:port` with a port in 1..=65535; the host is an IPv4 address or a DNS name.
 pub const META_ADDR_PATTERN: &str = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 
@@ -65,7 +66,11 @@ pub const META_ADDR_PATTERN: &str = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])
 #[serde(rename_all = "camelCase")]
 pub struct PegasusTableRouteSpec {
     /// The Pegasus table name.
-    #[schemars(length(min = 1, max = 128), regex(pattern = TABLE_PATTERN))]
+    #[schemars(length(min = 1, max = 256), regex(pattern = TABLE_PATTERN))]
+    #[x_kube(
+        validation = Rule::new("self != '.' && self != '..'")
+            .message("table: . and .. are not table names")
+    )]
     pub table: String,
     /// The zone (proxy set) whose ZooKeeper root holds the record; the operator's default zone
     /// when absent.
@@ -186,29 +191,53 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
 mod tests {
     use super::*;
 
-    fn table_ok(name: &str) -> bool {
-        // The pattern is compiled by the API server; here it is checked with the same rule the
-        // reconciler uses, so the two cannot drift apart silently.
-        crate::reconcile::validate::table_name_ok(name)
-    }
-
+    /// The schema's pattern (compiled here as the API server would) and its rule accept exactly
+    /// the names the proxy's rule does.
     #[test]
-    fn table_names() {
-        for ok in ["temp", "a", "my_table.v2", "ns:table", "0", "_x"] {
-            assert!(table_ok(ok), "{ok} should be accepted");
+    fn table_schema_is_the_proxys_rule() {
+        let pattern = regex::Regex::new(TABLE_PATTERN).expect("pattern compiles");
+        let schema_ok = |name: &str| pattern.is_match(name) && name != "." && name != "..";
+        let long_ok = "x".repeat(256);
+        let long_bad = "x".repeat(257);
+        for name in [
+            "temp",
+            "a",
+            "my_table.v2",
+            "ns:table",
+            "0",
+            "_x",
+            ".hidden",
+            "a..b",
+            &long_ok,
+        ] {
+            assert!(schema_ok(name), "{name} should be accepted");
+            assert!(metaproxy::route::valid_table_name(name), "{name}");
         }
-        for bad in [
+        for name in [
             "",
             ".",
             "..",
-            ".hidden",
             "a/b",
+            "../x",
             "has space",
             "dash-ed",
             "ünï",
+            "a\nb",
+            &long_bad,
         ] {
-            assert!(!table_ok(bad), "{bad:?} should be refused");
+            assert!(!schema_ok(name), "{name:?} should be refused");
+            assert!(!metaproxy::route::valid_table_name(name), "{name:?}");
         }
+        let crd = serde_json::to_value(<PegasusTableRoute as kube::CustomResourceExt>::crd())
+            .expect("CRD");
+        let table = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["table"];
+        assert_eq!(table["pattern"], TABLE_PATTERN);
+        assert_eq!(table["maxLength"], 256);
+        assert_eq!(
+            table["x-kubernetes-validations"][0]["rule"],
+            "self != '.' && self != '..'"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `metaproxy-operator`: configuration, telemetry, the admin port, then the route source
+//! `metaproxy-operator`: configuration (exit 64 when it is invalid, before binding anything;
+//! `--check-config` prints it and exits), telemetry, the admin port, then the route source
 //! (Kubernetes with leader election, or `--routes-dir`) until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
@@ -21,13 +22,34 @@ use tracing::info;
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let config = match Config::load(Args::parse()) {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            eprintln!(
+                "metaproxy-operator: invalid configuration: {}",
+                reason.lines().next().unwrap_or_default()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let check_only = args.check_config;
+    let config = match Config::load(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("metaproxy-operator: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if check_only {
+        println!("configuration OK: {}", config.summary());
+        return ExitCode::SUCCESS;
+    }
     init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,22 +84,16 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let zones: Vec<String> = config.zones.iter().map(ToString::to_string).collect();
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        zones = ?zones,
-        default_zone = config.zones.default_name(),
-        source = ?config.source,
-        admin = %config.admin_addr,
-        zk = ?config.zk,
-        timing = ?config.timing,
+        config = %config.summary(),
         "metaproxy-operator starting"
     );
     let metrics = Arc::new(Metrics::new());
     let admin_state = AdminState::new(metrics.clone());
-    let listener = tokio::net::TcpListener::bind(config.admin_addr)
+    let listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
-        .with_context(|| format!("binding the admin port {}", config.admin_addr))?;
+        .with_context(|| format!("binding the admin port {}", config.admin_listen))?;
     info!(addr = %listener.local_addr()?, "admin HTTP listening");
 
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::{RwLock, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::admin::RoutesView;
 use crate::crd::{PegasusTableRoute, PegasusTableRouteStatus};
 use crate::drift::{self, Touched};
 use crate::reconcile::{Reconciler, RouteView, backoff, claim_of, now_rfc3339, status};
@@ -51,7 +52,7 @@ pub async fn run(
     dir: PathBuf,
     reconciler: Arc<Reconciler>,
     timing: DirTiming,
-    routes: Arc<RwLock<serde_json::Value>>,
+    routes: RoutesView,
     ready: impl FnOnce(),
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -62,7 +63,7 @@ pub async fn run(
     loop {
         scan(&dir, &mut entries).await;
         reconcile_due(&reconciler, &mut entries, timing).await;
-        *routes.write().await = view(&entries);
+        routes.publish(view(&entries));
         if let Some(ready) = ready.take() {
             ready();
         }

@@ -13,6 +13,7 @@ use thiserror::Error;
 
 /// One zone: where its proxies read their routes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Zone {
     pub name: String,
     /// The ZooKeeper connect string, `host:port[,host:port...]`.

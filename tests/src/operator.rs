@@ -70,7 +70,7 @@ impl Operator {
         let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin);
         cmd.args(args)
-            .arg("--admin-addr")
+            .arg("--admin-listen")
             .arg(admin.to_string())
             .env("RUST_LOG", "info,metaproxy_operator=debug")
             .stdin(Stdio::null())

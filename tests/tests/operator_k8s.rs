@@ -45,14 +45,14 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
         &format!("az1={}/metaproxy/c3srv", zk.connect_string()),
         "--identity",
         identity,
-        "--lease-duration-secs",
-        "4",
-        "--renew-deadline-secs",
-        "3",
-        "--retry-ms",
-        "300",
-        "--conflict-recheck-secs",
-        "1",
+        "--lease-duration",
+        "4s",
+        "--renew-deadline",
+        "3s",
+        "--retry-period",
+        "300ms",
+        "--conflict-recheck",
+        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -154,6 +154,23 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         "metaproxy.pegasus.io/znode"
     );
 
+    // The admin port's view of the route, from the controller's cache.
+    let view = eventually(WAIT, "/routes to show the route ready", async || {
+        let (_, body) = op.get("/routes").ok()?;
+        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        all.as_array()?
+            .iter()
+            .find(|r| {
+                r["route"] == "default/temp"
+                    && condition(r, "Ready").is_some_and(|c| c["status"] == "True")
+            })
+            .cloned()
+    })
+    .await
+    .expect("/routes");
+    assert_eq!(view["spec"]["table"], "temp");
+    assert_eq!(view["status"]["znode"], path);
+
     // The printer columns.
     let out = api.kubectl(&["get", "ptr"]).expect("kubectl get ptr");
     let table = String::from_utf8_lossy(&out.stdout).to_string();
@@ -236,6 +253,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         "znode removed"
     );
     assert!(get_json(&api, &["ptr", "temp"]).is_none(), "object gone");
+    eventually(WAIT, "/routes to drop the deleted route", async || {
+        let (_, body) = op.get("/routes").ok()?;
+        (serde_json::from_str::<serde_json::Value>(&body).ok()? == serde_json::json!([]))
+            .then_some(())
+    })
+    .await
+    .expect("/routes emptied");
 
     let status = op.terminate(WAIT).expect("stops");
     assert!(status.success(), "{status}\n{}", op.log());
@@ -252,7 +276,12 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: bad, namespace: default}}\nspec:\n{spec}"
         )
     };
-    let cases = [
+    // Pegasus' limit is 256 characters.
+    let too_long = format!(
+        "  table: {}\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n",
+        "t".repeat(257)
+    );
+    let cases: [(&str, &str); 12] = [
         (
             "  table: temp\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n  backup: {cluster: c1, metaServers: [\"10.0.0.2:1\"]}\n",
             "primary and backup must be different clusters",
@@ -278,6 +307,15 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "spec.table",
         ),
         (
+            "  table: my-table\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
+            "spec.table",
+        ),
+        (
+            "  table: '..'\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
+            "table: . and .. are not table names",
+        ),
+        (&too_long, "spec.table"),
+        (
             "  table: temp\n  active: sideways\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n",
             "spec.active",
         ),
@@ -301,11 +339,15 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             "{spec}\nwanted {message:?} in:\n{stderr}"
         );
     }
-    // A valid one is accepted by the same server.
-    apply(
-        &api,
-        &base("  table: temp\n  primary: {cluster: c1, metaServers: [\"10.0.0.1:1\"]}\n"),
-    );
+    // Valid ones are accepted by the same server: the longest name, and a leading dot.
+    for table in ["t".repeat(256), ".v2:temp_1".to_owned()] {
+        apply(
+            &api,
+            &base(&format!(
+                "  table: '{table}'\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n"
+            )),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

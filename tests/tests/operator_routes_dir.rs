@@ -84,14 +84,14 @@ fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
         format!("az1={}{root}", zk.connect_string()),
         "--routes-dir".into(),
         dir.display().to_string(),
-        "--poll-ms".into(),
-        "100".into(),
-        "--conflict-recheck-secs".into(),
-        "1".into(),
-        "--zk-session-timeout-ms".into(),
-        "4000".into(),
-        "--zk-request-timeout-ms".into(),
-        "2000".into(),
+        "--poll".into(),
+        "100ms".into(),
+        "--conflict-recheck".into(),
+        "1s".into(),
+        "--zk-session-timeout".into(),
+        "4s".into(),
+        "--zk-request-timeout".into(),
+        "2s".into(),
     ];
     let mut op = Operator::start(&args, &[]).expect("operator starts");
     op.wait_ready(WAIT).expect("operator ready");
@@ -339,11 +339,28 @@ fn invalid_configuration_exits_64_before_binding() {
             &["--zone", "a=127.0.0.1:1/a", "--zone", "b=127.0.0.1:1/b"],
             "say which is the default",
         ),
+        (
+            &["--zone", "a=127.0.0.1:1/a", "--resync", "60"],
+            "resync: \"60\" is not a duration",
+        ),
+        (
+            &["--zone", "a=127.0.0.1:1/a", "--retry-period", "0s"],
+            "retry-period: must be more than zero",
+        ),
+        // The flags before the file keys took the flag names.
+        (
+            &["--zone", "a=127.0.0.1:1/a", "--resync-secs", "60"],
+            "unexpected argument '--resync-secs'",
+        ),
+        (
+            &["--zone", "a=127.0.0.1:1/a", "--check-config", "--poll", "1"],
+            "poll:",
+        ),
     ];
     for (args, reason) in cases {
         let out = std::process::Command::new(&bin)
             .args(*args)
-            .args(["--admin-addr", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{port}")])
             .env_remove("METAPROXY_OPERATOR_ZONES")
             .output()
             .expect("runs");
@@ -354,4 +371,51 @@ fn invalid_configuration_exits_64_before_binding() {
         // Nothing was bound: the port is still free.
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("admin port never bound");
     }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let bin = metaproxy_tests::operator::binary().expect("operator binary");
+    let port = metaproxy_tests::free_port().expect("port");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("operator.yaml");
+    write(
+        dir.path(),
+        "operator.yaml",
+        &format!(
+            "zones:\n  - {{name: az1, hosts: '127.0.0.1:2181', root: /metaproxy/az1}}\n  - {{name: az2, hosts: '127.0.0.1:2182', root: /metaproxy/az2}}\n\
+             default-zone: az1\nroutes-dir: {}\npoll: 250ms\nresync: 30s\nzk-session-timeout: 4s\n",
+            dir.path().display()
+        ),
+    );
+    let out = std::process::Command::new(&bin)
+        .arg("--config")
+        .arg(&file)
+        .args(["--check-config", "--default-zone", "az2"])
+        .args(["--admin-listen", &format!("127.0.0.1:{port}")])
+        .env("METAPROXY_OPERATOR_RESYNC", "2m")
+        .env_remove("METAPROXY_OPERATOR_ZONES")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    let json = stdout
+        .trim_end()
+        .strip_prefix("configuration OK: ")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let config: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    assert_eq!(config["default-zone"], "az2", "the flag wins");
+    assert_eq!(config["resync"], "2m", "the environment beats the file");
+    assert_eq!(config["zk-session-timeout"], "4s", "the file fills in");
+    assert_eq!(config["zk-request-timeout"], "5s", "the default");
+    assert_eq!(config["admin-listen"], format!("127.0.0.1:{port}"));
+    assert_eq!(config["source"]["routes-dir"]["poll"], "250ms");
+    assert_eq!(config["zones"][1]["hosts"], "127.0.0.1:2182");
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("admin port never bound");
 }

@@ -4,7 +4,7 @@
 //! The API server checks most of this already from the CRD schema; routes read from files are
 //! not checked by anyone else, and zones are known only to the operator.
 
-use metaproxy::route::{RouteRecord, validate_meta_addr};
+use metaproxy::route::{RouteRecord, valid_table_name, validate_meta_addr};
 
 use crate::crd::{ActiveCluster, ClusterRef, PegasusTableRouteSpec};
 use crate::zone::Zones;
@@ -29,17 +29,6 @@ pub enum Invalid {
     UnknownZone(String),
 }
 
-/// Whether `name` is a table name Pegasus accepts: letters, digits, `_`, `.`, `:`, not starting
-/// with `.` (so never `.` or `..`, which are not znode names). Mirrors `crd::TABLE_PATTERN`.
-pub fn table_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
-}
-
 fn check_cluster(role: &str, c: &ClusterRef) -> Result<(), Invalid> {
     if c.cluster.trim().is_empty() {
         return Err(Invalid::Spec(format!("{role}.cluster is empty")));
@@ -61,9 +50,10 @@ fn check_cluster(role: &str, c: &ClusterRef) -> Result<(), Invalid> {
 
 /// Checks the spec and resolves its zone.
 pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, Invalid> {
-    if !table_name_ok(&spec.table) {
+    // The proxy's rule, so that the operator never writes a record the proxy refuses to read.
+    if !valid_table_name(&spec.table) {
         return Err(Invalid::Spec(format!(
-            "table {:?} is not a Pegasus table name (letters, digits, '_', '.', ':'; not starting with '.')",
+            "table {:?} is not a Pegasus table name (1 to 256 of 0-9a-zA-Z.:_, not . or ..)",
             spec.table
         )));
     }
