@@ -94,6 +94,9 @@ pub struct Args {
     /// Time between scans of the routes directory [default: 1s].
     #[arg(long, env = "METAPROXY_OPERATOR_POLL")]
     pub poll: Option<String>,
+    /// Log filter, e.g. "info" or "metaproxy_operator=debug" [default: info].
+    #[arg(long, env = "METAPROXY_OPERATOR_LOG")]
+    pub log: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "METAPROXY_OPERATOR_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -120,6 +123,7 @@ pub struct FileConfig {
     pub resync: Option<String>,
     pub conflict_recheck: Option<String>,
     pub poll: Option<String>,
+    pub log: Option<String>,
     pub log_format: Option<String>,
 }
 
@@ -162,6 +166,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
     pub timing: DirTiming,
+    /// The `tracing` filter.
+    pub log: String,
     pub log_format: LogFormat,
 }
 
@@ -211,6 +217,9 @@ impl Config {
                 "5s",
             )?,
         };
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&zk.session) {
+            return Err(invalid("zk-session-timeout: must be between 1s and 60s"));
+        }
         let timing = DirTiming {
             poll: duration("poll", args.poll.or(file.poll), "1s")?,
             resync: duration("resync", args.resync.or(file.resync), "60s")?,
@@ -220,6 +229,10 @@ impl Config {
                 "10s",
             )?,
         };
+        let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
+            return Err(invalid(format!("log: {log:?}: {e}")));
+        }
         let log_format = match args.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -266,6 +279,7 @@ impl Config {
             admin_listen,
             zk,
             timing,
+            log,
             log_format,
         })
     }
@@ -297,6 +311,7 @@ impl Config {
             zk_request_timeout: format_duration(self.zk.request),
             resync: format_duration(self.timing.resync),
             conflict_recheck: format_duration(self.timing.conflict_recheck),
+            log: &self.log,
             log_format: self.log_format,
         };
         serde_json::to_string(&summary).unwrap_or_else(|e| format!("<unprintable: {e}>"))
@@ -359,6 +374,7 @@ struct Summary<'a> {
     zk_request_timeout: String,
     resync: String,
     conflict_recheck: String,
+    log: &'a str,
     log_format: LogFormat,
 }
 

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         println!("configuration OK: {}", config.summary());
         return ExitCode::SUCCESS;
     }
-    init_tracing(config.log_format);
+    init_tracing(&config.log, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,8 +70,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+fn init_tracing(log: &str, format: LogFormat) {
+    // Checked when the configuration was loaded.
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
