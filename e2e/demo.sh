@@ -142,7 +142,7 @@ say "Clients query temp and stat through the proxy"
 errors=$(load 3 temp,stat)
 [ "$errors" = 0 ] || fail "$errors failed requests"
 echo "  queries that reached c3srv-ad: temp $(served "$a_admin" temp), stat $(served "$a_admin" stat) (identical queries in flight share one call)"
-curl -s "127.0.0.1:$proxy_admin/routes" | json '"\n".join(f"  route {r[\"table\"]}: {r[\"cluster\"]} leader {r[\"leader\"]} znode v{r[\"znode_version\"]}" for r in d["routes"])'
+curl -s "127.0.0.1:$proxy_admin/routes" | json "'\\n'.join(f\"  route {r['table']}: {r['cluster']} leader {r['leader']} znode v{r['znode_version']}\" for r in d['routes'])"
 
 say "The leader of c3srv-ad moves while clients keep querying"
 ( sleep 1; curl -sf -X POST "127.0.0.1:$a_admin/leader" -d '{"meta": 2}' >/dev/null ) &
