@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,23 +131,28 @@ async fn connection(
     while reading || !in_flight.is_empty() {
         tokio::select! {
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
-                match reply {
-                    Reply::Close(e) => {
-                        frame_error(service, peer, &e);
-                        reading = false;
+                // Answers often complete together (a shared upstream call wakes all its
+                // waiters): take every one that is ready, so they leave in one write.
+                let mut next = Some(reply);
+                while let Some(reply) = next {
+                    match reply {
+                        Reply::Close(e) => {
+                            frame_error(service, peer, &e);
+                            reading = false;
+                        }
+                        reply => reply.encode(&mut wbuf),
                     }
-                    reply => reply.encode(&mut wbuf),
+                    next = in_flight.next().now_or_never().flatten();
                 }
             }
             n = read.read_buf(&mut rbuf), if reading && in_flight.len() < opts.max_in_flight => {
                 match n {
                     Ok(0) => reading = false,
-                    Ok(_) => loop {
+                    Ok(_) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + opts.idle_timeout);
+                        loop {
                         match codec::decode_request(&mut rbuf, opts.max_frame) {
-                            Ok(Some(frame)) => {
-                                idle.as_mut().reset(tokio::time::Instant::now() + opts.idle_timeout);
-                                in_flight.push(service.handle(frame));
-                            }
+                            Ok(Some(frame)) => in_flight.push(service.handle(frame)),
                             Ok(None) => break,
                             Err(e) => {
                                 frame_error(service, peer, &e);
@@ -154,7 +160,8 @@ async fn connection(
                                 break;
                             }
                         }
-                    },
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "read failed");
                         return;
