@@ -25,10 +25,63 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// What became of a client request: the `rpc` and `result` labels of `metaproxy_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// query_config answered from the cluster, by the response's `err`.
+    QueryOk,
+    QueryObjectNotFound,
+    QueryServiceNotActive,
+    QueryOtherError,
+    /// query_config answered by the proxy itself.
+    QueryClusterUnavailable,
+    QueryNoRoute,
+    QueryInvalidRoute,
+    QueryRouteUnavailable,
+    QueryMalformed,
+    Negotiation,
+    HandlerNotFound,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 11] = [
+        Outcome::QueryOk,
+        Outcome::QueryObjectNotFound,
+        Outcome::QueryServiceNotActive,
+        Outcome::QueryOtherError,
+        Outcome::QueryClusterUnavailable,
+        Outcome::QueryNoRoute,
+        Outcome::QueryInvalidRoute,
+        Outcome::QueryRouteUnavailable,
+        Outcome::QueryMalformed,
+        Outcome::Negotiation,
+        Outcome::HandlerNotFound,
+    ];
+
+    pub fn labels(self) -> RequestLabels {
+        let (rpc, result) = match self {
+            Outcome::QueryOk => ("query_config", "ok"),
+            Outcome::QueryObjectNotFound => ("query_config", "object_not_found"),
+            Outcome::QueryServiceNotActive => ("query_config", "service_not_active"),
+            Outcome::QueryOtherError => ("query_config", "upstream_error"),
+            Outcome::QueryClusterUnavailable => ("query_config", "cluster_unavailable"),
+            Outcome::QueryNoRoute => ("query_config", "no_route"),
+            Outcome::QueryInvalidRoute => ("query_config", "invalid_route"),
+            Outcome::QueryRouteUnavailable => ("query_config", "route_unavailable"),
+            Outcome::QueryMalformed => ("query_config", "malformed"),
+            Outcome::Negotiation => ("negotiation", "auth_disabled"),
+            Outcome::HandlerNotFound => ("other", "handler_not_found"),
+        };
+        RequestLabels { rpc, result }
+    }
+}
+
 /// Every metric of the proxy. Cheap to clone (handles share their values).
 #[derive(Clone)]
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
+    /// The counters of `requests`, one per [`Outcome`], looked up once rather than per request.
+    outcomes: [Counter; Outcome::ALL.len()],
     pub upstream_calls: Family<ResultLabel, Counter>,
     pub upstream_latency: Family<ResultLabel, Histogram>,
     pub coalesced: Counter,
@@ -48,8 +101,11 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let requests: Family<RequestLabels, Counter> = Family::default();
+        let outcomes = Outcome::ALL.map(|o| requests.get_or_create(&o.labels()).clone());
         Metrics {
-            requests: Family::default(),
+            requests,
+            outcomes,
             upstream_calls: Family::default(),
             upstream_latency: Family::new_with_constructor(|| {
                 // 0.5 ms .. ~16 s
@@ -155,9 +211,8 @@ impl Metrics {
         r
     }
 
-    pub fn request(&self, rpc: &'static str, result: &'static str) {
-        self.requests
-            .get_or_create(&RequestLabels { rpc, result })
-            .inc();
+    /// Counts a client request.
+    pub fn request(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].inc();
     }
 }

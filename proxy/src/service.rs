@@ -24,7 +24,7 @@ use crate::codec::{
     self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
     QueryCfgRequest, QueryCfgResponse, RequestFrame,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::route::{Lookup, Routes};
 use crate::upstream::Upstreams;
 
@@ -133,7 +133,7 @@ impl Service {
             codec::rpc::QUERY_CONFIG => self.query_config(&frame).await,
             codec::rpc::NEGOTIATION => match NegotiationRequest::from_args(&frame.args) {
                 Ok(_) => {
-                    self.metrics.request("negotiation", "auth_disabled");
+                    self.metrics.request(Outcome::Negotiation);
                     self.frame(
                         NEGOTIATION_ACK.into(),
                         &frame,
@@ -145,7 +145,7 @@ impl Service {
             },
             other => {
                 tracing::debug!(rpc = other, "unsupported RPC");
-                self.metrics.request("other", "handler_not_found");
+                self.metrics.request(Outcome::HandlerNotFound);
                 let name = Cow::Owned(codec::rpc::ack_name(other));
                 self.frame(name, &frame, ErrorCode::HANDLER_NOT_FOUND, Bytes::new())
             }
@@ -175,7 +175,7 @@ impl Service {
         let request = match QueryCfgRequest::from_args(&frame.args) {
             Ok(r) => r,
             Err(e) => {
-                self.metrics.request("query_config", "malformed");
+                self.metrics.request(Outcome::QueryMalformed);
                 return Reply::Close(e);
             }
         };
@@ -189,34 +189,33 @@ impl Service {
                     let (answer, _coalesced) = self.upstreams.query_config(&route.group, &frame.args, deadline).await;
                     match answer {
                         Ok(answer) => {
-                            let result = match answer.err.as_str() {
-                                "ERR_OK" => "ok",
-                                "ERR_OBJECT_NOT_FOUND" => "object_not_found",
-                                "ERR_SERVICE_NOT_ACTIVE" => "service_not_active",
-                                _ => "upstream_error",
-                            };
-                            self.metrics.request("query_config", result);
+                            self.metrics.request(match answer.err.as_str() {
+                                "ERR_OK" => Outcome::QueryOk,
+                                "ERR_OBJECT_NOT_FOUND" => Outcome::QueryObjectNotFound,
+                                "ERR_SERVICE_NOT_ACTIVE" => Outcome::QueryServiceNotActive,
+                                _ => Outcome::QueryOtherError,
+                            });
                             answer.body.clone()
                         }
                         Err(e) => {
                             tracing::warn!(table, cluster = %route.record.cluster, error = %e, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
-                            self.metrics.request("query_config", "cluster_unavailable");
+                            self.metrics.request(Outcome::QueryClusterUnavailable);
                             self.not_active.clone()
                         }
                     }
                 }
                 Lookup::Missing => {
-                    self.metrics.request("query_config", "no_route");
+                    self.metrics.request(Outcome::QueryNoRoute);
                     self.not_found.clone()
                 }
                 Lookup::Invalid(e) => {
                     tracing::warn!(table, error = %e, "route record invalid; answering ERR_INVALID_DATA");
-                    self.metrics.request("query_config", "invalid_route");
+                    self.metrics.request(Outcome::QueryInvalidRoute);
                     self.invalid_route.clone()
                 }
                 Lookup::Unavailable(e) => {
                     tracing::warn!(table, error = %e, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
-                    self.metrics.request("query_config", "route_unavailable");
+                    self.metrics.request(Outcome::QueryRouteUnavailable);
                     self.not_active.clone()
                 }
             }
