@@ -7,17 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use metaproxy::codec::{self, DEFAULT_MAX_FRAME, QueryCfgRequest, QueryCfgResponse};
 use std::hint::black_box;
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let hex: String = std::fs::read_to_string(&path)
-        .expect("vector")
-        .split_whitespace()
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use metaproxy_tests::vectors::load as vector;
 
 fn reply_body(name: &str) -> Bytes {
     let mut buf = BytesMut::from(&vector(name)[..]);

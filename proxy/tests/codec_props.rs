@@ -261,26 +261,9 @@ proptest! {
 }
 
 fn all_vectors() -> Vec<Vec<u8>> {
-    let dir = format!("{}/tests/vectors", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .expect("vectors dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "hex"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .map(|p| {
-            let hex: String = std::fs::read_to_string(p)
-                .expect("read")
-                .split_whitespace()
-                .collect();
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect()
-        })
+    metaproxy_tests::vectors::all()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
         .collect()
 }
 

@@ -8,15 +8,7 @@ use metaproxy::codec::{
     QueryCfgResponse, ReplyFrame, RequestFrame, RequestHeader, RpcAddress,
 };
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let hex: String = text.split_whitespace().collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use metaproxy_tests::vectors::load as vector;
 
 fn request(name: &str) -> (Vec<u8>, RequestFrame) {
     let bytes = vector(name);

@@ -8,6 +8,7 @@ pub mod load;
 pub mod operator;
 pub mod relay;
 pub mod sim;
+pub mod vectors;
 pub mod zk;
 
 pub use harness::free_port;

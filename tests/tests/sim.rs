@@ -19,18 +19,7 @@ use tokio::net::TcpStream;
 /// Generous: the machine may be loaded, and a wait that ends early costs nothing.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../proxy/tests/vectors/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let hex: String = text.split_whitespace().collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+use metaproxy_tests::vectors::load as vector;
 
 fn v4(s: &str) -> SocketAddrV4 {
     s.parse().expect("ip:port")

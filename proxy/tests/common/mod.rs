@@ -1,7 +1,7 @@
 //! Shared pieces of the proxy's integration tests: captured vectors, a raw Pegasus client, a
 //! simulated cluster shaped like the captures, and proxies started on free loopback ports.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -21,15 +21,7 @@ use tokio::net::TcpStream;
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let hex: String = text.split_whitespace().collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-        .collect()
-}
+pub use metaproxy_tests::vectors::load as vector;
 
 fn replica(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new([127, 0, 0, 1].into(), port)
