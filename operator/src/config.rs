@@ -141,12 +141,7 @@ fn invalid(reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(reason.into())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use metaproxy::startup::LogFormat;
 
 /// Where routes come from.
 #[derive(Clone, Debug)]
@@ -230,18 +225,9 @@ impl Config {
             )?,
         };
         let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
-            return Err(invalid(format!("log: {log:?}: {e}")));
-        }
-        let log_format = match args.log_format.or(file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "log-format: {other:?} is not text or json"
-                )));
-            }
-        };
+        metaproxy::startup::check_log_filter(&log).map_err(invalid)?;
+        let log_format =
+            LogFormat::parse(args.log_format.or(file.log_format).as_deref()).map_err(invalid)?;
         let source = match args.routes_dir.or(file.routes_dir) {
             Some(dir) => {
                 if !dir.is_dir() {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
-use clap::Parser;
+use metaproxy::startup;
 use metaproxy_operator::admin::{self, AdminState};
-use metaproxy_operator::config::{Args, Config, LogFormat, Source};
+use metaproxy_operator::config::{Args, Config, Source};
 use metaproxy_operator::controller::{self, ControllerConfig};
 use metaproxy_operator::leader::{self, LeaderElector};
 use metaproxy_operator::metrics::Metrics;
@@ -18,48 +18,26 @@ use metaproxy_operator::routes_dir;
 use tokio::sync::watch;
 use tracing::info;
 
-/// sysexits EX_USAGE: the configuration is wrong.
-const EXIT_CONFIG: u8 = 64;
+const PROGRAM: &str = "metaproxy-operator";
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match startup::parse_args(PROGRAM) {
         Ok(args) => args,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            eprintln!(
-                "metaproxy-operator: invalid configuration: {}",
-                reason.lines().next().unwrap_or_default()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let check_only = args.check_config;
     let config = match Config::load(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("metaproxy-operator: invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return startup::refuse(PROGRAM, e),
     };
     if check_only {
         println!("configuration OK: {}", config.summary());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    startup::init_logging(&config.log, config.log_format);
+    let runtime = match startup::runtime(PROGRAM) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("metaproxy-operator: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,20 +45,6 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(log: &str, format: LogFormat) {
-    // Checked when the configuration was loaded.
-    let filter = tracing_subscriber::EnvFilter::try_new(log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::route::{parse_routes_file, validate_meta_addr};
+pub use crate::startup::LogFormat;
+use crate::startup::check_log_filter;
 
 /// Command line of `metaproxy`.
 #[derive(Debug, Default, Parser)]
@@ -139,13 +141,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
 }
@@ -267,16 +262,10 @@ impl Config {
             Some("off") | Some("0") => None,
             other => Some(duration("hedge-after", other.map(String::from), "500ms")?),
         };
-        let log_format = match cli
-            .log_format
-            .or(file.log_format)
-            .as_deref()
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(bad(format!("log-format: {other:?} is not text or json"))),
-        };
+        let log_format =
+            LogFormat::parse(cli.log_format.or(file.log_format).as_deref()).map_err(bad)?;
+        let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
+        check_log_filter(&log).map_err(bad)?;
         let max_connections = cli
             .max_connections
             .or(file.max_connections)
@@ -328,7 +317,7 @@ impl Config {
                 cli.shutdown_grace.or(file.shutdown_grace),
                 "10s",
             )?,
-            log: cli.log.or(file.log).unwrap_or_else(|| "info".into()),
+            log,
             log_format,
         };
         if config.listen == config.admin_listen && config.listen.port() != 0 {

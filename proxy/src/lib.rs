@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod service;
+pub mod startup;
 pub mod upstream;
 
 pub use app::Proxy;

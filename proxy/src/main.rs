@@ -3,69 +3,32 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use metaproxy::Proxy;
-use metaproxy::config::{Cli, Config, LogFormat};
+use metaproxy::config::{Cli, Config};
+use metaproxy::startup;
 use tokio::signal::unix::{SignalKind, signal};
 
-const EX_CONFIG: u8 = 64;
+const PROGRAM: &str = "metaproxy";
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match startup::parse_args(PROGRAM) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            eprintln!(
-                "metaproxy: invalid configuration: {}",
-                reason.lines().next().unwrap_or_default()
-            );
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     let check_only = cli.check_config;
     let config = match Config::load(cli) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("metaproxy: invalid configuration: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(e) => return startup::refuse(PROGRAM, e),
     };
     if check_only {
         println!("configuration OK: {}", config.summary());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_logging(&config) {
-        eprintln!("metaproxy: invalid configuration: log: {e}");
-        return ExitCode::from(EX_CONFIG);
+    startup::init_logging(&config.log, config.log_format);
+    match startup::runtime(PROGRAM) {
+        Ok(runtime) => runtime.block_on(run(config)),
+        Err(code) => code,
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("metaproxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(run(config))
-}
-
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).map_err(|e| e.to_string())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    Ok(())
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -37,7 +37,7 @@ pub fn all() -> Vec<(String, Vec<u8>)> {
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let hex: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     hex.chunks(2)
