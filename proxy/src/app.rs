@@ -134,6 +134,10 @@ impl Proxy {
         self.service.routes()
     }
 
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        self.service.upstreams()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         self.service.metrics()
     }

@@ -377,6 +377,9 @@ async fn a_changed_routes_file_moves_the_table() {
     })
     .await;
 
+    // No route uses cluster a any more: its group (and with it its connection) is gone.
+    assert_eq!(proxy.upstreams().group_count(), 1, "only cluster b");
+
     // A broken file keeps the routes in force and says why on /routes.
     std::fs::write(&routes.path, "t1: {cluster: [oops").expect("write");
     eventually("the error is reported", || async {

@@ -4,7 +4,7 @@
 //! failover thousands of clients ask at once; the cluster sees one call per distinct request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant as StdInstant;
 
 use bytes::{Bytes, BytesMut};
@@ -34,7 +34,7 @@ type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
 pub struct Upstreams {
     opts: GroupOptions,
     strip_host_ports: bool,
-    groups: Mutex<HashMap<RouteRecord, Arc<MetaGroup>>>,
+    groups: Mutex<HashMap<RouteRecord, Weak<MetaGroup>>>,
     in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
     metrics: Metrics,
 }
@@ -50,19 +50,28 @@ impl Upstreams {
         }
     }
 
-    /// The group for a route record's cluster and MetaServers, created on first use.
+    /// The group for a route record's cluster and MetaServers, shared by every route naming the
+    /// same ones. The routes own their groups: when the last route using one goes (the record
+    /// moved the table, or changed the MetaServer list), the group and its connections go too.
     pub fn group(&self, record: &RouteRecord) -> Arc<MetaGroup> {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups
-            .entry(record.clone())
-            .or_insert_with(|| {
-                Arc::new(MetaGroup::new(
-                    &record.cluster,
-                    &record.meta_addrs,
-                    self.opts.clone(),
-                ))
-            })
-            .clone()
+        if let Some(group) = groups.get(record).and_then(Weak::upgrade) {
+            return group;
+        }
+        groups.retain(|_, g| g.strong_count() > 0);
+        let group = Arc::new(MetaGroup::new(
+            &record.cluster,
+            &record.meta_addrs,
+            self.opts.clone(),
+        ));
+        groups.insert(record.clone(), Arc::downgrade(&group));
+        group
+    }
+
+    /// How many cluster groups are in use.
+    pub fn group_count(&self) -> usize {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.values().filter(|g| g.strong_count() > 0).count()
     }
 
     /// query_config with these args on `group`, sharing a call already in flight for the same
