@@ -72,7 +72,7 @@ impl Operator {
         cmd.args(args)
             .arg("--admin-listen")
             .arg(admin.to_string())
-            .env("RUST_LOG", "info,metaproxy_operator=debug")
+            .env("METAPROXY_OPERATOR_LOG", "info,metaproxy_operator=debug")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
