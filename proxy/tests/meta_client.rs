@@ -109,6 +109,23 @@ fn forward_to(leader: SocketAddr) -> impl Fn(&RequestFrame) -> ReplyFrame {
     }
 }
 
+/// A MetaServer answering every query with [`echo_seqid`].
+async fn echo_server() -> Fake {
+    fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(echo_seqid).collect())
+    }))
+    .await
+}
+
+/// A MetaServer that is not the leader and names `leader` in its forward replies.
+async fn forwarding_server(leader: SocketAddr) -> Fake {
+    let fwd = forward_to(leader);
+    fake(Arc::new(move |reqs: Vec<RequestFrame>| {
+        Some(reqs.iter().map(&fwd).collect())
+    }))
+    .await
+}
+
 fn soon(ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(ms)
 }
@@ -255,15 +272,8 @@ async fn an_rpc_level_error_is_reported_with_its_name() {
 
 #[tokio::test]
 async fn group_follows_the_leader_and_remembers_it() {
-    let leader = fake(Arc::new(|reqs: Vec<RequestFrame>| {
-        Some(reqs.iter().map(echo_seqid).collect())
-    }))
-    .await;
-    let fwd = forward_to(leader.addr);
-    let follower = fake(Arc::new(move |reqs: Vec<RequestFrame>| {
-        Some(reqs.iter().map(&fwd).collect())
-    }))
-    .await;
+    let leader = echo_server().await;
+    let follower = forwarding_server(leader.addr).await;
     let group = MetaGroup::new(
         "c1",
         &[follower.addr.to_string(), leader.addr.to_string()],
@@ -296,15 +306,8 @@ async fn group_follows_the_leader_and_remembers_it() {
 
 #[tokio::test]
 async fn group_learns_a_leader_it_was_not_configured_with() {
-    let leader = fake(Arc::new(|reqs: Vec<RequestFrame>| {
-        Some(reqs.iter().map(echo_seqid).collect())
-    }))
-    .await;
-    let fwd = forward_to(leader.addr);
-    let follower = fake(Arc::new(move |reqs: Vec<RequestFrame>| {
-        Some(reqs.iter().map(&fwd).collect())
-    }))
-    .await;
+    let leader = echo_server().await;
+    let follower = forwarding_server(leader.addr).await;
     let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default());
     let resp = group
         .query_config("temp", soon(5000))
@@ -325,10 +328,7 @@ async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
         .local_addr()
         .expect("addr")
         .port();
-    let alive = fake(Arc::new(|reqs: Vec<RequestFrame>| {
-        Some(reqs.iter().map(echo_seqid).collect())
-    }))
-    .await;
+    let alive = echo_server().await;
     let group = MetaGroup::new(
         "c1",
         &[format!("127.0.0.1:{dead_port}"), alive.addr.to_string()],

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -12,7 +11,6 @@ use metaproxy::metrics::ResultLabel;
 use metaproxy_tests::relay::Relay;
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
-use tokio::sync::Mutex;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/metaproxy/c3srv-pegasus";
@@ -38,25 +36,13 @@ async fn put(client: &zk::Client, table: &str, data: &[u8]) {
     }
 }
 
-fn shared(client: Client) -> Arc<Mutex<Client>> {
-    Arc::new(Mutex::new(client))
-}
-
-/// Waits until a query for `table` answers with `app_id` (or `err` when app_id is None).
-async fn until_answer(
-    client: &Arc<Mutex<Client>>,
-    table: &'static str,
-    want: Result<i32, ErrorCode>,
-) {
-    eventually(&format!("{table} answers {want:?}"), || {
-        let client = client.clone();
-        let want = want.clone();
-        async move {
-            let resp = client.lock().await.query(table, 1).await;
-            match want {
-                Ok(app_id) => resp.err == ErrorCode::OK && resp.app_id == app_id,
-                Err(err) => resp.err == err,
-            }
+/// Waits until a query for `table` answers with `app_id` (or with `err`).
+async fn until_answer(client: &mut Client, table: &str, want: Result<i32, ErrorCode>) {
+    eventually(&format!("{table} answers {want:?}"), async || {
+        let resp = client.query(table, 1).await;
+        match &want {
+            Ok(app_id) => resp.err == ErrorCode::OK && resp.app_id == *app_id,
+            Err(err) => resp.err == *err,
         }
     })
     .await;
@@ -72,24 +58,24 @@ async fn routes_follow_the_record_through_change_and_deletion() {
     // The design spelling first; later the Go spelling that admin-cli's migrator writes.
     put(&zkc, "temp", &record("cluster-a", &a).to_json()).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
-    let client = shared(Client::connect(proxy.addr()).await);
+    let mut client = Client::connect(proxy.addr()).await;
 
-    assert_eq!(client.lock().await.query("temp", 1).await.app_id, 2);
+    assert_eq!(client.query("temp", 1).await.app_id, 2);
     let go_spelling = format!(
         "{{\"cluster_name\":\"cluster-b\",\"meta_addrs\":\"{}\"}}",
         b.meta_addrs()[0]
     );
     put(&zkc, "temp", go_spelling.as_bytes()).await;
-    until_answer(&client, "temp", Ok(7)).await;
+    until_answer(&mut client, "temp", Ok(7)).await;
 
     zkc.delete(&format!("{ROOT}/temp"), None)
         .await
         .expect("delete");
-    until_answer(&client, "temp", Err(ErrorCode::OBJECT_NOT_FOUND)).await;
+    until_answer(&mut client, "temp", Err(ErrorCode::OBJECT_NOT_FOUND)).await;
 
     // Created again: the exists-watch armed on the missing node notices.
     put(&zkc, "temp", &record("cluster-a", &a).to_json()).await;
-    until_answer(&client, "temp", Ok(2)).await;
+    until_answer(&mut client, "temp", Ok(2)).await;
 
     let (_, body) = http_get(proxy.admin_addr(), "/routes").await;
     let view: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -163,8 +149,7 @@ async fn not_ready_and_retryable_until_zookeeper_serves() {
         http_get(proxy.admin_addr(), "/ready").await.0 == 200
     })
     .await;
-    let client = shared(client);
-    until_answer(&client, "temp", Ok(2)).await;
+    until_answer(&mut client, "temp", Ok(2)).await;
 }
 
 #[tokio::test]
@@ -199,18 +184,15 @@ async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
     put(&zkc, "nofields", br#"{"app_id": 3}"#).await;
     put(&zkc, "good", &record("c1", &a).to_json()).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
-    let client = shared(Client::connect(proxy.addr()).await);
+    let mut client = Client::connect(proxy.addr()).await;
 
+    assert_eq!(client.query("broken", 1).await.err, ErrorCode::INVALID_DATA);
     assert_eq!(
-        client.lock().await.query("broken", 1).await.err,
+        client.query("nofields", 2).await.err,
         ErrorCode::INVALID_DATA
     );
     assert_eq!(
-        client.lock().await.query("nofields", 2).await.err,
-        ErrorCode::INVALID_DATA
-    );
-    assert_eq!(
-        client.lock().await.query("good", 3).await.app_id,
+        client.query("good", 3).await.app_id,
         3,
         "other tables are served"
     );
@@ -222,11 +204,11 @@ async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
         body.contains("not JSON")
     })
     .await;
-    assert_eq!(client.lock().await.query("good", 4).await.app_id, 3);
+    assert_eq!(client.query("good", 4).await.app_id, 3);
     // Fixed again, it is picked up.
     let b = sim(1, vec![table("good", 9, 4)]).await;
     put(&zkc, "good", &record("c2", &b).to_json()).await;
-    until_answer(&client, "good", Ok(9)).await;
+    until_answer(&mut client, "good", Ok(9)).await;
 }
 
 #[tokio::test]
@@ -242,8 +224,8 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
         c.zk_session_timeout = Some("2s".into())
     })
     .await;
-    let client = shared(Client::connect(proxy.addr()).await);
-    assert_eq!(client.lock().await.query("temp", 1).await.app_id, 2);
+    let mut client = Client::connect(proxy.addr()).await;
+    assert_eq!(client.query("temp", 1).await.app_id, 2);
 
     // ZooKeeper goes away for longer than the session timeout: the session expires on the
     // client side, and cached routes keep being served all along.
@@ -256,7 +238,7 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < deadline {
         assert_eq!(
-            client.lock().await.query("temp", 2).await.app_id,
+            client.query("temp", 2).await.app_id,
             2,
             "served from the cache"
         );
@@ -281,7 +263,7 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
     .await;
     let zkc = zk_client(&server).await;
     put(&zkc, "temp", &record("b", &b).to_json()).await;
-    until_answer(&client, "temp", Ok(5)).await;
+    until_answer(&mut client, "temp", Ok(5)).await;
     assert_eq!(proxy.routes().staleness(), Duration::ZERO);
 }
 
@@ -306,8 +288,8 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
         c.zk_session_timeout = Some("2s".into())
     })
     .await;
-    let client = shared(Client::connect(proxy.addr()).await);
-    assert_eq!(client.lock().await.query("temp", 1).await.app_id, 2);
+    let mut client = Client::connect(proxy.addr()).await;
+    assert_eq!(client.query("temp", 1).await.app_id, 2);
 
     relay.black_hole(true);
     put(&zkc, "temp", &record("b", &b).to_json()).await;
@@ -316,13 +298,13 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
     })
     .await;
     assert_eq!(
-        client.lock().await.query("temp", 2).await.app_id,
+        client.query("temp", 2).await.app_id,
         2,
         "the cached route is served meanwhile"
     );
 
     relay.black_hole(false);
-    until_answer(&client, "temp", Ok(5)).await;
+    until_answer(&mut client, "temp", Ok(5)).await;
     assert!(
         proxy.metrics().zk_sessions.get() >= 2,
         "a new session was built"
@@ -330,5 +312,5 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
 
     // Watches were re-armed on the new session: a later change arrives too.
     put(&zkc, "temp", &record("a", &a).to_json()).await;
-    until_answer(&client, "temp", Ok(2)).await;
+    until_answer(&mut client, "temp", Ok(2)).await;
 }

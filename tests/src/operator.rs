@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::harness::free_port;
+pub use crate::harness::eventually;
+use crate::harness::{free_port, parse_http_response};
+use metaproxy::route::RouteRecord;
+use zookeeper_client as zkc;
 
 /// `target/<profile>/metaproxy-operator`, built once per test process.
 pub fn binary() -> Result<PathBuf> {
@@ -177,32 +180,36 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
+    match parse_http_response(&text) {
+        (0, _) => bail!("no status line from {addr}"),
+        answer => Ok(answer),
+    }
 }
 
-/// Polls `f` until it returns `Some`, or fails after `timeout` with `what`.
-pub async fn eventually<T>(
-    timeout: Duration,
-    what: &str,
-    mut f: impl AsyncFnMut() -> Option<T>,
-) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
+/// A znode's data and version; `None` when it is absent (or unreadable this time: callers poll).
+pub async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
+    match zk.get_data(path).await {
+        Ok((data, stat)) => Some((data, stat.version)),
+        Err(zkc::Error::NoNode) => None,
+        // A test client's reconnect is not the operator's problem.
+        Err(e) => {
+            eprintln!("reading {path}: {e}");
+            None
         }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the znode holds `record`; returns its version.
+pub async fn wait_record(
+    zk: &zkc::Client,
+    path: &str,
+    record: &RouteRecord,
+    timeout: Duration,
+) -> i32 {
+    eventually(timeout, &format!("{path} to hold {record}"), async || {
+        let (data, version) = znode(zk, path).await?;
+        (data == record.to_json()).then_some(version)
+    })
+    .await
+    .expect("znode written")
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::k8s::{API_SERVER, ApiServer};
-use metaproxy_tests::operator::{Operator, eventually};
+use metaproxy_tests::operator::{self, Operator, eventually, znode};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
@@ -96,17 +96,8 @@ fn condition(obj: &serde_json::Value, type_: &str) -> Option<serde_json::Value> 
         .cloned()
 }
 
-async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
-    zk.get_data(path).await.ok().map(|(d, s)| (d, s.version))
-}
-
 async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
-    eventually(WAIT, &format!("{path} to hold {record}"), async || {
-        let (data, version) = znode(zk, path).await?;
-        (data == record.to_json()).then_some(version)
-    })
-    .await
-    .expect("znode written")
+    operator::wait_record(zk, path, record, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use metaproxy::route::RouteRecord;
-use metaproxy_tests::operator::{Operator, eventually};
+use metaproxy_tests::operator::{self, Operator, eventually, znode};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
@@ -27,26 +27,8 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(file)).expect("rename route file");
 }
 
-async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
-    match zk.get_data(path).await {
-        Ok((data, stat)) => Some((data, stat.version)),
-        Err(zkc::Error::NoNode) => None,
-        // Polled again by the callers; a test client's reconnect is not the operator's problem.
-        Err(e) => {
-            eprintln!("reading {path}: {e}");
-            None
-        }
-    }
-}
-
-/// Waits until the znode holds `record`; returns its version.
 async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
-    eventually(WAIT, &format!("{path} to hold {record}"), async || {
-        let (data, version) = znode(zk, path).await?;
-        (data == record.to_json()).then_some(version)
-    })
-    .await
-    .expect("znode written")
+    operator::wait_record(zk, path, record, WAIT).await
 }
 
 async fn wait_gone(zk: &zkc::Client, path: &str) {

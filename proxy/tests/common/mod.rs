@@ -3,7 +3,6 @@
 
 #![allow(dead_code, unused_imports)]
 
-use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -230,19 +229,10 @@ pub async fn start_with_zk(zk: &str, root: &str, tune: impl FnOnce(&mut Cli)) ->
 }
 
 /// Polls `check` until it holds; panics after [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    metaproxy_tests::harness::eventually(WAIT, what, async || check().await.then_some(()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A plain HTTP/1.1 GET on the admin port: (status, body); status 0 when the port does not
@@ -261,17 +251,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(Ok(out)) = tokio::time::timeout(WAIT, exchange).await else {
         return (0, String::new());
     };
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    metaproxy_tests::harness::parse_http_response(&String::from_utf8_lossy(&out))
 }
 
 /// The value of a metric line in the Prometheus text (0 when absent).
