@@ -16,7 +16,8 @@ use crate::metrics::Metrics;
 use crate::route::{FileRoutes, Routes, ZkOptions, ZkRoutes};
 use crate::server::{self, ServerOptions};
 use crate::service::{Service, ServiceOptions};
-use crate::upstream::{ClientOptions, GroupOptions, Upstreams};
+use crate::upstream::Upstreams;
+use pegasus_rpc::client::{ClientOptions, GroupOptions};
 
 /// How often a static routes file is checked for changes.
 const ROUTES_FILE_POLL: Duration = Duration::from_secs(1);

@@ -1,9 +1,9 @@
-//! MetaProxy for Apache Pegasus: the Pegasus RPC codec, the MetaServer client, the route record
-//! kept in ZooKeeper, and the proxy that serves query_config by routing on the table name.
+//! MetaProxy for Apache Pegasus: the route record kept in ZooKeeper, and the proxy that serves
+//! query_config by routing on the table name. The wire protocol and the MetaServer client live
+//! in the `pegasus-rpc` crate.
 
 pub mod admin;
 mod app;
-pub mod codec;
 pub mod config;
 pub mod metrics;
 pub mod route;

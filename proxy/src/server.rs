@@ -22,9 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::codec::{self, CodecError};
 use crate::metrics::ReasonLabel;
 use crate::service::{Reply, Service};
+use pegasus_rpc::codec::{self, CodecError};
 
 /// Limits on client connections.
 #[derive(Clone, Debug)]

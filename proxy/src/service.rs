@@ -20,13 +20,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::codec::{
-    self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
-    QueryCfgRequest, QueryCfgResponse, RequestFrame,
-};
 use crate::metrics::{Metrics, Outcome};
 use crate::route::{Lookup, Routes};
 use crate::upstream::Upstreams;
+use pegasus_rpc::codec::{
+    self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
+    QueryCfgRequest, QueryCfgResponse, RequestFrame,
+};
 
 const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
 const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use metaproxy::codec::ErrorCode;
 use metaproxy_tests::free_port;
+use pegasus_rpc::codec::ErrorCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metaproxy");
 
@@ -193,7 +193,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     );
     let reply = client.reply().await;
     assert_eq!(reply.seqid(), 42, "the request in flight is answered");
-    let resp = metaproxy::codec::QueryCfgResponse::from_result(&reply.body).expect("response");
+    let resp = pegasus_rpc::codec::QueryCfgResponse::from_result(&reply.body).expect("response");
     assert_eq!(resp.err, ErrorCode::OK);
 
     let status = tokio::time::timeout(WAIT, child.wait())

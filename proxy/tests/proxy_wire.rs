@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
-use metaproxy::codec::{
+use metaproxy::route::RouteRecord;
+use metaproxy_tests::sim::SimConfig;
+use pegasus_rpc::codec::{
     self, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse, NegotiationStatus,
     QueryCfgResponse, RequestFrame,
 };
-use metaproxy::route::RouteRecord;
-use metaproxy_tests::sim::SimConfig;
 
 /// Each captured client request, sent through the proxy to a simulated cluster configured like
 /// the capture, gets the captured reply byte for byte (the leader is not the first meta, so the

@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use metaproxy::codec::ErrorCode;
 use metaproxy::metrics::ResultLabel;
 use metaproxy_tests::relay::Relay;
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
+use pegasus_rpc::codec::ErrorCode;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/metaproxy/c3srv-pegasus";

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use pegasus_rpc::codec::{
     self, DEFAULT_MAX_FRAME, MessageBegin, MessageKind, QueryCfgRequest, QueryCfgResponse,
     RequestFrame, RequestHeader, RequestMetaV1, rpc,
 };

@@ -1,4 +1,4 @@
-//! The wire vectors of `shared/vectors` (kept in `proxy/tests/vectors`): the protocol document's
+//! The wire vectors of `shared/vectors` (kept in `pegasus-rpc/tests/vectors`): the protocol document's
 //! frames and those captured from the official Python and Node.js clients. One frame per file,
 //! lowercase hex.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// The directory holding the `*.hex` files.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy/tests/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pegasus-rpc/tests/vectors")
 }
 
 /// The bytes of one vector, e.g. `load("python-v0-query-temp.req.hex")`. Panics when it is

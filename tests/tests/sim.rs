@@ -7,12 +7,12 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
+use pegasus_rpc::codec::{
     self, DEFAULT_MAX_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
     NegotiationStatus, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
     rpc,
 };
-use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

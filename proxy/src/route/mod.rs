@@ -19,7 +19,7 @@ pub use file::{FileRoutes, RoutesFileError, parse_routes_file};
 pub use record::{RecordError, RouteRecord, valid_table_name, validate_meta_addr};
 pub use zk::{ZkOptions, ZkRoutes};
 
-use crate::upstream::MetaGroup;
+use pegasus_rpc::client::MetaGroup;
 
 /// A usable route of one table.
 #[derive(Debug)]

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use metaproxy::Proxy;
-use metaproxy::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
-};
 use metaproxy::config::{Cli, Config};
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
+use pegasus_rpc::codec::{
+    self, DEFAULT_MAX_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

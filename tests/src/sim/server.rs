@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use metaproxy::codec::{
+use pegasus_rpc::codec::{
     self, CodecError, DEFAULT_MAX_FRAME, ErrorCode, MessageKind, NegotiationRequest,
     QueryCfgRequest, RequestFrame, rpc,
 };

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{ErrorCode, NegotiationResponse};
+use pegasus_rpc::codec::{ErrorCode, NegotiationResponse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;

@@ -5,7 +5,7 @@
 use std::net::SocketAddrV4;
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use pegasus_rpc::codec::{
     ErrorCode, Gpid, HostPort, PartitionConfiguration, QueryCfgResponse, RpcAddress,
 };
 

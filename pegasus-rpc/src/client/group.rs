@@ -17,7 +17,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::client::{CallError, ClientOptions, MetaClient};
+use super::meta::{CallError, ClientOptions, MetaClient};
 use crate::codec::{self, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame};
 
 /// Settings of a [`MetaGroup`].

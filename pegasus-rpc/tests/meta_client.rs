@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use pegasus_rpc::client::{
+    CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
+};
+use pegasus_rpc::codec::{
     self, DEFAULT_MAX_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse,
     ReplyFrame, RequestFrame, RpcAddress,
-};
-use metaproxy::upstream::{
-    CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -12,10 +12,10 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
-use super::group::{GroupError, GroupOptions, MetaGroup};
-use crate::codec::{self, ErrorCode, QueryCfgResponse};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
+use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup};
+use pegasus_rpc::codec::{self, ErrorCode, QueryCfgResponse};
 
 /// A cluster's final answer to a query_config, ready to be given to any number of clients.
 #[derive(Debug)]

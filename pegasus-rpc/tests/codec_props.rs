@@ -3,7 +3,7 @@
 //! stream half-read.
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, Gpid, HeaderV0, HostPort, MessageBegin, MessageKind,
     NegotiationRequest, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
     RequestFrame, RequestHeader, RequestMetaV1, RpcAddress,
@@ -270,7 +270,7 @@ fn all_vectors() -> Vec<Vec<u8>> {
 #[test]
 fn every_vector_is_ok_none_until_its_last_byte() {
     let vectors = all_vectors();
-    assert_eq!(vectors.len(), 31, "every hex file of shared/vectors");
+    assert_eq!(vectors.len(), 47, "every hex file of shared/vectors");
     for v in vectors {
         let is_request = v.starts_with(b"THFT");
         for cut in 0..v.len() {

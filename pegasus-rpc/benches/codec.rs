@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use metaproxy::codec::{self, DEFAULT_MAX_FRAME, QueryCfgRequest, QueryCfgResponse};
+use pegasus_rpc::codec::{self, DEFAULT_MAX_FRAME, QueryCfgRequest, QueryCfgResponse};
 use std::hint::black_box;
 
 use metaproxy_tests::vectors::load as vector;

@@ -3,7 +3,7 @@
 //! the values its README documents and re-encodes to the identical bytes.
 
 use bytes::{Bytes, BytesMut};
-use metaproxy::codec::{
+use pegasus_rpc::codec::{
     self, DEFAULT_MAX_FRAME, ErrorCode, Gpid, HostPort, PartitionConfiguration, QueryCfgRequest,
     QueryCfgResponse, ReplyFrame, RequestFrame, RequestHeader, RpcAddress,
 };
