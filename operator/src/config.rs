@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use metaproxy::config::{format_duration, parse_duration};
+use metaproxy::startup::{format_duration, parse_duration};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -7,27 +7,43 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use pegasus_rpc::client::GroupOptions;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::route::{parse_routes_file, validate_meta_addr};
+use crate::route::{ZkOptions, parse_routes_file, validate_meta_addr};
+use crate::server::ServerOptions;
+use crate::service::ServiceOptions;
 pub use crate::startup::LogFormat;
-use crate::startup::check_log_filter;
+use crate::startup::{self, Startup, check_log_filter, duration_setting, format_duration};
 
-/// Command line of `metaproxy`.
-#[derive(Debug, Default, Parser)]
+/// Where clients connect, unless `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:34601";
+/// The admin port, unless `--admin-listen` says otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:34602";
+/// How long in-flight requests get on SIGTERM, unless `--shutdown-grace` says otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The settings of `metaproxy`, declared once: each is a flag, a `METAPROXY_*` environment
+/// variable, and a key of the `--config` YAML file (the flag's name: `admin-listen:`). Every
+/// value is checked by [`Config::from_settings`]; defaults are taken from the options types of
+/// the modules that use them.
+#[derive(Debug, Default, Parser, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[command(
     name = "metaproxy",
     version,
     about = "A Pegasus MetaServer proxy: answers query_config for each table from the cluster its \
              ZooKeeper route record (or static routes file) names."
 )]
-pub struct Cli {
+pub struct Settings {
     /// YAML file with the same keys as the flags (flags and METAPROXY_* variables override it).
     #[arg(long, env = "METAPROXY_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Validate the configuration (and the routes file), print it, and exit.
     #[arg(long)]
+    #[serde(skip)]
     pub check_config: bool,
     /// Address for Pegasus clients [default: 0.0.0.0:34601].
     #[arg(long, env = "METAPROXY_LISTEN")]
@@ -77,28 +93,6 @@ pub struct Cli {
     /// Log format: text or json [default: text].
     #[arg(long, env = "METAPROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
-}
-
-/// The configuration file: the flags' names as keys.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    listen: Option<String>,
-    admin_listen: Option<String>,
-    zk: Option<String>,
-    zk_root: Option<String>,
-    zk_session_timeout: Option<String>,
-    routes: Option<PathBuf>,
-    strip_host_ports: Option<bool>,
-    upstream_timeout: Option<String>,
-    upstream_attempt_timeout: Option<String>,
-    hedge_after: Option<String>,
-    max_connections: Option<usize>,
-    max_frame_bytes: Option<usize>,
-    idle_timeout: Option<String>,
-    shutdown_grace: Option<String>,
-    log: Option<String>,
-    log_format: Option<String>,
 }
 
 /// Where routes come from.
@@ -152,7 +146,7 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
     }
 }
 
-/// Why a configuration is refused.
+/// Why a configuration is refused: one line naming the setting.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
@@ -161,67 +155,64 @@ fn bad(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
-/// Parses `500ms`, `3s`, `10m`, `1h` (an integer and a unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 3s, 10m"))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{text:?} is not a duration like 500ms, 3s, 10m")),
-    };
-    Ok(d)
-}
-
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        format!("{ms}ms")
-    } else if !ms.is_multiple_of(60_000) || ms == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}m", ms / 60_000)
-    }
-}
-
-fn duration(field: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
-    let text = value.unwrap_or_else(|| default.to_owned());
-    let d = parse_duration(&text).map_err(|e| bad(format!("{field}: {e}")))?;
-    if d.is_zero() {
-        return Err(bad(format!("{field}: must be more than zero")));
-    }
-    Ok(d)
-}
-
 fn socket(field: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_owned());
     text.parse()
         .map_err(|_| bad(format!("{field}: {text:?} is not an ip:port address")))
 }
 
+impl Startup for Config {
+    const PROGRAM: &'static str = "metaproxy";
+    type Settings = Settings;
+
+    fn config_file(settings: &Settings) -> Option<&Path> {
+        settings.config.as_deref()
+    }
+
+    fn check_only(settings: &Settings) -> bool {
+        settings.check_config
+    }
+
+    fn from_settings(settings: Settings) -> Result<Self, String> {
+        Config::validate(settings).map_err(|e| e.0)
+    }
+
+    fn summary(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+    }
+
+    fn logging(&self) -> (&str, LogFormat) {
+        (&self.log, self.log_format)
+    }
+}
+
 impl Config {
-    /// Merges flags (with their environment variables) over the file named by `--config`, and
-    /// validates the result, the routes file included.
-    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => read_config_file(path)?,
-            None => FileConfig::default(),
+    /// Layers the settings over the file named by `--config`, and validates the result, the
+    /// routes file included.
+    pub fn load(settings: Settings) -> Result<Config, ConfigError> {
+        startup::load(settings).map_err(ConfigError)
+    }
+
+    /// The configuration as one line of JSON, for the start-up log.
+    pub fn summary(&self) -> String {
+        Startup::summary(self)
+    }
+
+    /// Checks every setting (already layered) and fills in the defaults.
+    pub fn validate(s: Settings) -> Result<Config, ConfigError> {
+        let group = GroupOptions::default();
+        let server = ServerOptions::default();
+        let zk_defaults = ZkOptions::default();
+        let duration = |field: &str, value: Option<String>, default: Duration| {
+            duration_setting(field, value.as_deref(), default).map_err(bad)
         };
-        let zk = cli.zk.or(file.zk).filter(|s| !s.trim().is_empty());
-        let routes = cli.routes.or(file.routes);
-        let zk_root = cli.zk_root.or(file.zk_root);
+        let zk = s.zk.filter(|z| !z.trim().is_empty());
         let zk_session_timeout = duration(
             "zk-session-timeout",
-            cli.zk_session_timeout.or(file.zk_session_timeout),
-            "10s",
+            s.zk_session_timeout,
+            zk_defaults.session_timeout,
         )?;
-        let source = match (zk, routes) {
+        let source = match (zk, s.routes) {
             (Some(_), Some(_)) => {
                 return Err(bad("give either zk (with zk-root) or routes, not both"));
             }
@@ -231,7 +222,9 @@ impl Config {
                     validate_meta_addr(server.trim())
                         .map_err(|_| bad(format!("zk: {server:?} is not a host:port address")))?;
                 }
-                let root = zk_root.ok_or_else(|| bad("zk-root is required with zk"))?;
+                let root = s
+                    .zk_root
+                    .ok_or_else(|| bad("zk-root is required with zk"))?;
                 validate_zk_root(&root)?;
                 RouteSource::Zookeeper {
                     servers,
@@ -240,7 +233,7 @@ impl Config {
                 }
             }
             (None, Some(path)) => {
-                if zk_root.is_some() {
+                if s.zk_root.is_some() {
                     return Err(bad("zk-root makes no sense with a routes file"));
                 }
                 let text = std::fs::read_to_string(&path)
@@ -253,70 +246,47 @@ impl Config {
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&zk_session_timeout) {
             return Err(bad("zk-session-timeout: must be between 1s and 60s"));
         }
-        let hedge_after = match cli
-            .hedge_after
-            .or(file.hedge_after)
-            .as_deref()
-            .map(str::trim)
-        {
+        let hedge_after = match s.hedge_after.as_deref().map(str::trim) {
             Some("off") | Some("0") => None,
-            other => Some(duration("hedge-after", other.map(String::from), "500ms")?),
+            Some(text) => Some(duration(
+                "hedge-after",
+                Some(text.to_owned()),
+                Duration::ZERO,
+            )?),
+            None => group.hedge_after,
         };
-        let log_format =
-            LogFormat::parse(cli.log_format.or(file.log_format).as_deref()).map_err(bad)?;
-        let log = cli.log.or(file.log).unwrap_or_else(|| "info".into());
+        let log_format = LogFormat::parse(s.log_format.as_deref()).map_err(bad)?;
+        let log = s.log.unwrap_or_else(|| "info".into());
         check_log_filter(&log).map_err(bad)?;
-        let max_connections = cli
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(10_000);
+        let max_connections = s.max_connections.unwrap_or(server.max_connections);
         if max_connections == 0 {
             return Err(bad("max-connections: must be more than zero"));
         }
-        let max_frame_bytes = cli
-            .max_frame_bytes
-            .or(file.max_frame_bytes)
-            .unwrap_or(1 << 20);
+        let max_frame_bytes = s.max_frame_bytes.unwrap_or(server.max_frame);
         if max_frame_bytes < 1024 {
             return Err(bad("max-frame-bytes: must be at least 1024"));
         }
         let config = Config {
-            listen: socket("listen", cli.listen.or(file.listen), "0.0.0.0:34601")?,
-            admin_listen: socket(
-                "admin-listen",
-                cli.admin_listen.or(file.admin_listen),
-                "0.0.0.0:34602",
-            )?,
+            listen: socket("listen", s.listen, DEFAULT_LISTEN)?,
+            admin_listen: socket("admin-listen", s.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             source,
             zk_session_timeout,
-            strip_host_ports: cli
-                .strip_host_ports
-                .or(file.strip_host_ports)
-                .unwrap_or(false),
+            strip_host_ports: s.strip_host_ports.unwrap_or(false),
             upstream_timeout: duration(
                 "upstream-timeout",
-                cli.upstream_timeout.or(file.upstream_timeout),
-                "3s",
+                s.upstream_timeout,
+                ServiceOptions::default().upstream_deadline,
             )?,
             upstream_attempt_timeout: duration(
                 "upstream-attempt-timeout",
-                cli.upstream_attempt_timeout
-                    .or(file.upstream_attempt_timeout),
-                "1s",
+                s.upstream_attempt_timeout,
+                group.attempt_timeout,
             )?,
             hedge_after,
             max_connections,
             max_frame_bytes,
-            idle_timeout: duration(
-                "idle-timeout",
-                cli.idle_timeout.or(file.idle_timeout),
-                "10m",
-            )?,
-            shutdown_grace: duration(
-                "shutdown-grace",
-                cli.shutdown_grace.or(file.shutdown_grace),
-                "10s",
-            )?,
+            idle_timeout: duration("idle-timeout", s.idle_timeout, server.idle_timeout)?,
+            shutdown_grace: duration("shutdown-grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             log,
             log_format,
         };
@@ -325,23 +295,6 @@ impl Config {
         }
         Ok(config)
     }
-
-    /// The configuration as one line of JSON, for the start-up log.
-    pub fn summary(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
-    }
-}
-
-fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad(format!("config: cannot read {}: {e}", path.display())))?;
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
-    }
-    serde_saphyr::from_str(&text).map_err(|e| {
-        let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
-        bad(format!("config: {}: {first_line}", path.display()))
-    })
 }
 
 fn validate_zk_root(root: &str) -> Result<(), ConfigError> {
@@ -365,21 +318,28 @@ fn validate_zk_root(root: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn cli(args: &[&str]) -> Cli {
+    fn cli(args: &[&str]) -> Settings {
         let mut argv = vec!["metaproxy"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("flags parse")
+        Settings::try_parse_from(argv).expect("flags parse")
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert!(parse_duration("3").is_err());
-        assert!(parse_duration("s").is_err());
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+    fn defaults_come_from_the_modules_that_use_them() {
+        let c = Config::load(cli(&["--zk", "h:1", "--zk-root", "/a"])).expect("valid");
+        let group = GroupOptions::default();
+        let server = ServerOptions::default();
+        assert_eq!(c.upstream_attempt_timeout, group.attempt_timeout);
+        assert_eq!(c.hedge_after, group.hedge_after);
+        assert_eq!(c.max_frame_bytes, server.max_frame);
+        assert_eq!(c.max_connections, server.max_connections);
+        assert_eq!(c.idle_timeout, server.idle_timeout);
+        assert_eq!(
+            c.upstream_timeout,
+            ServiceOptions::default().upstream_deadline
+        );
+        assert_eq!(c.zk_session_timeout, ZkOptions::default().session_timeout);
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     }
 
     #[test]

@@ -547,31 +547,6 @@ impl Histogram {
     }
 }
 
-/// Parses `500ms`, `10s`, `1.5s`, `2m`, `250us`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and a unit, like 10s or 500ms"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?} (use us, ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,17 +592,6 @@ mod tests {
         h.merge(&other);
         assert_eq!((h.count(), h.summary().max), (1001, 5000));
         assert_eq!(Histogram::default().summary(), Latency::default());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("10 parsecs").is_err());
     }
 
     #[test]

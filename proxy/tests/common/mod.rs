@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use metaproxy::Proxy;
-use metaproxy::config::{Cli, Config};
+use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
@@ -189,23 +189,23 @@ impl RoutesFile {
 }
 
 /// Flags for a proxy on free loopback ports; `tune` sets the rest.
-pub fn cli(tune: impl FnOnce(&mut Cli)) -> Cli {
-    let mut cli = Cli {
+pub fn cli(tune: impl FnOnce(&mut Settings)) -> Settings {
+    let mut cli = Settings {
         listen: Some("127.0.0.1:0".into()),
         admin_listen: Some("127.0.0.1:0".into()),
-        ..Cli::default()
+        ..Settings::default()
     };
     tune(&mut cli);
     cli
 }
 
-pub async fn start(cli: Cli) -> Proxy {
+pub async fn start(cli: Settings) -> Proxy {
     let config = Config::load(cli).expect("valid configuration");
     Proxy::start(&config).await.expect("proxy starts")
 }
 
 /// A proxy serving the routes in `file`.
-pub async fn start_with_routes(file: &RoutesFile, tune: impl FnOnce(&mut Cli)) -> Proxy {
+pub async fn start_with_routes(file: &RoutesFile, tune: impl FnOnce(&mut Settings)) -> Proxy {
     start(cli(|c| {
         c.routes = Some(file.path.clone());
         tune(c);
@@ -214,7 +214,7 @@ pub async fn start_with_routes(file: &RoutesFile, tune: impl FnOnce(&mut Cli)) -
 }
 
 /// A proxy reading routes under `root` in ZooKeeper at `zk`, once ready.
-pub async fn start_with_zk(zk: &str, root: &str, tune: impl FnOnce(&mut Cli)) -> Proxy {
+pub async fn start_with_zk(zk: &str, root: &str, tune: impl FnOnce(&mut Settings)) -> Proxy {
     let proxy = start(cli(|c| {
         c.zk = Some(zk.into());
         c.zk_root = Some(root.into());

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use metaproxy_tests::load::{self, Header, LoadConfig, Until, parse_duration};
+use metaproxy::startup::parse_duration;
+use metaproxy_tests::load::{self, Header, LoadConfig, Until};
 
 const AFTER_HELP: &str = "\
 Each connection keeps --depth requests in flight, matched to replies by seqid, and takes the
