@@ -4,8 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, Gpid, HostPort, PartitionConfiguration, QueryCfgRequest,
-    QueryCfgResponse, ReplyFrame, RequestFrame, RequestHeader, RpcAddress,
+    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, Gpid, HostPort,
+    PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+    RequestHeader, RpcAddress,
 };
 
 use metaproxy_tests::vectors::load as vector;
@@ -13,7 +14,7 @@ use metaproxy_tests::vectors::load as vector;
 fn request(name: &str) -> (Vec<u8>, RequestFrame) {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");
@@ -28,7 +29,7 @@ fn request(name: &str) -> (Vec<u8>, RequestFrame) {
 fn reply(name: &str) -> (Vec<u8>, ReplyFrame) {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");

@@ -11,8 +11,8 @@ use pegasus_rpc::client::{
     CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
 };
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse,
-    ReplyFrame, RequestFrame, RpcAddress,
+    self, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest,
+    QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,7 +55,7 @@ async fn serve(mut stream: TcpStream, script: Script, count: Arc<AtomicUsize>) {
             Ok(_) => {}
         }
         let mut frames = Vec::new();
-        while let Ok(Some(f)) = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME) {
+        while let Ok(Some(f)) = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME) {
             frames.push(f);
         }
         count.fetch_add(frames.len(), Ordering::SeqCst);

@@ -24,13 +24,13 @@ use tokio::task::JoinSet;
 
 use crate::metrics::ReasonLabel;
 use crate::service::{Reply, Service};
-use pegasus_rpc::codec::{self, CodecError};
+use pegasus_rpc::codec::{self, CodecError, DEFAULT_MAX_REQUEST_FRAME};
 
 /// Limits on client connections.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub max_connections: usize,
-    /// Largest request frame accepted.
+    /// Largest request frame accepted (default [`DEFAULT_MAX_REQUEST_FRAME`], 1 MiB).
     pub max_frame: usize,
     /// A connection with nothing in flight and no request for this long is closed.
     pub idle_timeout: Duration,
@@ -42,7 +42,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             max_connections: 10_000,
-            max_frame: 1 << 20,
+            max_frame: DEFAULT_MAX_REQUEST_FRAME,
             idle_timeout: Duration::from_secs(600),
             max_in_flight: 1024,
         }

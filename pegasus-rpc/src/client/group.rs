@@ -24,9 +24,10 @@ use crate::codec::{self, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFram
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
     pub client: ClientOptions,
-    /// How long one MetaServer gets to answer before the next one is tried.
+    /// How long one MetaServer gets to answer before the next one is tried (default 1 s).
     pub attempt_timeout: Duration,
-    /// When set, a second MetaServer is asked if the first has not answered after this long.
+    /// When set, a second MetaServer is asked if the first has not answered after this long
+    /// (default 500 ms).
     pub hedge_after: Option<Duration>,
     /// How many leader addresses learned from forward replies may be added to the group.
     pub max_learned: usize,
@@ -36,7 +37,7 @@ impl Default for GroupOptions {
     fn default() -> Self {
         GroupOptions {
             client: ClientOptions::default(),
-            attempt_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(1),
             hedge_after: Some(Duration::from_millis(500)),
             max_learned: 8,
         }

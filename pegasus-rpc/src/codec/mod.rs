@@ -25,9 +25,9 @@ pub mod wire;
 pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
 pub use error::CodecError;
 pub use frame::{
-    DEFAULT_MAX_FRAME, HeaderV0, MessageBegin, MessageKind, ReplyFrame, RequestFrame,
-    RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN, decode_reply, decode_request,
-    encode_call, encode_reply,
+    DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, HeaderV0, MessageBegin, MessageKind,
+    ReplyFrame, RequestFrame, RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN,
+    decode_reply, decode_request, encode_call, encode_reply,
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
 pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};
