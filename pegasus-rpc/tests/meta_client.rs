@@ -278,7 +278,8 @@ async fn group_follows_the_leader_and_remembers_it() {
         "c1",
         &[follower.addr.to_string(), leader.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
 
     let resp = group
         .query_config("temp", soon(5000))
@@ -308,7 +309,8 @@ async fn group_follows_the_leader_and_remembers_it() {
 async fn group_learns_a_leader_it_was_not_configured_with() {
     let leader = echo_server().await;
     let follower = forwarding_server(leader.addr).await;
-    let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default());
+    let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default())
+        .expect("metas given");
     let resp = group
         .query_config("temp", soon(5000))
         .await
@@ -333,7 +335,8 @@ async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
         "c1",
         &[format!("127.0.0.1:{dead_port}"), alive.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     group
         .query_config("temp", soon(5000))
         .await
@@ -351,7 +354,8 @@ async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
         "c2",
         &[silent.addr.to_string(), alive.addr.to_string()],
         opts,
-    );
+    )
+    .expect("metas given");
     let started = Instant::now();
     group
         .query_config("temp", soon(20_000))
@@ -376,7 +380,7 @@ async fn group_of_dead_metas_fails_with_the_reason() {
         format!("127.0.0.1:{p}")
     }))
     .await;
-    let group = MetaGroup::new("c1", &ports, GroupOptions::default());
+    let group = MetaGroup::new("c1", &ports, GroupOptions::default()).expect("metas given");
     let err = group
         .query_config("temp", soon(3000))
         .await
@@ -406,7 +410,8 @@ async fn service_not_active_everywhere_is_returned_as_the_answer() {
         "c1",
         &[a.addr.to_string(), b.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     let resp = group
         .query_config("temp", soon(5000))
         .await
@@ -468,7 +473,8 @@ async fn the_simulator_answers_the_client_directly_and_after_a_redirect() {
         "sim",
         &[follower.to_string(), leader.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     assert_eq!(
         group
             .query_config("temp", soon(5000))

@@ -63,6 +63,20 @@ impl GroupError {
     }
 }
 
+/// Why a [`MetaGroup`] cannot be built: it needs at least one MetaServer to call.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cluster {cluster}: no MetaServer address given")]
+pub struct NoMetaServers {
+    pub cluster: String,
+}
+
+impl NoMetaServers {
+    /// A fixed, small label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        "no_meta_servers"
+    }
+}
+
 /// A final answer from a cluster.
 #[derive(Clone, Debug)]
 pub struct GroupReply {
@@ -112,6 +126,7 @@ fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
 /// The MetaServers of one cluster.
 pub struct MetaGroup {
     cluster: String,
+    /// Never empty: built from a non-empty list, and only ever grows.
     metas: RwLock<Vec<Arc<MetaClient>>>,
     configured: usize,
     leader: AtomicUsize,
@@ -129,19 +144,28 @@ impl std::fmt::Debug for MetaGroup {
 }
 
 impl MetaGroup {
-    /// A group over `meta_addrs` (`host:port`), which must not be empty.
-    pub fn new(cluster: impl Into<String>, meta_addrs: &[String], opts: GroupOptions) -> Self {
+    /// A group over `meta_addrs` (`host:port`, resolved when connecting); an empty list is
+    /// refused. No connection is made until the first call.
+    pub fn new(
+        cluster: impl Into<String>,
+        meta_addrs: &[String],
+        opts: GroupOptions,
+    ) -> Result<Self, NoMetaServers> {
+        let cluster = cluster.into();
+        if meta_addrs.is_empty() {
+            return Err(NoMetaServers { cluster });
+        }
         let metas: Vec<_> = meta_addrs
             .iter()
             .map(|a| Arc::new(MetaClient::new(a.clone(), opts.client.clone())))
             .collect();
-        MetaGroup {
-            cluster: cluster.into(),
+        Ok(MetaGroup {
+            cluster,
             configured: metas.len(),
             metas: RwLock::new(metas),
             leader: AtomicUsize::new(0),
             opts,
-        }
+        })
     }
 
     pub fn cluster(&self) -> &str {
@@ -159,6 +183,7 @@ impl MetaGroup {
     /// The MetaServer that gave the last final answer (initially the first configured one).
     pub fn leader(&self) -> String {
         let metas = self.snapshot();
+        // `metas` is never empty (see the field), so the modulo is well defined.
         metas[self.leader.load(Ordering::Relaxed) % metas.len()]
             .addr()
             .to_owned()
@@ -196,6 +221,7 @@ impl MetaGroup {
         args: &Bytes,
         deadline: Instant,
     ) -> Result<GroupReply, GroupError> {
+        // Never empty (see the field): the modulo below and `next_free` are well defined.
         let mut metas = self.snapshot();
         let max_attempts = 2 * metas.len() + 2;
         let mut attempts = 0usize;
@@ -343,5 +369,36 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_without_metas_is_refused() {
+        let err = MetaGroup::new("c1", &[], GroupOptions::default()).expect_err("empty");
+        assert_eq!(
+            err,
+            NoMetaServers {
+                cluster: "c1".into()
+            }
+        );
+        let group = MetaGroup::new("c1", &["127.0.0.1:1".into()], GroupOptions::default())
+            .expect("one meta is enough");
+        assert_eq!(group.leader(), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn next_free_skips_the_metas_in_flight() {
+        assert_eq!(next_free(0, 3, &[]), 1);
+        assert_eq!(next_free(0, 3, &[1]), 2);
+        assert_eq!(next_free(2, 3, &[0]), 1);
+        assert_eq!(
+            next_free(0, 1, &[0]),
+            0,
+            "all in flight: the next one anyway"
+        );
     }
 }

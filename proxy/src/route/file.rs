@@ -105,7 +105,7 @@ impl FileRoutes {
                 last_error: None,
             }),
         });
-        inner.install(content, records);
+        inner.install(content, records)?;
         let poller = tokio::spawn(poll_loop(inner.clone(), poll));
         Ok(FileRoutes { inner, poller })
     }
@@ -155,13 +155,23 @@ impl Inner {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn install(&self, content: String, records: BTreeMap<String, RouteRecord>) {
+    fn install(
+        &self,
+        content: String,
+        records: BTreeMap<String, RouteRecord>,
+    ) -> Result<(), RoutesFileError> {
         let now = SystemTime::now();
         let routes = records
             .into_iter()
             .map(|(table, record)| {
-                let group = self.upstreams.group(&record);
-                (
+                let group =
+                    self.upstreams
+                        .group(&record)
+                        .map_err(|e| RoutesFileError::BadRoute {
+                            table: table.clone(),
+                            reason: e.to_string(),
+                        })?;
+                Ok((
                     table.clone(),
                     Arc::new(Route {
                         table,
@@ -170,15 +180,16 @@ impl Inner {
                         read_at: now,
                         group,
                     }),
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, RoutesFileError>>()?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         *state = State {
             content,
             routes,
             last_error: None,
         };
+        Ok(())
     }
 
     fn reload(&self) -> Result<bool, RoutesFileError> {
@@ -189,18 +200,22 @@ impl Inner {
         match parse_routes_file(&content) {
             Ok(records) => {
                 let count = records.len();
-                self.install(content, records);
+                self.install(content.clone(), records)
+                    .map_err(|e| self.remember_error(content, e))?;
                 tracing::info!(path = %self.path.display(), routes = count, "routes file reloaded");
                 Ok(true)
             }
-            Err(e) => {
-                let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-                // Remember the bad content so that the same error is logged once, not every poll.
-                state.content = content;
-                state.last_error = Some(e.to_string());
-                Err(e)
-            }
+            Err(e) => Err(self.remember_error(content, e)),
         }
+    }
+
+    /// Keeps the routes in force and remembers the bad content, so that the same error is logged
+    /// once, not on every poll.
+    fn remember_error(&self, content: String, e: RoutesFileError) -> RoutesFileError {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.content = content;
+        state.last_error = Some(e.to_string());
+        e
     }
 }
 

@@ -326,17 +326,22 @@ impl Inner {
                 Err(_) => return Err(format!("reading {path} timed out after {timeout:?}")),
                 Ok(Ok((data, stat, watcher))) => {
                     let state = match RouteRecord::parse(&data) {
-                        Ok(record) => {
-                            self.zk_read("found");
-                            let group = self.upstreams.group(&record);
-                            SlotState::Found(Arc::new(Route {
-                                table: table.to_owned(),
-                                record,
-                                version: stat.version,
-                                read_at: SystemTime::now(),
-                                group,
-                            }))
-                        }
+                        Ok(record) => match self.upstreams.group(&record) {
+                            Ok(group) => {
+                                self.zk_read("found");
+                                SlotState::Found(Arc::new(Route {
+                                    table: table.to_owned(),
+                                    record,
+                                    version: stat.version,
+                                    read_at: SystemTime::now(),
+                                    group,
+                                }))
+                            }
+                            Err(e) => {
+                                self.zk_read("invalid");
+                                SlotState::Invalid(format!("{path}: {e}"))
+                            }
+                        },
                         Err(e) => {
                             self.zk_read("invalid");
                             self.metrics
