@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, RouteSource};
 use crate::metrics::Metrics;
-use crate::route::{FileRoutes, Routes, ZkOptions, ZkRoutes};
+use crate::route::{FileRoutes, Resolver, RouteRecord, Routes, ZkOptions, ZkRoutes};
 use crate::server::{self, ServerOptions};
 use crate::service::{Service, ServiceOptions};
 use crate::upstream::Upstreams;
@@ -57,6 +57,10 @@ impl Proxy {
             config.strip_host_ports,
             metrics.clone(),
         ));
+        let resolve: Resolver = {
+            let upstreams = upstreams.clone();
+            Arc::new(move |record: &RouteRecord| Ok(upstreams.group(record)?))
+        };
         let routes = match &config.source {
             RouteSource::Zookeeper { servers, root, .. } => Routes::Zk(ZkRoutes::start(
                 ZkOptions {
@@ -66,11 +70,11 @@ impl Proxy {
                     request_timeout: config.zk_session_timeout.min(Duration::from_secs(5)),
                     ..ZkOptions::default()
                 },
-                upstreams.clone(),
+                resolve,
                 metrics.clone(),
             )),
             RouteSource::File { path } => Routes::File(
-                FileRoutes::start(path, upstreams.clone(), ROUTES_FILE_POLL).map_err(|e| {
+                FileRoutes::start(path, resolve, ROUTES_FILE_POLL).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
                 })?,
             ),

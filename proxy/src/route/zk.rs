@@ -24,9 +24,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
-use super::{Lookup, Route, RouteInfo, RouteRecord, valid_table_name};
+use super::{Group, Lookup, Resolver, Route, RouteInfo, RouteRecord, valid_table_name};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
-use crate::upstream::Upstreams;
 
 /// Settings of the ZooKeeper route source.
 #[derive(Clone, Debug)]
@@ -57,10 +56,10 @@ impl Default for ZkOptions {
     }
 }
 
-#[derive(Clone, Debug)]
-enum SlotState {
+#[derive(Debug)]
+enum SlotState<G> {
     Loading,
-    Found(Arc<Route>),
+    Found(Arc<Route<G>>),
     Missing,
     Invalid(String),
     /// The first read failed; nothing is known.
@@ -70,7 +69,23 @@ enum SlotState {
     },
 }
 
-impl SlotState {
+// By hand: a derived Clone would ask for `G: Clone`, and only the `Arc` is cloned.
+impl<G> Clone for SlotState<G> {
+    fn clone(&self) -> Self {
+        match self {
+            SlotState::Loading => SlotState::Loading,
+            SlotState::Found(route) => SlotState::Found(route.clone()),
+            SlotState::Missing => SlotState::Missing,
+            SlotState::Invalid(e) => SlotState::Invalid(e.clone()),
+            SlotState::Unavailable { reason, at } => SlotState::Unavailable {
+                reason: reason.clone(),
+                at: *at,
+            },
+        }
+    }
+}
+
+impl<G> SlotState<G> {
     fn name(&self) -> &'static str {
         match self {
             SlotState::Loading => "loading",
@@ -89,45 +104,46 @@ impl SlotState {
     }
 }
 
-struct Slot {
+struct Slot<G> {
     table: String,
-    state: watch::Sender<SlotState>,
+    state: watch::Sender<SlotState<G>>,
     /// Incremented by each read; a watch armed by an older read is ignored.
     generation: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
-impl Slot {
+impl<G> Slot<G> {
     fn set_error(&self, e: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
     }
 }
 
-struct Inner {
+struct Inner<G> {
     opts: ZkOptions,
-    upstreams: Arc<Upstreams>,
+    resolve: Resolver<G>,
     metrics: Metrics,
     client: RwLock<Option<zk::Client>>,
     ready: AtomicBool,
     connected: AtomicBool,
     /// Since when the session has not been connected (None while connected).
     unconfirmed_since: Mutex<Option<Instant>>,
-    slots: RwLock<HashMap<String, Arc<Slot>>>,
+    slots: RwLock<HashMap<String, Arc<Slot<G>>>>,
 }
 
 /// The ZooKeeper route source.
-pub struct ZkRoutes {
-    inner: Arc<Inner>,
+pub struct ZkRoutes<G> {
+    inner: Arc<Inner<G>>,
     supervisor: JoinHandle<()>,
 }
 
-impl ZkRoutes {
-    /// Starts the session supervisor; routes are served once the first session is up.
-    pub fn start(mut opts: ZkOptions, upstreams: Arc<Upstreams>, metrics: Metrics) -> Self {
+impl<G: Group> ZkRoutes<G> {
+    /// Starts the session supervisor; routes are served once the first session is up. `resolve`
+    /// gives each record read its group.
+    pub fn start(mut opts: ZkOptions, resolve: Resolver<G>, metrics: Metrics) -> Self {
         opts.root = opts.root.trim_end_matches('/').to_owned();
         let inner = Arc::new(Inner {
             opts,
-            upstreams,
+            resolve,
             metrics,
             client: RwLock::new(None),
             ready: AtomicBool::new(false),
@@ -139,7 +155,7 @@ impl ZkRoutes {
         ZkRoutes { inner, supervisor }
     }
 
-    pub async fn lookup(&self, table: &str) -> Lookup {
+    pub async fn lookup(&self, table: &str) -> Lookup<G> {
         if !valid_table_name(table) {
             // Not a name a MetaServer would have; nothing to read (and no path to escape the root).
             return Lookup::Missing;
@@ -191,7 +207,7 @@ impl ZkRoutes {
     }
 
     pub fn snapshot(&self) -> Vec<RouteInfo> {
-        let slots: Vec<Arc<Slot>> = self.inner.read_slots().values().cloned().collect();
+        let slots: Vec<Arc<Slot<G>>> = self.inner.read_slots().values().cloned().collect();
         slots
             .iter()
             .map(|slot| {
@@ -217,7 +233,10 @@ impl ZkRoutes {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
+impl<G> ZkRoutes<G> {
+    /// Ends the session and the supervisor; cached routes stay readable.
     pub fn shutdown(&self) {
         self.supervisor.abort();
         self.inner
@@ -228,13 +247,13 @@ impl ZkRoutes {
     }
 }
 
-impl Drop for ZkRoutes {
+impl<G> Drop for ZkRoutes<G> {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
-impl Inner {
+impl<G: Group> Inner<G> {
     fn client(&self) -> Option<zk::Client> {
         self.client
             .read()
@@ -242,7 +261,7 @@ impl Inner {
             .clone()
     }
 
-    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Slot>>> {
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Slot<G>>>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -262,7 +281,7 @@ impl Inner {
     }
 
     /// The table's slot, created (and its first read started) when absent.
-    fn slot(self: &Arc<Self>, table: &str) -> Arc<Slot> {
+    fn slot(self: &Arc<Self>, table: &str) -> Arc<Slot<G>> {
         if let Some(slot) = self.read_slots().get(table) {
             return slot.clone();
         }
@@ -286,7 +305,7 @@ impl Inner {
 
     /// Moves an `Unavailable` slot back to `Loading` and starts a read; false when another query
     /// already did.
-    fn begin_retry(self: &Arc<Self>, slot: &Arc<Slot>) -> bool {
+    fn begin_retry(self: &Arc<Self>, slot: &Arc<Slot<G>>) -> bool {
         let started = slot.state.send_if_modified(|s| {
             if matches!(s, SlotState::Unavailable { .. }) {
                 *s = SlotState::Loading;
@@ -301,7 +320,7 @@ impl Inner {
         started
     }
 
-    fn is_current(&self, slot: &Arc<Slot>) -> bool {
+    fn is_current(&self, slot: &Arc<Slot<G>>) -> bool {
         self.read_slots()
             .get(&slot.table)
             .is_some_and(|s| Arc::ptr_eq(s, slot))
@@ -314,8 +333,12 @@ impl Inner {
             .inc();
     }
 
-    /// Reads the record and arms a watch on it.
-    async fn read_record(&self, table: &str) -> Result<(SlotState, zk::OneshotWatcher), String> {
+    /// Reads the table's znode and arms a watch on it: its data and version, or `None` when it
+    /// does not exist.
+    async fn read_znode(
+        &self,
+        table: &str,
+    ) -> Result<(Option<(Vec<u8>, i32)>, zk::OneshotWatcher), String> {
         let client = self
             .client()
             .ok_or_else(|| "no ZooKeeper session".to_owned())?;
@@ -324,47 +347,14 @@ impl Inner {
         for _ in 0..3 {
             match tokio::time::timeout(timeout, client.get_and_watch_data(&path)).await {
                 Err(_) => return Err(format!("reading {path} timed out after {timeout:?}")),
-                Ok(Ok((data, stat, watcher))) => {
-                    let state = match RouteRecord::parse(&data) {
-                        Ok(record) => match self.upstreams.group(&record) {
-                            Ok(group) => {
-                                self.zk_read("found");
-                                SlotState::Found(Arc::new(Route {
-                                    table: table.to_owned(),
-                                    record,
-                                    version: stat.version,
-                                    read_at: SystemTime::now(),
-                                    group,
-                                }))
-                            }
-                            Err(e) => {
-                                self.zk_read("invalid");
-                                SlotState::Invalid(format!("{path}: {e}"))
-                            }
-                        },
-                        Err(e) => {
-                            self.zk_read("invalid");
-                            self.metrics
-                                .route_errors
-                                .get_or_create(&ReasonLabel {
-                                    reason: e.metric_label(),
-                                })
-                                .inc();
-                            SlotState::Invalid(format!("{path}: {e}"))
-                        }
-                    };
-                    return Ok((state, watcher));
-                }
+                Ok(Ok((data, stat, watcher))) => return Ok((Some((data, stat.version)), watcher)),
                 Ok(Err(zk::Error::NoNode)) => {
                     match tokio::time::timeout(timeout, client.check_and_watch_stat(&path)).await {
                         Err(_) => {
                             return Err(format!("checking {path} timed out after {timeout:?}"));
                         }
                         Ok(Err(e)) => return Err(format!("checking {path}: {e}")),
-                        Ok(Ok((None, watcher))) => {
-                            self.zk_read("missing");
-                            return Ok((SlotState::Missing, watcher));
-                        }
+                        Ok(Ok((None, watcher))) => return Ok((None, watcher)),
                         // Created between the two requests: read it again.
                         Ok(Ok((Some(_), _))) => continue,
                     }
@@ -374,10 +364,55 @@ impl Inner {
         }
         Err(format!("{path} keeps changing between reads"))
     }
+
+    /// What a znode's content makes of the slot: a route (keeping the group in force when the
+    /// record did not change), an invalid record, or no route.
+    fn state_of(&self, slot: &Slot<G>, znode: Option<(Vec<u8>, i32)>) -> SlotState<G> {
+        let Some((data, version)) = znode else {
+            self.zk_read("missing");
+            return SlotState::Missing;
+        };
+        let path = self.path(&slot.table);
+        let resolved = RouteRecord::parse(&data)
+            .map_err(|e| (format!("{path}: {e}"), e.metric_label()))
+            .and_then(|record| {
+                let current = match &*slot.state.borrow() {
+                    SlotState::Found(route) if route.record == record => Some(route.group.clone()),
+                    _ => None,
+                };
+                match current {
+                    Some(group) => Ok((record, group)),
+                    None => match (self.resolve)(&record) {
+                        Ok(group) => Ok((record, group)),
+                        Err(e) => Err((format!("{path}: {e}"), e.metric_label())),
+                    },
+                }
+            });
+        match resolved {
+            Ok((record, group)) => {
+                self.zk_read("found");
+                SlotState::Found(Arc::new(Route {
+                    table: slot.table.clone(),
+                    record,
+                    version,
+                    read_at: SystemTime::now(),
+                    group,
+                }))
+            }
+            Err((reason, label)) => {
+                self.zk_read("invalid");
+                self.metrics
+                    .route_errors
+                    .get_or_create(&ReasonLabel { reason: label })
+                    .inc();
+                SlotState::Invalid(reason)
+            }
+        }
+    }
 }
 
 /// Forgets the tables that have no usable route, to make room.
-fn evict_unrouted(slots: &mut HashMap<String, Arc<Slot>>) {
+fn evict_unrouted<G>(slots: &mut HashMap<String, Arc<Slot<G>>>) {
     let before = slots.len();
     slots.retain(|_, slot| {
         matches!(
@@ -396,20 +431,20 @@ fn evict_unrouted(slots: &mut HashMap<String, Arc<Slot>>) {
 /// retry it. A known route keeps being served while this retries.
 ///
 /// Boxed: it spawns the watch task, which calls it again.
-fn refresh(inner: Arc<Inner>, slot: Arc<Slot>) -> BoxFuture<'static, ()> {
+fn refresh<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) -> BoxFuture<'static, ()> {
     Box::pin(refresh_inner(inner, slot))
 }
 
-async fn refresh_inner(inner: Arc<Inner>, slot: Arc<Slot>) {
+async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
     let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
     let mut backoff = Duration::from_millis(100);
     loop {
         if slot.generation.load(Ordering::Acquire) != generation || !inner.is_current(&slot) {
             return;
         }
-        match inner.read_record(&slot.table).await {
-            Ok((state, watcher)) => {
-                apply(&slot, state);
+        match inner.read_znode(&slot.table).await {
+            Ok((znode, watcher)) => {
+                apply(&slot, inner.state_of(&slot, znode));
                 tokio::spawn(watch_record(
                     inner.clone(),
                     slot.clone(),
@@ -439,7 +474,7 @@ async fn refresh_inner(inner: Arc<Inner>, slot: Arc<Slot>) {
 }
 
 /// Installs a read's result, keeping a good route in force over a bad record.
-fn apply(slot: &Slot, new: SlotState) {
+fn apply<G>(slot: &Slot<G>, new: SlotState<G>) {
     let table = &slot.table;
     let old = slot.state.borrow().clone();
     match (&old, new) {
@@ -476,9 +511,9 @@ fn apply(slot: &Slot, new: SlotState) {
 }
 
 /// Waits for the watch armed by read `generation` and reads again when it fires.
-async fn watch_record(
-    inner: Arc<Inner>,
-    slot: Arc<Slot>,
+async fn watch_record<G: Group>(
+    inner: Arc<Inner<G>>,
+    slot: Arc<Slot<G>>,
     generation: u64,
     watcher: zk::OneshotWatcher,
 ) {
@@ -494,8 +529,8 @@ async fn watch_record(
 }
 
 /// Re-reads every cached table (after a reconnect or on a new session).
-fn refresh_all(inner: &Arc<Inner>) {
-    let slots: Vec<Arc<Slot>> = inner.read_slots().values().cloned().collect();
+fn refresh_all<G: Group>(inner: &Arc<Inner<G>>) {
+    let slots: Vec<Arc<Slot<G>>> = inner.read_slots().values().cloned().collect();
     for slot in slots {
         let retry = slot.state.send_if_modified(|s| {
             if matches!(s, SlotState::Unavailable { .. }) {
@@ -511,7 +546,7 @@ fn refresh_all(inner: &Arc<Inner>) {
     }
 }
 
-fn set_connected(inner: &Inner, connected: bool) {
+fn set_connected<G>(inner: &Inner<G>, connected: bool) {
     inner.connected.store(connected, Ordering::Release);
     inner.metrics.zk_connected.set(i64::from(connected));
     let mut since = inner
@@ -526,7 +561,7 @@ fn set_connected(inner: &Inner, connected: bool) {
 }
 
 /// Keeps a ZooKeeper session: connects, follows its state, and builds a new one when it ends.
-async fn supervise(inner: Arc<Inner>) {
+async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
