@@ -61,7 +61,7 @@ impl Proxy {
             let upstreams = upstreams.clone();
             Arc::new(move |record: &RouteRecord| Ok(upstreams.group(record)?))
         };
-        let routes = match &config.source {
+        let routes = Arc::new(match &config.source {
             RouteSource::Zookeeper { servers, root, .. } => Routes::Zk(ZkRoutes::start(
                 ZkOptions {
                     connect: servers.clone(),
@@ -78,11 +78,11 @@ impl Proxy {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
                 })?,
             ),
-        };
+        });
         let service = Arc::new(Service::new(
-            routes,
+            routes.clone(),
             upstreams,
-            metrics,
+            metrics.clone(),
             ServiceOptions {
                 upstream_deadline: config.upstream_timeout,
             },
@@ -107,7 +107,8 @@ impl Proxy {
         let admin = tokio::spawn(admin::serve(
             admin_listener,
             AdminState {
-                service: service.clone(),
+                routes,
+                metrics,
                 draining: draining.clone(),
             },
             admin_stop,

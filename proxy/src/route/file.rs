@@ -362,6 +362,10 @@ mod tests {
                 .is_some_and(|e| e.contains("refused"))),
             "{rows:?}"
         );
+
+        let routes = crate::route::Routes::File(routes);
+        assert_eq!((routes.kind(), routes.connected()), ("file", None));
+        assert!(routes.is_ready());
     }
 
     #[test]
