@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::route::{RouteInfo, Routes};
+use crate::server::ServeError;
 
 /// What the admin endpoints read: the route source, the metrics, and the proxy's own state.
 #[derive(Clone)]
@@ -24,11 +25,16 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Set when the proxy starts draining: it is no longer ready.
     pub draining: Arc<AtomicBool>,
+    /// Set when the client listener stopped without a drain: no client can connect, so the
+    /// proxy is not ready while it waits to exit.
+    pub listener_failure: watch::Receiver<Option<ServeError>>,
 }
 
 impl AdminState {
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && self.routes.is_ready()
+        !self.draining.load(Ordering::Acquire)
+            && self.listener_failure.borrow().is_none()
+            && self.routes.is_ready()
     }
 }
 
@@ -58,6 +64,8 @@ async fn ready(State(state): State<AdminState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else if state.draining.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if state.listener_failure.borrow().is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "client listener stopped\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no route source yet\n").into_response()
     }
