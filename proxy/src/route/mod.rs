@@ -9,6 +9,7 @@
 //! The sources do not build groups: a [`Resolver`] is injected (the proxy's upstream pool, or a
 //! fake in tests), so the route cache knows nothing of connections or coalescing.
 
+mod backoff;
 mod file;
 pub mod record;
 mod zk;

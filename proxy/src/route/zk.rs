@@ -12,6 +12,10 @@
 //! Concurrent first queries for one table wait on the same read. A record that turns bad after a
 //! good one keeps the good one in force (and says so in `/routes` and the log). Every ZooKeeper
 //! request is bounded by a timeout: the client queues requests while disconnected.
+//!
+//! A fleet of proxies must not stampede a ZooKeeper that comes back: reconnects and failed
+//! re-reads wait with full jitter ([`super::backoff`]), and at most `max_concurrent_reads` reads
+//! of one proxy are in flight at a time, however many tables a reconnect re-reads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,11 +23,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+use super::backoff::{Backoff, Jitter};
 use super::{Group, Lookup, Resolver, Route, RouteInfo, RouteRecord, valid_table_name};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
 
@@ -41,6 +46,14 @@ pub struct ZkOptions {
     pub retry_after: Duration,
     /// Tables cached at most; past it, tables without a record are forgotten first.
     pub max_tables: usize,
+    /// ZooKeeper reads in flight at most (re-reads after a reconnect queue behind it).
+    pub max_concurrent_reads: usize,
+    /// The first retry of a connect or a re-read waits up to this long; each next one twice as
+    /// long, up to `backoff_cap` (full jitter).
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Seeds the jitter, for tests that replay a sequence; `None` seeds it per process.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for ZkOptions {
@@ -52,6 +65,10 @@ impl Default for ZkOptions {
             request_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             max_tables: 100_000,
+            max_concurrent_reads: 32,
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_secs(5),
+            jitter_seed: None,
         }
     }
 }
@@ -128,6 +145,10 @@ struct Inner<G> {
     /// Since when the session has not been connected (None while connected).
     unconfirmed_since: Mutex<Option<Instant>>,
     slots: RwLock<HashMap<String, Arc<Slot<G>>>>,
+    /// One permit per ZooKeeper read in flight.
+    reads: Semaphore,
+    /// Seeds the jitter of each backoff.
+    jitter: Mutex<Jitter>,
 }
 
 /// The ZooKeeper route source.
@@ -139,18 +160,8 @@ pub struct ZkRoutes<G> {
 impl<G: Group> ZkRoutes<G> {
     /// Starts the session supervisor; routes are served once the first session is up. `resolve`
     /// gives each record read its group.
-    pub fn start(mut opts: ZkOptions, resolve: Resolver<G>, metrics: Metrics) -> Self {
-        opts.root = opts.root.trim_end_matches('/').to_owned();
-        let inner = Arc::new(Inner {
-            opts,
-            resolve,
-            metrics,
-            client: RwLock::new(None),
-            ready: AtomicBool::new(false),
-            connected: AtomicBool::new(false),
-            unconfirmed_since: Mutex::new(Some(Instant::now())),
-            slots: RwLock::new(HashMap::new()),
-        });
+    pub fn start(opts: ZkOptions, resolve: Resolver<G>, metrics: Metrics) -> Self {
+        let inner = Arc::new(Inner::new(opts, resolve, metrics));
         let supervisor = tokio::spawn(supervise(inner.clone()));
         ZkRoutes { inner, supervisor }
     }
@@ -254,6 +265,39 @@ impl<G> Drop for ZkRoutes<G> {
 }
 
 impl<G: Group> Inner<G> {
+    fn new(mut opts: ZkOptions, resolve: Resolver<G>, metrics: Metrics) -> Self {
+        opts.root = opts.root.trim_end_matches('/').to_owned();
+        let jitter = opts
+            .jitter_seed
+            .map_or_else(Jitter::from_entropy, Jitter::seeded);
+        Inner {
+            reads: Semaphore::new(opts.max_concurrent_reads.max(1)),
+            jitter: Mutex::new(jitter),
+            opts,
+            resolve,
+            metrics,
+            client: RwLock::new(None),
+            ready: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            unconfirmed_since: Mutex::new(Some(Instant::now())),
+            slots: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A new retry sequence, with its own jitter.
+    fn backoff(&self) -> Backoff {
+        let seed = self
+            .jitter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_u64();
+        Backoff::new(
+            self.opts.backoff_base,
+            self.opts.backoff_cap,
+            Jitter::seeded(seed),
+        )
+    }
+
     fn client(&self) -> Option<zk::Client> {
         self.client
             .read()
@@ -339,6 +383,12 @@ impl<G: Group> Inner<G> {
         &self,
         table: &str,
     ) -> Result<(Option<(Vec<u8>, i32)>, zk::OneshotWatcher), String> {
+        // Never closed, so the permit always comes; the wait is the bound on reads in flight.
+        let _permit = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| "route source stopped".to_owned())?;
         let client = self
             .client()
             .ok_or_else(|| "no ZooKeeper session".to_owned())?;
@@ -437,7 +487,7 @@ fn refresh<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) -> BoxFuture<'sta
 
 async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
     let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = inner.backoff();
     loop {
         if slot.generation.load(Ordering::Acquire) != generation || !inner.is_current(&slot) {
             return;
@@ -465,9 +515,9 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
                     });
                     return;
                 }
-                tracing::warn!(table = %slot.table, error = %reason, retry_in = ?backoff, "cannot re-read the route; serving the cached one");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let wait = backoff.next_delay();
+                tracing::warn!(table = %slot.table, error = %reason, retry_in = ?wait, "cannot re-read the route; serving the cached one");
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -562,7 +612,7 @@ fn set_connected<G>(inner: &Inner<G>, connected: bool) {
 
 /// Keeps a ZooKeeper session: connects, follows its state, and builds a new one when it ends.
 async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = inner.backoff();
     let mut failures = 0u32;
     loop {
         let connector = zk::Client::connector().with_session_timeout(inner.opts.session_timeout);
@@ -579,8 +629,7 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(zk = %inner.opts.connect, error = %e, failures, "cannot connect to ZooKeeper; retrying");
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             Err(_) => {
@@ -588,10 +637,11 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(zk = %inner.opts.connect, failures, "ZooKeeper connect timed out; retrying");
                 }
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         failures = 0;
         tracing::info!(
             zk = %inner.opts.connect,
@@ -630,5 +680,115 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::ResolveError;
+
+    #[derive(Debug)]
+    struct NoGroup;
+
+    impl Group for NoGroup {
+        fn leader(&self) -> String {
+            String::new()
+        }
+    }
+
+    const SEED: u64 = 42;
+
+    /// A route source that never gets a session (no supervisor runs): every read fails at once.
+    fn sessionless(max_concurrent_reads: usize) -> Arc<Inner<NoGroup>> {
+        let resolve: Resolver<NoGroup> =
+            Arc::new(|_: &RouteRecord| Ok::<_, ResolveError>(Arc::new(NoGroup)));
+        let opts = ZkOptions {
+            max_concurrent_reads,
+            jitter_seed: Some(SEED),
+            ..ZkOptions::default()
+        };
+        Arc::new(Inner::new(opts, resolve, Metrics::default()))
+    }
+
+    fn errors(inner: &Inner<NoGroup>) -> u64 {
+        inner
+            .metrics
+            .zk_reads
+            .get_or_create(&ResultLabel { result: "error" })
+            .get()
+    }
+
+    async fn settled(slot: &Slot<NoGroup>) -> &'static str {
+        let mut states = slot.state.subscribe();
+        let state = states
+            .wait_for(|s| !matches!(s, SlotState::Loading))
+            .await
+            .expect("the slot lives")
+            .clone();
+        state.name()
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_a_permit() {
+        let inner = sessionless(1);
+        let held = inner.reads.try_acquire().expect("the only permit");
+        let slot = inner.slot("temp");
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(slot.state.borrow().name(), "loading", "queued for a permit");
+        assert_eq!(errors(&inner), 0, "no read made");
+        drop(held);
+        assert_eq!(settled(&slot).await, "unavailable", "read, and failed");
+        assert_eq!(errors(&inner), 1);
+    }
+
+    /// A known route whose re-reads keep failing is retried at the times the seeded jitter
+    /// gives: full jitter of 100 ms, 200 ms, 400 ms ... (paused time, so exact).
+    #[tokio::test(start_paused = true)]
+    async fn failed_re_reads_retry_on_the_jittered_schedule() {
+        let inner = sessionless(32);
+        let slot = inner.slot("temp");
+        assert_eq!(
+            settled(&slot).await,
+            "unavailable",
+            "a first read is not retried"
+        );
+        slot.state.send_replace(SlotState::Found(Arc::new(Route {
+            table: "temp".into(),
+            record: RouteRecord::new("c1", ["h:1"]).expect("record"),
+            version: 0,
+            read_at: SystemTime::now(),
+            group: Arc::new(NoGroup),
+        })));
+
+        // The same draws as the source: its seed, one backoff already taken by the first read.
+        let mut seeds = Jitter::seeded(SEED);
+        seeds.next_u64();
+        let opts = ZkOptions::default();
+        let mut expected = Backoff::new(
+            opts.backoff_base,
+            opts.backoff_cap,
+            Jitter::seeded(seeds.next_u64()),
+        );
+        let before = errors(&inner);
+        let start = Instant::now();
+        tokio::spawn(refresh(inner.clone(), slot.clone()));
+        let mut read_at = start;
+        for retry in 0..6u64 {
+            let wait = expected.next_delay();
+            assert!(
+                wait < opts.backoff_base * 2u32.pow(retry as u32),
+                "retry {retry}: {wait:?}"
+            );
+            // Halfway through the wait: the reads so far have failed, the next is not made yet.
+            tokio::time::sleep_until(read_at + wait / 2).await;
+            if !wait.is_zero() {
+                assert_eq!(errors(&inner) - before, retry + 1, "retry {retry}");
+            }
+            read_at += wait;
+        }
+        assert_eq!(slot.state.borrow().name(), "found", "served all along");
     }
 }
