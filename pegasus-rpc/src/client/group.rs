@@ -5,7 +5,13 @@
 //! the first final answer wins. The leader that gave the final answer is remembered.
 //!
 //! A leader address learned from a forward reply that matches none of the configured addresses
-//! (they may be DNS names) is added to the group, as the Java client does.
+//! (they may be DNS names) is added to the group, as the Java client does. Only query_config
+//! replies name the leader; a forward reply to an admin RPC names none (§12), and the next
+//! MetaServer is asked instead.
+//!
+//! Besides the raw [`MetaGroup::call`], the group decodes the answers of the RPCs this project
+//! makes: [`MetaGroup::query_config`], and for fencing and switchover
+//! [`MetaGroup::update_app_env`] and [`MetaGroup::query_duplication`].
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +24,10 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::meta::{CallError, ClientOptions, MetaClient};
-use crate::codec::{self, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame};
+use crate::codec::{
+    self, CodecError, ErrorCode, QueryCfgRequest, QueryCfgResponse, QueryDuplicationRequest,
+    QueryDuplicationResponse, ReplyFrame, UpdateAppEnvRequest, UpdateAppEnvResponse,
+};
 
 /// Settings of a [`MetaGroup`].
 #[derive(Clone, Debug)]
@@ -44,7 +53,7 @@ impl Default for GroupOptions {
     }
 }
 
-/// Why no final answer came from a cluster.
+/// Why no usable answer came from a cluster.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GroupError {
     #[error("cluster {cluster}: no MetaServer gave an answer in {attempts} attempts; last: {last}")]
@@ -53,12 +62,21 @@ pub enum GroupError {
         attempts: usize,
         last: String,
     },
+    /// The final answer is not the response the RPC has.
+    #[error("cluster {cluster}: bad reply from {meta}: {source}")]
+    BadReply {
+        cluster: String,
+        meta: String,
+        source: CodecError,
+    },
 }
 
 impl GroupError {
+    /// A fixed, small label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
             GroupError::Unavailable { .. } => "unavailable",
+            GroupError::BadReply { .. } => "bad_reply",
         }
     }
 }
@@ -112,6 +130,8 @@ fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
         Err(e) => return Outcome::Failed(format!("bad reply body: {e}")),
     };
     if err == ErrorCode::FORWARD_TO_OTHERS {
+        // Only a query_config forward names the leader (in partition 0's primary); any other
+        // RPC's forward does not decode as one, or has no partition, and names none.
         let leader = QueryCfgResponse::from_result(&reply.body)
             .ok()
             .and_then(|r| r.partitions.first().and_then(|p| p.primary.to_socket()));
@@ -346,13 +366,65 @@ impl MetaGroup {
     ) -> Result<QueryCfgResponse, GroupError> {
         let mut args = BytesMut::new();
         QueryCfgRequest::new(table).to_args(&mut args);
-        let answer = self
-            .call(codec::rpc::QUERY_CONFIG, &args.freeze(), deadline)
-            .await?;
-        QueryCfgResponse::from_result(&answer.reply.body).map_err(|e| GroupError::Unavailable {
+        self.call_decoded(
+            codec::rpc::QUERY_CONFIG,
+            args,
+            deadline,
+            QueryCfgResponse::from_result,
+        )
+        .await
+    }
+
+    /// Sets, deletes or clears app envs of a table (§12.1) on the leader, decoded. `err` is
+    /// `ERR_OK` once the change is persisted on the MetaServer; replicas apply it on their next
+    /// config sync (§12.2). The three operations are idempotent, so the group's retries and
+    /// hedging cannot apply one twice to a different effect.
+    pub async fn update_app_env(
+        &self,
+        request: &UpdateAppEnvRequest,
+        deadline: Instant,
+    ) -> Result<UpdateAppEnvResponse, GroupError> {
+        let mut args = BytesMut::new();
+        request.to_args(&mut args);
+        self.call_decoded(
+            codec::rpc::UPDATE_APP_ENV,
+            args,
+            deadline,
+            UpdateAppEnvResponse::from_result,
+        )
+        .await
+    }
+
+    /// The duplications of `table` and, from a 2.6 server, their progress per partition (§12.3),
+    /// decoded.
+    pub async fn query_duplication(
+        &self,
+        table: &str,
+        deadline: Instant,
+    ) -> Result<QueryDuplicationResponse, GroupError> {
+        let mut args = BytesMut::new();
+        QueryDuplicationRequest::new(table).to_args(&mut args);
+        self.call_decoded(
+            codec::rpc::QUERY_DUPLICATION,
+            args,
+            deadline,
+            QueryDuplicationResponse::from_result,
+        )
+        .await
+    }
+
+    async fn call_decoded<T>(
+        &self,
+        name: &str,
+        args: BytesMut,
+        deadline: Instant,
+        decode: fn(&[u8]) -> Result<T, CodecError>,
+    ) -> Result<T, GroupError> {
+        let answer = self.call(name, &args.freeze(), deadline).await?;
+        decode(&answer.reply.body).map_err(|source| GroupError::BadReply {
             cluster: self.cluster.clone(),
-            attempts: 1,
-            last: format!("bad reply from {}: {e}", answer.meta),
+            meta: answer.meta,
+            source,
         })
     }
 }
