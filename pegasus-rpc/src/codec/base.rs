@@ -36,6 +36,7 @@ impl ErrorCode {
     pub const BUSY_DROPPING: ErrorCode = ErrorCode::from_static("ERR_BUSY_DROPPING");
     pub const TIMEOUT: ErrorCode = ErrorCode::from_static("ERR_TIMEOUT");
     pub const UNKNOWN: ErrorCode = ErrorCode::from_static("ERR_UNKNOWN");
+    pub const APP_NOT_EXIST: ErrorCode = ErrorCode::from_static("ERR_APP_NOT_EXIST");
 
     pub const fn from_static(name: &'static str) -> Self {
         ErrorCode(Cow::Borrowed(name))
