@@ -235,7 +235,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cli;
+    use crate::config::Settings;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// The status line and body of a GET on the admin port.
@@ -260,11 +260,11 @@ mod tests {
             "temp: {cluster: c1, meta_addrs: [\"127.0.0.1:1\"]}\n",
         )
         .expect("write");
-        let config = Config::load(Cli {
+        let config = Config::load(Settings {
             listen: Some("127.0.0.1:0".into()),
             admin_listen: Some("127.0.0.1:0".into()),
             routes: Some(routes),
-            ..Cli::default()
+            ..Settings::default()
         })
         .expect("valid configuration");
         Proxy::start(&config).await.expect("starts")
