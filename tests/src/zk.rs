@@ -1,7 +1,7 @@
 //! A real ZooKeeper for tests: ZooKeeper's jars run with a plain `java` command, on free loopback
 //! ports with temporary data directories, stopped by PID.
 //!
-//! Where things are found:
+//! Where things are found (`scripts/lib.sh` finds them the same way for the scripts):
 //! - `java`: `$JAVA_HOME/bin/java` when `JAVA_HOME` is set, else `java` on `PATH`;
 //! - the jars: the class path in `$ZOOKEEPER_CLASSPATH` when set, else Debian's
 //!   `/usr/share/java/zookeeper.jar` (whose manifest names its dependencies) with
