@@ -270,7 +270,7 @@ fn all_vectors() -> Vec<Vec<u8>> {
 #[test]
 fn every_vector_is_ok_none_until_its_last_byte() {
     let vectors = all_vectors();
-    assert_eq!(vectors.len(), 47, "every hex file of shared/vectors");
+    assert_eq!(vectors.len(), 47, "every hex file of tests/vectors");
     for v in vectors {
         let is_request = v.starts_with(b"THFT");
         for cut in 0..v.len() {

@@ -1,6 +1,6 @@
-//! Every frame in `tests/vectors/` (copied from `shared/vectors/`: the protocol document's §8 and
-//! §12.7 vectors and the frames captured from the official Python and Node.js clients) decodes to
-//! the values its README documents and re-encodes to the identical bytes.
+//! Every frame in `tests/vectors/` (docs/protocol.md §12: frames written from the protocol notes
+//! and frames captured from the official Python and Node.js clients) decodes to the values its
+//! README documents and re-encodes to the identical bytes.
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{

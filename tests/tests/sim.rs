@@ -1,6 +1,6 @@
 //! The MetaServer simulator over real TCP on loopback: raw request bytes in, raw reply bytes out.
-//! Configured like the capture in `shared/vectors/README.md`, it must give the captured replies
-//! byte for byte; the control calls and the admin API must change what it answers.
+//! Configured like the capture in `pegasus-rpc/tests/vectors/README.md`, it must give the captured
+//! replies byte for byte; the control calls and the admin API must change what it answers.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, SocketAddrV4};

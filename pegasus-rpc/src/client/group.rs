@@ -1,11 +1,11 @@
 //! The MetaServers of one Pegasus cluster, called as one: the call goes to the MetaServer believed
-//! to be the leader; an `ERR_FORWARD_TO_OTHERS` answer is followed to the leader it names (§5.3),
+//! to be the leader; an `ERR_FORWARD_TO_OTHERS` answer is followed to the leader it names,
 //! and never returned; a timeout, a lost connection or an rpc-level error moves on to the next
 //! MetaServer; after `hedge_after` without an answer a second MetaServer is asked in parallel and
 //! the first final answer wins. The leader that gave the final answer is remembered.
 //!
 //! A leader address learned from a forward reply that matches none of the configured addresses
-//! (they may be DNS names) is added to the group, as the Java client does.
+//! (they may be DNS names) is added to the group, as the Java client does (docs/protocol.md §10).
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
