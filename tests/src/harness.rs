@@ -230,15 +230,17 @@ impl Process {
                 Some(_) if says_port_taken(&self.log()) => {
                     Ok(Some(Started::PortTaken(self.log_tail())))
                 }
-                Some(status) => bail!(
-                    "{} exited with {status} during start-up:\n{}",
-                    self.what,
-                    self.log_tail()
-                ),
+                Some(status) => bail!("{} exited with {status} during start-up", self.what),
             }
         })
         .await
-        .with_context(|| format!("{}'s log ends:\n{}", self.what, self.log_tail()))
+        .with_context(|| {
+            format!(
+                "{} did not start; its log ends:\n{}",
+                self.what,
+                self.log_tail()
+            )
+        })
     }
 
     /// Waits for the process to exit, at most `timeout`.
