@@ -240,12 +240,9 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
         !proxy.routes().is_empty() && proxy.routes().staleness() > Duration::ZERO
     })
     .await;
-    let expirations = async || {
-        metrics(&proxy)
-            .await
-            .value("metaproxy_zk_session_expirations_total", &[])
-    };
-    let expired_before = expirations().await;
+    let expired_before = metrics(&proxy)
+        .await
+        .value("metaproxy_zk_session_expirations_total", &[]);
     // Until the session has expired and the staleness shows 4 s of it, every query is served.
     eventually("the session expired and staleness exposed", async || {
         assert_eq!(
