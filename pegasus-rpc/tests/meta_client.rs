@@ -510,7 +510,7 @@ fn reply_with<F: Fn(&mut BytesMut)>(req: &RequestFrame, encode: F) -> ReplyFrame
 }
 
 /// A MetaServer that is not the leader, as it answers admin RPCs: `ERR_FORWARD_TO_OTHERS` and
-/// no leader address (§12).
+/// no leader address (docs/protocol.md §14).
 async fn admin_follower() -> Fake {
     fake(Arc::new(|reqs: Vec<RequestFrame>| {
         Some(

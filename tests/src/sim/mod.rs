@@ -1,5 +1,5 @@
 //! A simulated Pegasus cluster: one or more MetaServers that speak the MetaServer RPC protocol
-//! (`shared/docs/pegasus-rpc.md`) byte for byte, for the tests, the demo and the benchmarks.
+//! (`docs/protocol.md`) byte for byte, for the tests, the demo and the benchmarks.
 //!
 //! What flows through it: `THFT` request frames arrive on each meta's listener (`server.rs`), are
 //! decoded with the project's codec, answered from a shared cluster view (`state.rs`) and written
@@ -29,7 +29,8 @@
 //! order, no last_drops, last_committed_decree `100 * (i + 1)` and flags 0. With host-port fields
 //! on (for the cluster, or per table), `hp_primary`/`hp_secondaries` name the same replicas by
 //! `replica_hosts` (default: the replica's IP) and `hp_last_drops` is empty. Configured like the
-//! capture in `shared/vectors/README.md`, it reproduces the captured replies byte for byte.
+//! capture in `pegasus-rpc/tests/vectors/README.md`, it reproduces the captured replies byte for
+//! byte.
 //!
 //! # Admin HTTP API
 //!
