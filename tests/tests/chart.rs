@@ -230,6 +230,15 @@ fn the_operator_sees_every_zone_and_every_observer() {
         op["spec"]["replicas"], 2,
         "two replicas: the Lease makes it safe"
     );
+    let budget = objects.expect("PodDisruptionBudget", "mp-metaproxy-operator");
+    assert!(selects(
+        &budget["spec"]["selector"]["matchLabels"],
+        pod_labels(op)
+    ));
+    assert_eq!(
+        budget["spec"]["maxUnavailable"], 1,
+        "a standby survives a drain"
+    );
 
     // Each zone's observer is its admin Service, on the port that Service exposes.
     let observers = flag_values(&a, "observer");
