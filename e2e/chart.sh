@@ -8,7 +8,9 @@
 # server is e2e/k8s.sh. Needs what scripts/setup installs (helm in .tools/bin, kubernetes-validate,
 # promql-parser).
 #
-#   e2e/chart.sh
+#   e2e/chart.sh [--update]
+#     --update  rewrite charts/metaproxy/rendered/ (what each ci/ values file renders, committed so
+#               that a template change shows in review; tests/tests/chart.rs fails when it drifts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,17 @@ fail() { echo "CHART CHECK FAILED: $*" >&2; exit 1; }
 
 values_files=("$chart"/ci/*-values.yaml)
 [ ${#values_files[@]} -ge 2 ] || fail "expected at least two values files in $chart/ci"
+
+if [ "${1:-}" = --update ]; then
+  mkdir -p "$chart/rendered"
+  rm -f "$chart"/rendered/*.yaml
+  for values in "${values_files[@]}"; do
+    name=$(basename "$values" -values.yaml)
+    helm template metaproxy "$chart" --namespace pegasus -f "$values" > "$chart/rendered/$name.yaml"
+    echo "chart: wrote $chart/rendered/$name.yaml"
+  done
+  exit 0
+fi
 
 for values in "${values_files[@]}"; do
   name=$(basename "$values" -values.yaml)

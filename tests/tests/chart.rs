@@ -790,6 +790,27 @@ fn the_charts_crd_is_the_generated_one() {
     assert_eq!(crds, ["pegasustableroutes.yaml"], "one CRD, one source");
 }
 
+/// `charts/metaproxy/rendered/` is what the ci/ values files render, so that a template change
+/// shows in review as the objects it changes.
+#[test]
+fn the_committed_renders_are_current() {
+    require!(HELM);
+    for name in ["one-zone", "three-zones"] {
+        let rendered = Render::release("metaproxy")
+            .values_file(&format!("ci/{name}-values.yaml"))
+            .run()
+            .expect("helm runs")
+            .expect("renders");
+        let path = chart::chart_dir().join(format!("rendered/{name}.yaml"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            rendered == committed,
+            "{} is not what the chart renders: run `e2e/chart.sh --update` and review the diff",
+            path.display()
+        );
+    }
+}
+
 /// A Dockerfile's final stage: what the image runs and as whom.
 struct Image {
     from: String,
