@@ -615,6 +615,80 @@ fn the_binaries_accept_the_rendered_flags() {
     );
 }
 
+/// The settings values.yaml renders are the binaries' own defaults, except where the chart means
+/// to differ (JSON logs, for log collectors): the chart changes nothing behind the reader's back.
+#[test]
+fn the_charts_settings_are_the_binaries_defaults() {
+    require!(HELM);
+    let values = chart_values();
+    for (bin, settings, minimal) in [
+        (
+            "metaproxy",
+            &values["proxy"]["settings"],
+            &["--zk=h:1", "--zk-root=/a"][..],
+        ),
+        (
+            "metaproxy-operator",
+            &values["operator"]["settings"],
+            &["--zone=a=h:1/r"][..],
+        ),
+    ] {
+        let binary = chart::workspace_binary(bin).expect("builds");
+        let out = Command::new(&binary)
+            .args(minimal)
+            .arg("--check-config")
+            .output()
+            .expect("runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary: Value = serde_json::from_str(
+            text.trim()
+                .strip_prefix("configuration OK: ")
+                .unwrap_or_else(|| panic!("{bin} --check-config: {text}")),
+        )
+        .expect("JSON");
+        for (flag, value) in settings.as_object().expect("settings") {
+            if flag == "log-format" {
+                assert_eq!(value, "json", "{bin}: JSON logs on Kubernetes");
+                continue;
+            }
+            let default = find_setting(&summary, flag)
+                .unwrap_or_else(|| panic!("{bin}: {flag} is not in its --check-config: {summary}"));
+            let same = match (value.as_str(), default.as_str()) {
+                (Some(a), Some(b)) => match (
+                    metaproxy::startup::parse_duration(a),
+                    metaproxy::startup::parse_duration(b),
+                ) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => a == b,
+                },
+                _ => value == default,
+            };
+            assert!(
+                same,
+                "{bin}: values.yaml sets {flag}: {value}, the binary's default is {default}"
+            );
+        }
+    }
+}
+
+/// A setting in a --check-config summary, by its flag name, at any depth; a ZooKeeper session
+/// timeout may sit under the ZooKeeper source as session-timeout.
+fn find_setting<'a>(summary: &'a Value, flag: &str) -> Option<&'a Value> {
+    let names = [
+        flag.to_owned(),
+        flag.replace('-', "_"),
+        flag.trim_start_matches("zk-").to_owned(),
+        flag.trim_start_matches("zk-").replace('-', "_"),
+    ];
+    match summary {
+        Value::Object(map) => names
+            .iter()
+            .find_map(|n| map.get(n.as_str()))
+            .or_else(|| map.values().find_map(|v| find_setting(v, flag))),
+        _ => None,
+    }
+}
+
 /// Both layouts: one release for every zone (above), or one release per zone with the operator
 /// in one of them, told about the other zones.
 #[test]
