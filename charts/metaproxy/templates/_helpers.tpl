@@ -177,7 +177,8 @@ One field of a zone's scheduling, else of proxy.scheduling: (list $ $zone "field
 - name: zk-auth
   secret:
     secretName: {{ .Values.zookeeper.auth.existingSecret }}
-    defaultMode: 0440
+    # 0440: read for the owner and the pods' group (fsGroup).
+    defaultMode: 288
     items:
       - key: {{ .Values.zookeeper.auth.key }}
         path: auth
