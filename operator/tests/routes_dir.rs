@@ -10,6 +10,9 @@ use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
 
+/// The binary under test, built by cargo before this test.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn route_yaml(name: &str, table: &str, cluster: &str, addr: &str) -> String {
@@ -60,8 +63,8 @@ fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> 
         })
 }
 
-fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
-    let args = vec![
+fn dir_operator_args(zk: &ZkServer, dir: &Path, root: &str) -> Vec<String> {
+    vec![
         "--zone".into(),
         format!("az1={}{root}", zk.connect_string()),
         "--routes-dir".into(),
@@ -74,8 +77,12 @@ fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
         "4s".into(),
         "--zk-request-timeout".into(),
         "2s".into(),
-    ];
-    let mut op = Operator::start(&args, &[]).expect("operator starts");
+    ]
+}
+
+fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
+    let args = dir_operator_args(zk, dir, root);
+    let mut op = Operator::start(OPERATOR, &args, &[]).expect("operator starts");
     op.wait_ready(WAIT).expect("operator ready");
     op
 }
@@ -309,7 +316,7 @@ async fn two_operator_processes_write_each_znode_once() {
 
 #[test]
 fn invalid_configuration_exits_64_before_binding() {
-    let bin = metaproxy_tests::operator::binary().expect("operator binary");
+    let bin = OPERATOR;
     let port = metaproxy_tests::free_port().expect("port");
     let cases: &[(&[&str], &str)] = &[
         (&[], "no zone is configured"),
@@ -357,7 +364,7 @@ fn invalid_configuration_exits_64_before_binding() {
 
 #[test]
 fn check_config_prints_the_effective_configuration() {
-    let bin = metaproxy_tests::operator::binary().expect("operator binary");
+    let bin = OPERATOR;
     let port = metaproxy_tests::free_port().expect("port");
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("operator.yaml");

@@ -12,6 +12,9 @@ use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
 
+/// The binary under test, built by cargo before this test.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
+
 const WAIT: Duration = Duration::from_secs(40);
 
 fn route(name: &str, table: &str, extra: &str) -> String {
@@ -58,6 +61,7 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     .map(|s| s.to_string())
     .collect();
     let mut op = Operator::start(
+        OPERATOR,
         &args,
         &[("KUBECONFIG", api.kubeconfig().display().to_string())],
     )
