@@ -89,6 +89,7 @@ impl App {
                 tokio::spawn(routes_dir::run(
                     dir.clone(),
                     reconciler,
+                    config.poll,
                     config.timing,
                     state.routes.clone(),
                     move || ready.store(true, Ordering::Relaxed),
@@ -102,8 +103,7 @@ impl App {
                 };
                 let cfg = ControllerConfig {
                     namespace: namespace.clone(),
-                    resync: config.timing.resync,
-                    conflict_recheck: config.timing.conflict_recheck,
+                    timing: config.timing,
                     instance: lease.identity.clone(),
                 };
                 let elector = LeaderElector::new(client.clone(), lease.clone());

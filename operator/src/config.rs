@@ -36,7 +36,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use crate::leader::LeaseConfig;
-use crate::routes_dir::DirTiming;
+use crate::reconcile::schedule::Timing;
 use crate::zk::ZkTimeouts;
 use crate::zone::{Zone, ZoneError, Zones};
 
@@ -217,7 +217,10 @@ pub struct Config {
     pub source: Source,
     pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
-    pub timing: DirTiming,
+    /// Resync and conflict re-check, in both modes.
+    pub timing: Timing,
+    /// Between two scans of the routes directory.
+    pub poll: Duration,
     /// The `tracing` filter.
     pub log: String,
     pub log_format: LogFormat,
@@ -288,8 +291,8 @@ impl Config {
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&zk.session) {
             return Err(invalid("zk-session-timeout: must be between 1s and 60s"));
         }
-        let timing = DirTiming {
-            poll: duration("poll", s.poll, Duration::from_secs(1))?,
+        let poll = duration("poll", s.poll, Duration::from_secs(1))?;
+        let timing = Timing {
             resync: duration("resync", s.resync, Duration::from_secs(60))?,
             conflict_recheck: duration(
                 "conflict-recheck",
@@ -336,6 +339,7 @@ impl Config {
             admin_listen,
             zk,
             timing,
+            poll,
             log,
             log_format,
         })
@@ -356,7 +360,7 @@ impl Config {
             },
             Source::Dir(path) => SourceSummary::RoutesDir {
                 path,
-                poll: format_duration(self.timing.poll),
+                poll: format_duration(self.poll),
             },
         };
         let summary = Summary {
@@ -524,10 +528,10 @@ mod tests {
                 request: Duration::from_secs(5)
             }
         );
+        assert_eq!(cfg.poll, Duration::from_secs(1));
         assert_eq!(
             cfg.timing,
-            DirTiming {
-                poll: Duration::from_secs(1),
+            Timing {
                 resync: Duration::from_secs(60),
                 conflict_recheck: Duration::from_secs(10),
             }
@@ -673,7 +677,7 @@ mod tests {
         )
         .expect("write");
         let cfg = Config::load(args(&["--config", path.to_str().expect("utf8")])).expect("valid");
-        assert_eq!(cfg.timing.poll, Duration::from_millis(250));
+        assert_eq!(cfg.poll, Duration::from_millis(250));
         assert!(matches!(&cfg.source, Source::Dir(d) if d == dir.path()));
 
         std::fs::write(&path, "").expect("write");

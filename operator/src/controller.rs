@@ -1,18 +1,23 @@
 //! The Kubernetes route source: a kube-runtime controller over `PegasusTableRoute` objects that
-//! runs the shared [`Reconciler`], keeps the finalizer, patches the status subresource and
-//! publishes events.
+//! runs the shared [`Reconciler`], keeps the finalizer (`kube::runtime::finalizer`: the znode is
+//! removed before the object may go), patches the status subresource and publishes events.
 //!
-//! The controller's own cache supplies the other routes' claims (for conflicts). Reconciles are
-//! also triggered by the znode watch ([`crate::drift`]) and, when a route gives up a table, for
-//! the routes that wait for it.
+//! The controller's own cache supplies the other routes' claims (for conflicts); the controller
+//! holds reconciles until that cache has its first full list, so no claim is missing. When each
+//! route is reconciled again is [`schedule`]'s policy, shared with the routes directory:
+//! requeues after success, backoff after errors, and wake-ups from the znode watch
+//! ([`crate::drift`]) and from a route that gave a table up.
+//!
+//! Stopping (shutdown, or the lease lost) interrupts reconciles in flight, ZooKeeper waits
+//! included, so that the controller's graceful shutdown does not wait for them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as Finalize, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -26,19 +31,20 @@ use crate::drift::{self, Touched};
 use crate::error::Error;
 use crate::events::Events;
 use crate::reconcile::decide::Claim;
-use crate::reconcile::{Reconciler, RouteView, backoff, claim_of, now_rfc3339, status};
+use crate::reconcile::schedule::{self, Settled, Timing};
+use crate::reconcile::{Reconciler, Report, RouteView, claim_of, now_rfc3339};
 
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     /// Only routes in this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
-    pub resync: Duration,
-    pub conflict_recheck: Duration,
+    pub timing: Timing,
     /// The reporting instance named in events.
     pub instance: String,
 }
 
-struct Ctx {
+/// What every reconcile shares.
+pub struct Ctx {
     client: Client,
     reconciler: Arc<Reconciler>,
     store: Store<PegasusTableRoute>,
@@ -46,12 +52,41 @@ struct Ctx {
     failures: Mutex<HashMap<String, u32>>,
     cfg: ControllerConfig,
     wake: mpsc::UnboundedSender<Touched>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        reconciler: Arc<Reconciler>,
+        store: Store<PegasusTableRoute>,
+        cfg: ControllerConfig,
+        wake: mpsc::UnboundedSender<Touched>,
+        stop: watch::Receiver<bool>,
+    ) -> Ctx {
+        Ctx {
+            events: Events::new(client.clone(), &cfg.instance),
+            client,
+            reconciler,
+            store,
+            failures: Mutex::new(HashMap::new()),
+            cfg,
+            wake,
+            stop,
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn id_of(obj: &PegasusTableRoute) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
+/// Creation time for seniority. The API server keeps whole seconds: routes created in the same
+/// second are ordered by `namespace/name` (see [`crate::reconcile::decide`]).
 fn created_ms(obj: &PegasusTableRoute) -> i64 {
     obj.meta()
         .creation_timestamp
@@ -60,11 +95,15 @@ fn created_ms(obj: &PegasusTableRoute) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
+fn claim(obj: &PegasusTableRoute, reconciler: &Reconciler) -> Option<Claim> {
+    claim_of(&id_of(obj), created_ms(obj), &obj.spec, reconciler.zones())
+}
+
 fn claims(store: &Store<PegasusTableRoute>, reconciler: &Reconciler) -> Vec<Claim> {
     store
         .state()
         .iter()
-        .filter_map(|o| claim_of(&id_of(o), created_ms(o), &o.spec, reconciler.zones()))
+        .filter_map(|o| claim(o, reconciler))
         .collect()
 }
 
@@ -98,15 +137,7 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(t) = wake_rx.recv().await {
                 for obj in store.state() {
-                    let Some(c) = claim_of(
-                        &id_of(&obj),
-                        created_ms(&obj),
-                        &obj.spec,
-                        reconciler.zones(),
-                    ) else {
-                        continue;
-                    };
-                    if c.zone == t.zone && t.table.as_ref().is_none_or(|table| *table == c.table) {
+                    if claim(&obj, &reconciler).is_some_and(|c| schedule::wakes(&t, &c)) {
                         let _ = trigger_tx.send(ObjectRef::from_obj(&obj));
                     }
                 }
@@ -117,16 +148,15 @@ pub async fn run(
         rx.recv().await.map(|r| (r, rx))
     });
 
-    let ctx = Arc::new(Ctx {
-        events: Events::new(client.clone(), &cfg.instance),
+    let ctx = Arc::new(Ctx::new(
         client,
         reconciler,
         store,
-        failures: Mutex::new(HashMap::new()),
         cfg,
-        wake: wake_tx,
-    });
-    let mut stop_signal = stop.clone();
+        wake_tx,
+        stop.clone(),
+    ));
+    let mut stop_signal = stop;
     controller
         .reconcile_on(triggers)
         .graceful_shutdown_on(async move {
@@ -144,38 +174,51 @@ pub async fn run(
     info!("controller stopped");
 }
 
-async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+/// One reconcile of one route: the finalizer first (added before anything is written; on
+/// deletion, removed once the znode is gone), then the reconciler.
+pub async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = obj.namespace().ok_or(Error::MissingField("namespace"))?;
-    let name = obj.name_any();
-    let id = id_of(&obj);
     let api: Api<PegasusTableRoute> = Api::namespaced(ctx.client.clone(), &ns);
-    let deleting = obj.meta().deletion_timestamp.is_some();
-    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
-    if deleting && !has_finalizer {
-        return Ok(Action::await_change());
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalize::Apply(obj) => apply(&obj, &api, &ctx).await,
+            Finalize::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        // Gone between the cleanup and the finalizer's removal: nothing left to do.
+        Err(finalizer::Error::RemoveFinalizer(kube::Error::Api(s))) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
+        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
+        Err(e) => Err(Error::Finalizer(Box::new(e))),
     }
-    if !deleting && !has_finalizer {
-        // The resourceVersion makes this a compare-and-set on the object.
-        let mut finalizers = obj.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
+}
 
+/// The reconciler's report for `obj`, unless the controller is stopping first.
+async fn run_reconciler(
+    obj: &PegasusTableRoute,
+    deleting: bool,
+    ctx: &Ctx,
+) -> Result<Report, Error> {
+    let id = id_of(obj);
     let claims = claims(&ctx.store, &ctx.reconciler);
     let view = RouteView {
         id: &id,
-        created_ms: created_ms(&obj),
+        created_ms: created_ms(obj),
         generation: obj.meta().generation,
         spec: &obj.spec,
         status: obj.status.as_ref(),
         deleting,
     };
-    let report = ctx
-        .reconciler
-        .reconcile(&view, &claims, &now_rfc3339())
-        .await;
+    let mut stop = ctx.stop.clone();
+    let now = now_rfc3339();
+    let report = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return Err(Error::Stopped),
+        report = ctx.reconciler.reconcile(&view, &claims, &now) => report,
+    };
     let reference = obj.object_ref(&());
     for notice in &report.notices {
         ctx.events.publish(&reference, notice).await;
@@ -186,69 +229,54 @@ async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action,
             table: Some(table.clone()),
         });
     }
+    Ok(report)
+}
 
-    if deleting {
-        if report.cleaned_up {
-            let finalizers: Vec<&String> = obj
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .collect();
-            let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-            match api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => info!(route = %id, "finalizer removed"),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        forget(&ctx, &id);
-        report.result?;
-        return Ok(Action::await_change());
-    }
-
+async fn apply(
+    obj: &PegasusTableRoute,
+    api: &Api<PegasusTableRoute>,
+    ctx: &Ctx,
+) -> Result<Action, Error> {
+    let mut report = run_reconciler(obj, false, ctx).await?;
     if let Some(next) = &report.status
         && obj.status.as_ref() != Some(next)
     {
         let patch = json!({"status": next});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
+    let settled = report.settled();
+    std::mem::replace(&mut report.result, Ok(()))?;
+    ctx.failures().remove(&id_of(obj));
+    let (wait, _) = schedule::next(settled, 0, &ctx.cfg.timing);
+    Ok(Action::requeue(wait))
+}
+
+async fn cleanup(obj: &PegasusTableRoute, ctx: &Ctx) -> Result<Action, Error> {
+    let report = run_reconciler(obj, true, ctx).await?;
+    ctx.failures().remove(&id_of(obj));
     report.result?;
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&id);
-    }
-    let yielded = report
-        .status
-        .as_ref()
-        .and_then(|s| s.condition(status::CONFLICT))
-        .is_some_and(|c| c.status == "True");
-    Ok(Action::requeue(if yielded {
-        ctx.cfg.conflict_recheck
-    } else {
-        ctx.cfg.resync
-    }))
+    info!(route = %id_of(obj), "znode released; removing the finalizer");
+    Ok(Action::await_change())
 }
 
-fn forget(ctx: &Ctx, id: &str) {
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(id);
+/// After a failed reconcile: [`schedule::next`]'s backoff for this route's failures in a row.
+pub fn error_policy(obj: Arc<PegasusTableRoute>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    if matches!(err, Error::Stopped) {
+        return Action::await_change();
     }
-}
-
-fn error_policy(obj: Arc<PegasusTableRoute>, err: &Error, ctx: Arc<Ctx>) -> Action {
     let id = id_of(&obj);
-    let failures = match ctx.failures.lock() {
-        Ok(mut f) => {
-            let n = f.entry(id.clone()).or_insert(0);
-            *n += 1;
-            *n
-        }
-        Err(_) => 1,
+    let wait = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(id.clone()).or_insert(0);
+        let (wait, after) = schedule::next(Settled::Failed, *n, &ctx.cfg.timing);
+        *n = after;
+        wait
     };
-    let wait = backoff(failures - 1);
     warn!(route = %id, error = %err, reason = err.metric_label(), retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }

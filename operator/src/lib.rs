@@ -12,6 +12,8 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod record;
+pub mod route_file;
 pub mod routes_dir;
 pub mod zk;
 pub mod zone;

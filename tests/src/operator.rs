@@ -164,17 +164,24 @@ pub async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
     }
 }
 
-/// Waits until the znode holds `record`; returns its version.
+/// Waits until the znode holds exactly what the operator writes for `record` owned by route
+/// `owner` (`namespace/name`, or a route file's name); returns its version.
 pub async fn wait_record(
     zk: &zkc::Client,
     path: &str,
     record: &RouteRecord,
+    owner: &str,
     timeout: Duration,
 ) -> i32 {
-    eventually(timeout, &format!("{path} to hold {record}"), async || {
-        let (data, version) = znode(zk, path).await?;
-        (data == record.to_json()).then_some(version)
-    })
+    let want = metaproxy_operator::record::to_json(record, owner);
+    eventually(
+        timeout,
+        &format!("{path} to hold {record} owned by {owner}"),
+        async || {
+            let (data, version) = znode(zk, path).await?;
+            (data == want).then_some(version)
+        },
+    )
     .await
     .expect("znode written")
 }
