@@ -379,3 +379,229 @@ fn view(entries: &BTreeMap<String, Entry>) -> serde_json::Value {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::zk::Records;
+    use crate::zk::memory::MemoryRecords;
+    use crate::zone::{Zone, Zones};
+
+    const TIMING: Timing = Timing {
+        resync: Duration::from_secs(60),
+        conflict_recheck: Duration::from_secs(10),
+    };
+
+    fn route_file(table: &str) -> String {
+        format!(
+            "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: {table}}}\n\
+             spec:\n  table: {table}\n  primary: {{cluster: c1, metaServers: ['10.0.0.1:34601']}}\n"
+        )
+    }
+
+    fn reconciler(zk: &Arc<MemoryRecords>) -> Arc<Reconciler> {
+        let zones =
+            Zones::new(vec![Zone::parse("az1=127.0.0.1:1/r").expect("zone")], None).expect("zones");
+        let stores: BTreeMap<String, Arc<dyn Records>> =
+            BTreeMap::from([("az1".to_owned(), zk.clone() as Arc<dyn Records>)]);
+        Arc::new(Reconciler::with_stores(
+            zones,
+            stores,
+            Arc::new(Metrics::new()),
+        ))
+    }
+
+    /// On paused time: a route whose ZooKeeper is down is retried after 1, 2, 4 s...; once it
+    /// is written, after the resync period. The times are tokio's, exact.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_then_resync_on_tokio_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("t.yaml"), route_file("t")).expect("write");
+        let zk = Arc::new(MemoryRecords::default());
+        zk.set_down(true);
+        let mut reads = zk.reads();
+        let (stop_tx, stop) = watch::channel(false);
+        let loop_task = tokio::spawn(run(
+            dir.path().to_owned(),
+            reconciler(&zk),
+            // Scans only when a route is due: every wake-up below is the schedule's.
+            Duration::from_secs(3600),
+            TIMING,
+            RoutesView::default(),
+            || {},
+            stop,
+        ));
+        let mut at = Vec::new();
+        while at.len() < 6 {
+            let (path, when) = reads.recv().await.expect("a read");
+            assert_eq!(path, "/r/t");
+            at.push(when);
+            if at.len() == 4 {
+                // The fifth attempt finds ZooKeeper back.
+                zk.set_down(false);
+            }
+        }
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        let s = Duration::from_secs;
+        assert_eq!(gaps, [s(1), s(2), s(4), s(8), s(60)]);
+        assert!(zk.get("/r/t").is_some(), "written by the fifth attempt");
+        let _ = stop_tx.send(true);
+        loop_task.await.expect("loop ends");
+    }
+
+    /// SIGTERM in the middle of a pass whose ZooKeeper request never gets an answer.
+    #[tokio::test]
+    async fn shutdown_interrupts_a_pass_waiting_on_zookeeper() {
+        let dir = tempfile::tempdir().expect("dir");
+        for t in ["a", "b", "c"] {
+            std::fs::write(dir.path().join(format!("{t}.yaml")), route_file(t)).expect("write");
+        }
+        let zk = Arc::new(MemoryRecords::default());
+        zk.set_hanging(true);
+        let mut reads = zk.reads();
+        let (stop_tx, stop) = watch::channel(false);
+        let loop_task = tokio::spawn(run(
+            dir.path().to_owned(),
+            reconciler(&zk),
+            Duration::from_secs(1),
+            TIMING,
+            RoutesView::default(),
+            || {},
+            stop,
+        ));
+        reads
+            .recv()
+            .await
+            .expect("the first route is waiting on ZooKeeper");
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(Duration::from_secs(1), loop_task)
+            .await
+            .expect("stopped at once")
+            .expect("no panic");
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        std::fs::write(d.join("ok.yaml"), "table: t\n").expect("write");
+        std::os::unix::fs::symlink(d.join("ok.yaml"), d.join("link.yaml")).expect("symlink");
+        mkfifo(&d.join("fifo.yaml"));
+        std::os::unix::fs::symlink(d.join("fifo.yaml"), d.join("fifo-link.yaml")).expect("symlink");
+        std::fs::create_dir(d.join("dir.yaml")).expect("mkdir");
+        std::fs::write(d.join("big.yaml"), vec![b'#'; MAX_FILE_BYTES as usize + 1]).expect("write");
+        std::fs::write(d.join("edge.yaml"), vec![b'#'; MAX_FILE_BYTES as usize]).expect("write");
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero.yaml")).expect("symlink");
+
+        assert_eq!(
+            read_route_file(&d.join("ok.yaml")),
+            Ok(b"table: t\n".to_vec())
+        );
+        assert_eq!(
+            read_route_file(&d.join("link.yaml")),
+            Ok(b"table: t\n".to_vec()),
+            "a symlink to a regular file is followed"
+        );
+        assert_eq!(
+            read_route_file(&d.join("edge.yaml")).map(|c| c.len()),
+            Ok(MAX_FILE_BYTES as usize)
+        );
+        for (name, why) in [
+            ("fifo.yaml", "not a regular file"),
+            ("fifo-link.yaml", "not a regular file"),
+            ("dir.yaml", "not a regular file"),
+            ("zero.yaml", "not a regular file"),
+            ("big.yaml", "more than the 1048576"),
+            ("absent.yaml", "cannot open"),
+        ] {
+            let err = read_route_file(&d.join(name)).expect_err(name);
+            assert!(err.contains(why), "{name}: {err}");
+        }
+    }
+
+    /// A FIFO, an oversized file and an invalid file in the directory: the scan goes on, the
+    /// valid route is written, the others show why in `/routes`.
+    #[tokio::test]
+    async fn bad_files_do_not_hold_the_scan_and_say_why() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        mkfifo(&d.join("a-fifo.yaml"));
+        std::fs::write(
+            d.join("b-big.yaml"),
+            vec![b'#'; MAX_FILE_BYTES as usize + 1],
+        )
+        .expect("write");
+        std::fs::write(
+            d.join("c-int.yaml"),
+            route_file("x").replace("table: x", "table: 12345"),
+        )
+        .expect("write");
+        std::fs::write(
+            d.join("d-extra.yaml"),
+            route_file("y").replace("  table: y\n", "  table: y\n  tabel: y\n"),
+        )
+        .expect("write");
+        std::fs::write(d.join("e-good.yaml"), route_file("good")).expect("write");
+        let zk = Arc::new(MemoryRecords::default());
+        let routes = RoutesView::default();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop) = watch::channel(false);
+        let loop_task = tokio::spawn(run(
+            d.to_owned(),
+            reconciler(&zk),
+            Duration::from_secs(1),
+            TIMING,
+            routes.clone(),
+            move || {
+                let _ = ready_tx.send(());
+            },
+            stop,
+        ));
+        tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .expect("the first pass ends")
+            .expect("ready");
+        assert!(zk.get("/r/good").is_some(), "the valid route is written");
+        assert_eq!(zk.get("/r/x"), None);
+        assert_eq!(zk.get("/r/y"), None);
+        let view = routes.render();
+        let error = |file: &str| -> String {
+            view.as_array()
+                .and_then(|all| all.iter().find(|r| r["file"] == file))
+                .and_then(|r| r["error"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(error("a-fifo.yaml"), "not a regular file");
+        assert!(
+            error("b-big.yaml").contains("more than the 1048576"),
+            "{view}"
+        );
+        assert!(
+            error("c-int.yaml").contains("spec.table: expected a string, found an integer 12345"),
+            "{view}"
+        );
+        assert!(
+            error("d-extra.yaml").contains("spec.tabel: unknown field"),
+            "{view}"
+        );
+        assert_eq!(error("e-good.yaml"), "");
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(Duration::from_secs(1), loop_task)
+            .await
+            .expect("stops")
+            .expect("no panic");
+    }
+}

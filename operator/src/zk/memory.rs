@@ -1,12 +1,15 @@
 //! An in-memory [`Records`] for tests: the same version and compare-and-set rules as ZooKeeper,
-//! and a switch that makes it unreachable. It reports no outside changes.
+//! switches that make it unreachable or make it hang (a request that never gets an answer), and
+//! a feed of the reads it serves, with tokio's time of each. It has no watch.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::{Change, Records, ZkError, Znode};
 
@@ -14,6 +17,8 @@ use super::{Change, Records, ZkError, Znode};
 pub struct MemoryRecords {
     nodes: Mutex<BTreeMap<String, Znode>>,
     down: Mutex<bool>,
+    hanging: Mutex<bool>,
+    reads: Mutex<Option<mpsc::UnboundedSender<(String, Instant)>>>,
 }
 
 impl MemoryRecords {
@@ -41,6 +46,22 @@ impl MemoryRecords {
         *self.down.lock().unwrap_or_else(PoisonError::into_inner) = down;
     }
 
+    /// Makes every request wait forever, as one sent to a partitioned ensemble does.
+    pub fn set_hanging(&self, hanging: bool) {
+        *self.hanging.lock().unwrap_or_else(PoisonError::into_inner) = hanging;
+    }
+
+    /// From now on, every read (path, and tokio's time of it), failed ones included.
+    pub fn reads(&self) -> mpsc::UnboundedReceiver<(String, Instant)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.reads.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    fn hangs(&self) -> bool {
+        *self.hanging.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Znode>> {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -64,6 +85,17 @@ fn lost(path: &str) -> ZkError {
 
 impl Records for MemoryRecords {
     fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Znode>, ZkError>> {
+        if let Some(tx) = self
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = tx.send((path.to_owned(), Instant::now()));
+        }
+        if self.hangs() {
+            return futures::future::pending().boxed();
+        }
         let result = self.check().map(|()| self.get(path));
         async move { result }.boxed()
     }
@@ -125,9 +157,14 @@ impl Records for MemoryRecords {
         &'a self,
         _root: &'a str,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Change>, ZkError>> {
-        let result = self
-            .check()
-            .map(|()| StreamExt::boxed(futures::stream::pending::<Change>()));
-        async move { result }.boxed()
+        // No outside writer to report: the watch is refused, and the drift task that asks for
+        // it keeps to its own retry timers, waking no route.
+        async {
+            Err(ZkError::Unavailable {
+                hosts: "memory".into(),
+                reason: "the in-memory store has no watch".into(),
+            })
+        }
+        .boxed()
     }
 }
