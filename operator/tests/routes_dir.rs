@@ -530,3 +530,69 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
     assert!(status.success(), "exit status {status}:\n{}", op.log());
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+/// A FIFO used to block the scan (and SIGTERM with it); an integer table name and unknown
+/// fields used to be accepted. Now the operator gets ready, writes the valid route, says in
+/// `/routes` why each other file is not used, and stops at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_route_files_are_refused_without_blocking() {
+    require!(ZOOKEEPER);
+    let server = ZkServer::start().expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    let dir = tempfile::tempdir().expect("dir");
+    let fifo = dir.path().join("a-fifo.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    write(
+        dir.path(),
+        "b-int.yaml",
+        &route_yaml("int", "t1", "c1", "10.0.0.1:34601").replace("table: t1", "table: 12345"),
+    );
+    write(
+        dir.path(),
+        "c-typo.yaml",
+        &route_yaml("typo", "t2", "c1", "10.0.0.1:34601")
+            .replace("  table: t2\n", "  table: t2\n  zones: az1\n"),
+    );
+    write(dir.path(), "d-big.yaml", &"#".repeat(2 * 1024 * 1024));
+    write(
+        dir.path(),
+        "e-good.yaml",
+        &route_yaml("good", "good", "c1", "10.0.0.1:34601"),
+    );
+    let mut op = start_dir_operator(&server, dir.path(), "/hostile");
+    let c1 = RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record");
+    wait_record(&zk, "/hostile/good", &c1, "e-good.yaml").await;
+    let error = |file: &str| {
+        route_view(&op, file)
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    assert_eq!(error("a-fifo.yaml"), "not a regular file");
+    assert!(
+        error("b-int.yaml").contains("spec.table: expected a string, found an integer 12345"),
+        "{}",
+        error("b-int.yaml")
+    );
+    assert!(
+        error("c-typo.yaml").contains("spec.zones: unknown field"),
+        "{}",
+        error("c-typo.yaml")
+    );
+    assert!(error("d-big.yaml").contains("more than the 1048576"));
+    for table in ["12345", "t1", "t2"] {
+        assert_eq!(
+            znode(&zk, &format!("/hostile/{table}")).await,
+            None,
+            "{table}"
+        );
+    }
+    let started = std::time::Instant::now();
+    assert!(op.terminate(WAIT).expect("stops").success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
