@@ -47,8 +47,9 @@ pub struct App {
     admin_addr: SocketAddr,
     state: AdminState,
     shutdown: watch::Sender<bool>,
-    source: JoinHandle<()>,
-    admin: JoinHandle<std::io::Result<()>>,
+    /// `None` once [`App::failed`] saw it end.
+    source: Option<JoinHandle<()>>,
+    admin: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl App {
@@ -138,8 +139,8 @@ impl App {
             admin_addr,
             state,
             shutdown,
-            source,
-            admin,
+            source: Some(source),
+            admin: Some(admin),
         })
     }
 
@@ -153,14 +154,23 @@ impl App {
     }
 
     /// Resolves only if a part of the operator stops on its own before [`App::shutdown`]: the
-    /// route source or the admin port.
+    /// route source or the admin port. Pending forever once it has said so.
     pub async fn failed(&mut self) -> AppError {
+        let (Some(source), Some(admin)) = (self.source.as_mut(), self.admin.as_mut()) else {
+            return std::future::pending().await;
+        };
         tokio::select! {
-            _ = &mut self.source => AppError::Stopped("the route source"),
-            r = &mut self.admin => match r {
-                Ok(Err(e)) => AppError::Admin(e),
-                _ => AppError::Stopped("the admin port"),
-            },
+            _ = source => {
+                self.source = None;
+                AppError::Stopped("the route source")
+            }
+            r = admin => {
+                self.admin = None;
+                match r {
+                    Ok(Err(e)) => AppError::Admin(e),
+                    _ => AppError::Stopped("the admin port"),
+                }
+            }
         }
     }
 
@@ -170,20 +180,25 @@ impl App {
         let App {
             state,
             shutdown,
-            mut source,
+            source,
             admin,
             ..
         } = self;
         state.ready.store(false, Ordering::Relaxed);
         let _ = shutdown.send(true);
-        if tokio::time::timeout(STOP_LIMIT, &mut source).await.is_err() {
+        if let Some(mut source) = source
+            && tokio::time::timeout(STOP_LIMIT, &mut source).await.is_err()
+        {
             warn!(limit = ?STOP_LIMIT, "the route source did not stop in time; abandoning it");
             source.abort();
         }
-        let result = match admin.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AppError::Admin(e)),
-            Err(_) => Err(AppError::Stopped("the admin port")),
+        let result = match admin {
+            None => Ok(()),
+            Some(admin) => match admin.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(AppError::Admin(e)),
+                Err(_) => Err(AppError::Stopped("the admin port")),
+            },
         };
         info!("stopped");
         result
