@@ -44,7 +44,7 @@ pub struct ControllerConfig {
 }
 
 /// What every reconcile shares.
-pub struct Ctx {
+struct Ctx {
     client: Client,
     reconciler: Arc<Reconciler>,
     store: Store<PegasusTableRoute>,
@@ -56,7 +56,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(
+    fn new(
         client: Client,
         reconciler: Arc<Reconciler>,
         store: Store<PegasusTableRoute>,
@@ -176,7 +176,7 @@ pub async fn run(
 
 /// One reconcile of one route: the finalizer first (added before anything is written; on
 /// deletion, removed once the znode is gone), then the reconciler.
-pub async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile(obj: Arc<PegasusTableRoute>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = obj.namespace().ok_or(Error::MissingField("namespace"))?;
     let api: Api<PegasusTableRoute> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -265,7 +265,7 @@ async fn cleanup(obj: &PegasusTableRoute, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 /// After a failed reconcile: [`schedule::next`]'s backoff for this route's failures in a row.
-pub fn error_policy(obj: Arc<PegasusTableRoute>, err: &Error, ctx: Arc<Ctx>) -> Action {
+fn error_policy(obj: Arc<PegasusTableRoute>, err: &Error, ctx: Arc<Ctx>) -> Action {
     if matches!(err, Error::Stopped) {
         return Action::await_change();
     }
