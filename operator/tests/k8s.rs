@@ -487,3 +487,42 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     assert_eq!(second.metric("metaproxy_operator_leader"), Some(1.0));
     assert!(second.terminate(WAIT).expect("stops").success());
 }
+
+/// Kubernetes mode, ZooKeeper down, 200 routes retrying: SIGTERM interrupts the reconciles in
+/// flight (the controller's graceful shutdown waits for them), releases the lease and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
+    require!(API_SERVER, ZOOKEEPER);
+    const ROUTES: usize = 200;
+    let api = api_server(true);
+    let mut zk_server = ZkServer::start().expect("zookeeper");
+    zk_server.stop();
+    let all: String = (0..ROUTES)
+        .map(|i| route(&format!("r{i}"), &format!("t{i}"), ""))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    apply(&api, &all);
+    let mut op = start_operator(&api, &zk_server, "op-1");
+    eventually(WAIT, "every route to report ZooKeeper down", async || {
+        let list = get_json(&api, &["ptr"])?;
+        let down = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|o| {
+                condition(o, "Ready").is_some_and(|c| c["reason"] == "ZooKeeperUnavailable")
+            })
+            .count();
+        (down == ROUTES).then_some(())
+    })
+    .await
+    .expect("outage seen");
+    let started = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(130)).expect("stops");
+    let took = started.elapsed();
+    eprintln!(
+        "Kubernetes mode, SIGTERM with ZooKeeper down and {ROUTES} routes: exited after {took:?}"
+    );
+    assert!(status.success(), "{status}\n{}", op.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(op.log().contains("released the lease"), "{}", op.log());
+}
