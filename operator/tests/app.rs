@@ -6,14 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use metaproxy_operator::App;
 use metaproxy_operator::config::{Config, Settings};
-use metaproxy_tests::operator::http_get;
-
-async fn get(addr: std::net::SocketAddr, path: &'static str) -> (u16, String) {
-    tokio::task::spawn_blocking(move || http_get(addr, path))
-        .await
-        .expect("no panic")
-        .unwrap_or((0, String::new()))
-}
+use metaproxy_tests::harness::{Metrics, eventually, http_get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_starts_serves_and_shuts_down() {
@@ -44,25 +37,27 @@ async fn app_starts_serves_and_shuts_down() {
     let app = App::start(&config).await.expect("starts");
     let admin = app.admin_addr();
     assert_ne!(admin.port(), 0, "the bound port");
-    assert_eq!(get(admin, "/live").await.0, 200);
-    let start = Instant::now();
-    loop {
-        let (_, body) = get(admin, "/routes").await;
-        if body.contains("ZooKeeperUnavailable") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        get(admin, "/ready").await.0,
-        200,
-        "ready after the first pass"
-    );
+    let status = |path| async move { http_get(admin, path).await.expect(path).status };
+    assert_eq!(status("/live").await, 200);
+    eventually(
+        Duration::from_secs(20),
+        "/routes to say ZooKeeperUnavailable",
+        async || {
+            let routes = http_get(admin, "/routes").await.ok()?;
+            routes.body.contains("ZooKeeperUnavailable").then_some(())
+        },
+    )
+    .await
+    .expect("the route fails and says so");
+    assert_eq!(status("/ready").await, 200, "ready after the first pass");
+    let metrics = Metrics::parse(&app.metrics().encode()).expect("valid exposition");
     assert!(
-        app.metrics().encode().contains(
-            "metaproxy_operator_reconcile_failures_total{reason=\"zookeeper_unavailable\"}"
-        ),
+        metrics
+            .find(
+                "metaproxy_operator_reconcile_failures_total",
+                &[("reason", "zookeeper_unavailable")],
+            )
+            .is_some(),
         "{}",
         app.metrics().encode()
     );
@@ -73,5 +68,8 @@ async fn app_starts_serves_and_shuts_down() {
         "{:?}",
         stopping.elapsed()
     );
-    assert_eq!(get(admin, "/live").await.0, 0, "the admin port is closed");
+    assert!(
+        http_get(admin, "/live").await.is_err(),
+        "the admin port is closed"
+    );
 }

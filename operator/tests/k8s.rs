@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use metaproxy::route::RouteRecord;
+use metaproxy_tests::harness::{eventually, http_get, scrape};
 use metaproxy_tests::k8s::{API_SERVER, ApiServer};
-use metaproxy_tests::operator::{self, Operator, eventually, znode};
+use metaproxy_tests::operator::{self, Operator, znode};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
@@ -42,7 +43,7 @@ fn api_server(standins: bool) -> ApiServer {
     api
 }
 
-fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
+async fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     let args: Vec<String> = [
         "--zone",
         &format!("az1={}/metaproxy/c3srv", zk.connect_string()),
@@ -60,14 +61,14 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut op = Operator::start(
+    Operator::launch(
         OPERATOR,
         &args,
         &[("KUBECONFIG", api.kubeconfig().display().to_string())],
+        WAIT,
     )
-    .expect("starts");
-    op.wait_ready(WAIT).expect("ready");
-    op
+    .await
+    .expect("starts and gets ready")
 }
 
 fn apply(api: &ApiServer, yaml: &str) {
@@ -104,15 +105,17 @@ async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord, owner: 
     operator::wait_record(zk, path, record, owner, WAIT).await
 }
 
+const LEADER: &str = "metaproxy_operator_leader";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     require!(API_SERVER, ZOOKEEPER);
     let api = api_server(true);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
-    let mut op = start_operator(&api, &zk_server, "op-1");
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
     let path = "/metaproxy/c3srv/temp";
 
     // Create.
@@ -151,8 +154,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // The admin port's view of the route, from the controller's cache.
     let view = eventually(WAIT, "/routes to show the route ready", async || {
-        let (_, body) = op.get("/routes").ok()?;
-        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let all = http_get(op.admin, "/routes").await.ok()?.json().ok()?;
         all.as_array()?
             .iter()
             .find(|r| {
@@ -249,14 +251,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     );
     assert!(get_json(&api, &["ptr", "temp"]).is_none(), "object gone");
     eventually(WAIT, "/routes to drop the deleted route", async || {
-        let (_, body) = op.get("/routes").ok()?;
-        (serde_json::from_str::<serde_json::Value>(&body).ok()? == serde_json::json!([]))
-            .then_some(())
+        let all = http_get(op.admin, "/routes").await.ok()?.json().ok()?;
+        (all == serde_json::json!([])).then_some(())
     })
     .await
     .expect("/routes emptied");
 
-    let status = op.terminate(WAIT).expect("stops");
+    let status = op.terminate(WAIT).await.expect("stops");
     assert!(status.success(), "{status}\n{}", op.log());
     let log = op.log();
     assert!(log.contains("was changed outside the operator"), "{log}");
@@ -349,7 +350,7 @@ async fn invalid_routes_are_refused_by_the_api_server() {
 async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     require!(API_SERVER, ZOOKEEPER);
     let api = api_server(false);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
@@ -374,7 +375,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     );
     api.wait_crd("leases.coordination.k8s.io")
         .expect("Lease CRD");
-    let mut op = start_operator(&api, &zk_server, "op-1");
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
 
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
@@ -419,7 +420,8 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     })
     .await
     .expect("ready");
-    assert!(op.terminate(WAIT).expect("stops").success());
+    let status = op.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", op.log());
     assert!(
         op.log()
             .contains("event skipped: the API server does not serve events.k8s.io/v1"),
@@ -432,11 +434,11 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     require!(API_SERVER, ZOOKEEPER);
     let api = api_server(true);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
-    let mut first = start_operator(&api, &zk_server, "op-1");
+    let mut first = start_operator(&api, &zk_server, "op-1").await;
     let lease_holder = async || {
         get_json(
             &api,
@@ -455,22 +457,25 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
             .expect("leader"),
         "op-1"
     );
-    let mut second = start_operator(&api, &zk_server, "op-2");
+    let mut second = start_operator(&api, &zk_server, "op-2").await;
 
     apply(&api, &route("one", "t_one", ""));
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
     wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
-    assert_eq!(first.metric("metaproxy_operator_leader"), Some(1.0));
-    assert_eq!(second.metric("metaproxy_operator_leader"), Some(0.0));
+    let leader = scrape(first.admin).await.expect("the leader's metrics");
+    assert_eq!(leader.value(LEADER, &[]), 1.0);
+    let standby = scrape(second.admin).await.expect("the standby's metrics");
+    assert_eq!(standby.value(LEADER, &[]), 0.0);
     assert_eq!(
-        second.metric("metaproxy_operator_reconciles_total{result=\"ok\"}"),
+        standby.find("metaproxy_operator_reconciles_total", &[("result", "ok")]),
         None,
         "the standby did nothing"
     );
 
     // SIGTERM releases the lease: the standby takes over without waiting for it to expire.
-    assert!(first.terminate(WAIT).expect("stops").success());
+    let status = first.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", first.log());
     assert!(
         first.log().contains("released the lease"),
         "{}",
@@ -484,8 +489,12 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     assert_eq!(holder, "op-2");
     apply(&api, &route("two", "t_two", ""));
     wait_record(&zk, "/metaproxy/c3srv/t_two", &primary, "default/two").await;
-    assert_eq!(second.metric("metaproxy_operator_leader"), Some(1.0));
-    assert!(second.terminate(WAIT).expect("stops").success());
+    let leader = scrape(second.admin)
+        .await
+        .expect("the new leader's metrics");
+    assert_eq!(leader.value(LEADER, &[]), 1.0);
+    let status = second.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", second.log());
 }
 
 /// Kubernetes mode, ZooKeeper down, 200 routes retrying: SIGTERM interrupts the reconciles in
@@ -495,14 +504,14 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
     require!(API_SERVER, ZOOKEEPER);
     const ROUTES: usize = 200;
     let api = api_server(true);
-    let mut zk_server = ZkServer::start().expect("zookeeper");
-    zk_server.stop();
+    let mut zk_server = ZkServer::launch().await.expect("zookeeper");
+    zk_server.kill().await.expect("zookeeper stops");
     let all: String = (0..ROUTES)
         .map(|i| route(&format!("r{i}"), &format!("t{i}"), ""))
         .collect::<Vec<_>>()
         .join("---\n");
     apply(&api, &all);
-    let mut op = start_operator(&api, &zk_server, "op-1");
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
     eventually(WAIT, "every route to report ZooKeeper down", async || {
         let list = get_json(&api, &["ptr"])?;
         let down = list["items"]
@@ -517,7 +526,7 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
     .await
     .expect("outage seen");
     let started = std::time::Instant::now();
-    let status = op.terminate(Duration::from_secs(130)).expect("stops");
+    let status = op.terminate(Duration::from_secs(130)).await.expect("stops");
     let took = started.elapsed();
     eprintln!(
         "Kubernetes mode, SIGTERM with ZooKeeper down and {ROUTES} routes: exited after {took:?}"
