@@ -50,17 +50,22 @@ async fn app_starts_serves_and_shuts_down() {
     .await
     .expect("the route fails and says so");
     assert_eq!(status("/ready").await, 200, "ready after the first pass");
-    let metrics = Metrics::parse(&app.metrics().encode()).expect("valid exposition");
-    assert!(
-        metrics
-            .find(
-                "metaproxy_operator_reconcile_failures_total",
-                &[("reason", "zookeeper_unavailable")],
-            )
-            .is_some(),
-        "{}",
-        app.metrics().encode()
-    );
+    // The failure is counted as it is reported: wait for the count, not only for the status.
+    eventually(
+        Duration::from_secs(20),
+        "a reconcile failure counted with reason zookeeper_unavailable",
+        async || {
+            let metrics = Metrics::parse(&app.metrics().encode()).expect("valid exposition");
+            metrics
+                .find(
+                    "metaproxy_operator_reconcile_failures_total",
+                    &[("reason", "zookeeper_unavailable")],
+                )
+                .map(|_| ())
+        },
+    )
+    .await
+    .expect("counted");
     let stopping = Instant::now();
     app.shutdown().await.expect("clean stop");
     assert!(

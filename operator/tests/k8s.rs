@@ -107,6 +107,17 @@ async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord, owner: 
 
 const LEADER: &str = "metaproxy_operator_leader";
 
+/// Waits until `op`'s leader gauge is 1. It is set as the lease is won, before any reconcile;
+/// waiting keeps a test that has just seen the leader's work from depending on that order.
+async fn leading(op: &Operator) {
+    eventually(WAIT, "metaproxy_operator_leader 1", async || {
+        let metrics = scrape(op.admin).await.ok()?;
+        (metrics.value(LEADER, &[]) == 1.0).then_some(())
+    })
+    .await
+    .expect("the leader says so");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     require!(API_SERVER, ZOOKEEPER);
@@ -463,8 +474,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
     wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
-    let leader = scrape(first.admin).await.expect("the leader's metrics");
-    assert_eq!(leader.value(LEADER, &[]), 1.0);
+    leading(&first).await;
     let standby = scrape(second.admin).await.expect("the standby's metrics");
     assert_eq!(standby.value(LEADER, &[]), 0.0);
     assert_eq!(
@@ -489,10 +499,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     assert_eq!(holder, "op-2");
     apply(&api, &route("two", "t_two", ""));
     wait_record(&zk, "/metaproxy/c3srv/t_two", &primary, "default/two").await;
-    let leader = scrape(second.admin)
-        .await
-        .expect("the new leader's metrics");
-    assert_eq!(leader.value(LEADER, &[]), 1.0);
+    leading(&second).await;
     let status = second.terminate(WAIT).await.expect("stops");
     assert!(status.success(), "{status}\n{}", second.log());
 }

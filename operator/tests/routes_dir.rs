@@ -56,6 +56,17 @@ async fn route_view(op: &Operator, file: &str) -> Option<serde_json::Value> {
     all.as_array()?.iter().find(|r| r["file"] == file).cloned()
 }
 
+/// Waits until the operator's metrics pass `done`, and returns them. The operator counts a
+/// znode write once ZooKeeper has answered it, so a test that has just seen the znode may scrape
+/// before the count.
+async fn counted(op: &Operator, what: &str, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    eventually(WAIT, what, async || {
+        scrape(op.admin).await.ok().filter(|m| done(m))
+    })
+    .await
+    .expect("counted")
+}
+
 const WRITES: &str = "metaproxy_operator_znode_writes_total";
 
 fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> {
@@ -183,15 +194,20 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     })
     .await
     .expect("logged");
-    let metrics = scrape(op.admin).await.expect("metrics");
-    assert!(metrics.value("metaproxy_operator_znode_reverts_total", &[]) >= 1.0);
+    counted(&op, "the revert to be counted", |m| {
+        m.value("metaproxy_operator_znode_reverts_total", &[]) >= 1.0
+    })
+    .await;
 
     // The owner's file removed: its znode goes, and the waiting route takes the table over.
     std::fs::remove_file(dir.path().join("a-temp.yaml")).expect("rm");
     let c7 = RouteRecord::new("c7", ["10.7.0.1:34601"]).expect("record");
     wait_record(&zk, path, &c7, "b-temp.yaml").await;
     let writes = |m: &Metrics, kind: &str| m.find(WRITES, &[("op", kind)]);
-    let metrics = scrape(op.admin).await.expect("metrics");
+    let metrics = counted(&op, "the delete and the second create to be counted", |m| {
+        writes(m, "delete") >= Some(1.0) && writes(m, "create") >= Some(2.0)
+    })
+    .await;
     assert_eq!(writes(&metrics, "delete"), Some(1.0));
     assert_eq!(writes(&metrics, "create"), Some(2.0));
 
@@ -254,19 +270,17 @@ async fn zookeeper_outage_is_reported_and_recovered() {
     .await
     .expect("ready");
     // Either reason may be the one counted: a series never used is absent, so zero here.
-    let metrics = scrape(op.admin).await.expect("metrics");
-    let failures = |reason| {
-        metrics
-            .find(
+    counted(&op, "the failures to be counted by reason", |m| {
+        let failures = |reason| {
+            m.find(
                 "metaproxy_operator_reconcile_failures_total",
                 &[("reason", reason)],
             )
             .unwrap_or(0.0)
-    };
-    assert!(
-        failures("zookeeper_unavailable") + failures("zookeeper_timeout") >= 1.0,
-        "failures are counted by reason"
-    );
+        };
+        failures("zookeeper_unavailable") + failures("zookeeper_timeout") >= 1.0
+    })
+    .await;
     let status = op.terminate(WAIT).await.expect("stops");
     assert!(status.success(), "{status}\n{}", op.log());
 }
@@ -316,8 +330,12 @@ async fn two_operator_processes_write_each_znode_once() {
     }
     // A series never used is absent: that operator wrote none of that kind.
     let writes = |m: &Metrics, kind: &str| m.find(WRITES, &[("op", kind)]).unwrap_or(0.0);
-    let ma = scrape(a.admin).await.expect("a's metrics");
-    let mb = scrape(b.admin).await.expect("b's metrics");
+    let (ma, mb) = eventually(WAIT, "every create to be counted", async || {
+        let (ma, mb) = (scrape(a.admin).await.ok()?, scrape(b.admin).await.ok()?);
+        (writes(&ma, "create") + writes(&mb, "create") >= tables.len() as f64).then_some((ma, mb))
+    })
+    .await
+    .expect("counted");
     assert_eq!(
         writes(&ma, "create") + writes(&mb, "create"),
         tables.len() as f64,
