@@ -3,7 +3,8 @@
 //! ports in a temporary run directory and stopped by `crdserver-down.sh` when dropped.
 //!
 //! The binary is unpacked once from `shared/k8s/crdserver.xz` into `<repo>/.tools/crdserver`.
-//! The shared directory is `$METAPROXY_SHARED`, else `<repo>/../shared`, else `/work/shared`.
+//! The shared directory is `$METAPROXY_SHARED`, else `<repo>/../shared` (as `scripts/lib.sh`
+//! finds it); without one the API server is unavailable and [`crate::require!`] says why.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,17 +19,24 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The project's shared directory (docs, the API server, its scripts).
-pub fn shared_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("METAPROXY_SHARED").map(PathBuf::from),
-        Some(repo_root().join("../shared")),
-        Some(PathBuf::from("/work/shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("k8s/crdserver-up.sh").is_file())
+/// The project's shared directory (docs, the API server, its scripts): the first of
+/// `$METAPROXY_SHARED` and `<repo>/../shared` that has `k8s/crdserver-up.sh`. The error says
+/// where it looked.
+pub fn shared_dir() -> Result<PathBuf, String> {
+    let env = std::env::var_os("METAPROXY_SHARED").filter(|d| !d.is_empty());
+    let candidates = [env.map(PathBuf::from), Some(repo_root().join("../shared"))];
+    let mut looked = Vec::new();
+    for dir in candidates.into_iter().flatten() {
+        if dir.join("k8s/crdserver-up.sh").is_file() {
+            return Ok(dir);
+        }
+        looked.push(dir.display().to_string());
+    }
+    Err(format!(
+        "no shared directory with k8s/crdserver-up.sh (looked in {}; set METAPROXY_SHARED to \
+         the project's shared directory)",
+        looked.join(", ")
+    ))
 }
 
 fn on_path(tool: &str) -> bool {
@@ -42,8 +50,9 @@ fn on_path(tool: &str) -> bool {
 
 /// Why the API server cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
-    let Some(shared) = shared_dir() else {
-        return Some("no shared dir with k8s/crdserver-up.sh (set METAPROXY_SHARED)".into());
+    let shared = match shared_dir() {
+        Ok(dir) => dir,
+        Err(why) => return Some(why),
     };
     if !repo_root().join(".tools/crdserver").is_file() && !shared.join("k8s/crdserver.xz").is_file()
     {
@@ -77,7 +86,7 @@ pub fn crdserver_binary() -> Result<PathBuf> {
     if bin.is_file() {
         return Ok(bin);
     }
-    let shared = shared_dir().context("no shared dir")?;
+    let shared = shared_dir().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(repo_root().join(".tools"))?;
     // Unpack beside the target and rename: another test process may be doing the same.
     let partial = repo_root().join(format!(".tools/crdserver.{}.partial", std::process::id()));
@@ -111,7 +120,7 @@ impl ApiServer {
             bail!("API server unavailable: {why}");
         }
         let bin = crdserver_binary()?;
-        let shared = shared_dir().context("no shared dir")?;
+        let shared = shared_dir().map_err(anyhow::Error::msg)?;
         let run_dir = tempfile::Builder::new()
             .prefix("metaproxy-crdserver-")
             .tempdir()?;
