@@ -27,18 +27,25 @@ fn route(name: &str, table: &str, extra: &str) -> String {
 }
 
 /// API server with the CRD (and optionally the Lease/Event stand-ins) applied.
-fn api_server(standins: bool) -> ApiServer {
-    let api = ApiServer::start().expect("API server starts");
+async fn api_server(standins: bool) -> ApiServer {
+    let api = ApiServer::launch().await.expect("API server starts");
     let crd = metaproxy_tests::k8s::repo_root().join("crds/pegasustableroutes.yaml");
-    api.apply_file(&crd).expect("the committed CRD applies");
-    api.wait_crd("pegasustableroutes.metaproxy.pegasus.io")
+    api.apply_path(&crd)
+        .await
+        .expect("the committed CRD applies");
+    api.crd_established("pegasustableroutes.metaproxy.pegasus.io")
+        .await
         .expect("CRD established");
     if standins {
-        api.apply_file(&api.builtin_standins())
+        api.apply_path(&api.builtin_standins())
+            .await
             .expect("stand-ins apply");
-        api.wait_crd("leases.coordination.k8s.io")
+        api.crd_established("leases.coordination.k8s.io")
+            .await
             .expect("Lease CRD");
-        api.wait_crd("events.events.k8s.io").expect("Event CRD");
+        api.crd_established("events.events.k8s.io")
+            .await
+            .expect("Event CRD");
     }
     api
 }
@@ -71,22 +78,15 @@ async fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Opera
     .expect("starts and gets ready")
 }
 
-fn apply(api: &ApiServer, yaml: &str) {
-    let out = api
-        .kubectl_stdin(&["apply", "-f", "-"], yaml)
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+async fn apply(api: &ApiServer, yaml: &str) {
+    api.apply_yaml(yaml).await.expect("kubectl apply");
 }
 
-fn get_json(api: &ApiServer, args: &[&str]) -> Option<serde_json::Value> {
+async fn get_json(api: &ApiServer, args: &[&str]) -> Option<serde_json::Value> {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
-    let out = api.kubectl(&all).ok()?;
+    let out = api.kubectl_output(&all, None).await.ok()?;
     if !out.status.success() {
         return None;
     }
@@ -121,7 +121,7 @@ async fn leading(op: &Operator) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(true);
+    let api = api_server(true).await;
     let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
@@ -130,12 +130,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     let path = "/metaproxy/c3srv/temp";
 
     // Create.
-    apply(&api, &route("temp", "temp", ""));
+    apply(&api, &route("temp", "temp", "")).await;
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
     assert_eq!(wait_record(&zk, path, &primary, "default/temp").await, 0);
     let obj = eventually(WAIT, "Ready=True", async || {
         get_json(&api, &["ptr", "temp"])
+            .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
     .await
@@ -180,7 +181,10 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     assert_eq!(view["status"]["znode"], path);
 
     // The printer columns.
-    let out = api.kubectl(&["get", "ptr"]).expect("kubectl get ptr");
+    let out = api
+        .kubectl_output(&["get", "ptr"], None)
+        .await
+        .expect("kubectl get ptr");
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let header: Vec<&str> = table
         .lines()
@@ -210,11 +214,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     );
 
     // Update: switch to the backup.
-    apply(&api, &route("temp", "temp", "  active: backup\n"));
+    apply(&api, &route("temp", "temp", "  active: backup\n")).await;
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
     assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 1);
     let obj = eventually(WAIT, "status for generation 2", async || {
-        get_json(&api, &["ptr", "temp"]).filter(|o| o["status"]["observedGeneration"] == 2)
+        get_json(&api, &["ptr", "temp"])
+            .await
+            .filter(|o| o["status"]["observedGeneration"] == 2)
     })
     .await
     .expect("observed");
@@ -223,7 +229,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // Events went to events.k8s.io (served by the stand-in here).
     let events = eventually(WAIT, "events for the route", async || {
-        let list = get_json(&api, &["events.v1.events.k8s.io", "-n", "default"])?;
+        let list = get_json(&api, &["events.v1.events.k8s.io", "-n", "default"]).await?;
         let reasons: Vec<String> = list["items"]
             .as_array()?
             .iter()
@@ -249,7 +255,11 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // Delete: the finalizer removes the znode, then the object goes.
     let out = api
-        .kubectl(&["delete", "ptr", "temp", "--wait=true", "--timeout=40s"])
+        .kubectl_output(
+            &["delete", "ptr", "temp", "--wait=true", "--timeout=40s"],
+            None,
+        )
+        .await
         .expect("kubectl delete");
     assert!(
         out.status.success(),
@@ -260,7 +270,10 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         matches!(zk.get_data(path).await, Err(zkc::Error::NoNode)),
         "znode removed"
     );
-    assert!(get_json(&api, &["ptr", "temp"]).is_none(), "object gone");
+    assert!(
+        get_json(&api, &["ptr", "temp"]).await.is_none(),
+        "object gone"
+    );
     eventually(WAIT, "/routes to drop the deleted route", async || {
         let all = http_get(op.admin, "/routes").await.ok()?.json().ok()?;
         (all == serde_json::json!([])).then_some(())
@@ -277,7 +290,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_routes_are_refused_by_the_api_server() {
     require!(API_SERVER);
-    let api = api_server(false);
+    let api = api_server(false).await;
     let base = |spec: &str| {
         format!(
             "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: bad, namespace: default}}\nspec:\n{spec}"
@@ -337,7 +350,8 @@ async fn invalid_routes_are_refused_by_the_api_server() {
     ];
     for (spec, message) in cases {
         let out = api
-            .kubectl_stdin(&["apply", "-f", "-"], &base(spec))
+            .kubectl_output(&["apply", "-f", "-"], Some(&base(spec)))
+            .await
             .expect("kubectl");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "accepted:\n{spec}");
@@ -353,38 +367,33 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             &base(&format!(
                 "  table: '{table}'\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n"
             )),
-        );
+        )
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(false);
+    let api = api_server(false).await;
     let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
     let path = "/metaproxy/c3srv/shared";
-    apply(&api, &route("older", "shared", ""));
+    apply(&api, &route("older", "shared", "")).await;
     // Creation timestamps have one-second resolution: make sure the second one is newer.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply(&api, &route("newer", "shared", "  active: backup\n"));
+    apply(&api, &route("newer", "shared", "  active: backup\n")).await;
     // The Lease stand-in only: leader election works, events.k8s.io is not served.
     let standins = std::fs::read_to_string(api.builtin_standins()).expect("stand-ins");
     let lease_only = standins
         .split("\n---\n")
         .find(|d| d.contains("kind: Lease"))
         .expect("Lease CRD");
-    let out = api
-        .kubectl_stdin(&["apply", "-f", "-"], lease_only)
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    api.wait_crd("leases.coordination.k8s.io")
+    apply(&api, lease_only).await;
+    api.crd_established("leases.coordination.k8s.io")
+        .await
         .expect("Lease CRD");
     let mut op = start_operator(&api, &zk_server, "op-1").await;
 
@@ -393,6 +402,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     wait_record(&zk, path, &primary, "default/older").await;
     let newer = eventually(WAIT, "Conflict=True on the newer route", async || {
         get_json(&api, &["ptr", "newer"])
+            .await
             .filter(|o| condition(o, "Conflict").is_some_and(|c| c["status"] == "True"))
     })
     .await
@@ -416,7 +426,11 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 
     // The older one goes: the newer takes the table over.
     let out = api
-        .kubectl(&["delete", "ptr", "older", "--wait=true", "--timeout=40s"])
+        .kubectl_output(
+            &["delete", "ptr", "older", "--wait=true", "--timeout=40s"],
+            None,
+        )
+        .await
         .expect("delete");
     assert!(
         out.status.success(),
@@ -427,6 +441,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     wait_record(&zk, path, &backup, "default/newer").await;
     eventually(WAIT, "the newer route Ready", async || {
         get_json(&api, &["ptr", "newer"])
+            .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
     .await
@@ -444,7 +459,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(true);
+    let api = api_server(true).await;
     let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
@@ -460,6 +475,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
                 "default",
             ],
         )
+        .await
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
     };
     assert_eq!(
@@ -470,7 +486,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     );
     let mut second = start_operator(&api, &zk_server, "op-2").await;
 
-    apply(&api, &route("one", "t_one", ""));
+    apply(&api, &route("one", "t_one", "")).await;
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
     wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
@@ -497,7 +513,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     .await
     .expect("op-2 leads within 3 s, before the 4 s lease could expire");
     assert_eq!(holder, "op-2");
-    apply(&api, &route("two", "t_two", ""));
+    apply(&api, &route("two", "t_two", "")).await;
     wait_record(&zk, "/metaproxy/c3srv/t_two", &primary, "default/two").await;
     leading(&second).await;
     let status = second.terminate(WAIT).await.expect("stops");
@@ -510,17 +526,17 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
 async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
     require!(API_SERVER, ZOOKEEPER);
     const ROUTES: usize = 200;
-    let api = api_server(true);
+    let api = api_server(true).await;
     let mut zk_server = ZkServer::launch().await.expect("zookeeper");
     zk_server.kill().await.expect("zookeeper stops");
     let all: String = (0..ROUTES)
         .map(|i| route(&format!("r{i}"), &format!("t{i}"), ""))
         .collect::<Vec<_>>()
         .join("---\n");
-    apply(&api, &all);
+    apply(&api, &all).await;
     let mut op = start_operator(&api, &zk_server, "op-1").await;
     eventually(WAIT, "every route to report ZooKeeper down", async || {
-        let list = get_json(&api, &["ptr"])?;
+        let list = get_json(&api, &["ptr"]).await?;
         let down = list["items"]
             .as_array()?
             .iter()
