@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::harness::{eventually, http_get, scrape};
 use metaproxy_tests::k8s::{API_SERVER, ApiServer};
@@ -382,9 +383,32 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
         .expect("zk client");
     let path = "/metaproxy/c3srv/shared";
     apply(&api, &route("older", "shared", "")).await;
-    // Creation timestamps have one-second resolution: make sure the second one is newer.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Seniority is the creation time, then the name ("default/newer" sorts first), and creation
+    // timestamps have one-second resolution: the second route must be created in a later second
+    // than the first. Wait for the clock (the API server's: same machine) to pass that second.
+    let created = async |name: &str| -> Timestamp {
+        let obj = get_json(&api, &["ptr", name])
+            .await
+            .expect("the route exists");
+        let at = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .expect("creationTimestamp");
+        at.parse().expect("an RFC 3339 time")
+    };
+    let older_created = created("older").await;
+    eventually(
+        WAIT,
+        "the clock to pass the second `older` was created in",
+        async || (Timestamp::now().as_second() > older_created.as_second()).then_some(()),
+    )
+    .await
+    .expect("a later second");
     apply(&api, &route("newer", "shared", "  active: backup\n")).await;
+    let newer_created = created("newer").await;
+    assert!(
+        newer_created > older_created,
+        "`newer` ({newer_created}) must be created after `older` ({older_created})"
+    );
     // The Lease stand-in only: leader election works, events.k8s.io is not served.
     let standins = std::fs::read_to_string(api.builtin_standins()).expect("stand-ins");
     let lease_only = standins
