@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
@@ -52,27 +53,33 @@ fn on_path(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Why the API server cannot run here, if it cannot.
+/// Why the API server cannot run here, if it cannot. Found out once per test process (it runs
+/// `sh` for each tool, and [`crate::require!`] asks at the start of async tests).
 pub fn unavailable() -> Option<String> {
-    let shared = match shared_dir() {
-        Ok(dir) => dir,
-        Err(why) => return Some(why),
-    };
-    if !repo_root().join(".tools/crdserver").is_file() && !shared.join("k8s/crdserver.xz").is_file()
-    {
-        return Some(format!(
-            "{} is missing",
-            shared.join("k8s/crdserver.xz").display()
-        ));
-    }
-    for tool in ["etcd", "openssl", "bc", "curl", "xz", "kubectl"] {
-        if !on_path(tool) {
+    static WHY: OnceLock<Option<String>> = OnceLock::new();
+    WHY.get_or_init(|| {
+        let shared = match shared_dir() {
+            Ok(dir) => dir,
+            Err(why) => return Some(why),
+        };
+        if !repo_root().join(".tools/crdserver").is_file()
+            && !shared.join("k8s/crdserver.xz").is_file()
+        {
             return Some(format!(
-                "`{tool}` is not installed (scripts/setup installs it)"
+                "{} is missing",
+                shared.join("k8s/crdserver.xz").display()
             ));
         }
-    }
-    None
+        for tool in ["etcd", "openssl", "bc", "curl", "xz", "kubectl"] {
+            if !on_path(tool) {
+                return Some(format!(
+                    "`{tool}` is not installed (scripts/setup installs it)"
+                ));
+            }
+        }
+        None
+    })
+    .clone()
 }
 
 /// The component, for [`crate::require!`].
