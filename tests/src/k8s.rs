@@ -236,13 +236,24 @@ impl ApiServer {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("running kubectl {}", args.join(" ")))?;
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().context("kubectl's stdin")?;
-            pipe.write_all(input.as_bytes()).await?;
-            // Closed here: kubectl reads to the end.
-            drop(pipe);
-        }
-        Ok(child.wait_with_output().await?)
+        let pipe = child.stdin.take();
+        // Written while the output is read, so that neither side can fill a pipe and stall; the
+        // pipe is closed once written (kubectl reads to the end).
+        let input = async move {
+            match (pipe, stdin) {
+                (Some(mut pipe), Some(input)) => pipe.write_all(input.as_bytes()).await,
+                _ => Ok(()),
+            }
+        };
+        let (written, output) = tokio::join!(input, child.wait_with_output());
+        let output = output.context("waiting for kubectl")?;
+        written.with_context(|| {
+            format!(
+                "writing kubectl's input; it said: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        Ok(output)
     }
 
     /// `kubectl apply -f -` with `yaml`, failing with kubectl's message.
