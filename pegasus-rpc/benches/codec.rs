@@ -4,14 +4,16 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pegasus_rpc::codec::{self, DEFAULT_MAX_FRAME, QueryCfgRequest, QueryCfgResponse};
+use pegasus_rpc::codec::{
+    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, QueryCfgRequest, QueryCfgResponse,
+};
 use std::hint::black_box;
 
 use metaproxy_tests::vectors::load as vector;
 
 fn reply_body(name: &str) -> Bytes {
     let mut buf = BytesMut::from(&vector(name)[..]);
-    codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+    codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
         .expect("ok")
         .expect("frame")
         .body
@@ -31,7 +33,7 @@ fn requests(c: &mut Criterion) {
             |b, bytes| {
                 b.iter(|| {
                     let mut buf = BytesMut::from(&bytes[..]);
-                    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME)
+                    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
                         .expect("ok")
                         .expect("frame");
                     black_box(QueryCfgRequest::from_args(&frame.args).expect("args"))

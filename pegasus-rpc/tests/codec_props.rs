@@ -2,11 +2,18 @@
 //! arbitrary splits, and truncated, corrupted or random input never panicking nor leaving the
 //! stream half-read.
 
+use std::collections::BTreeMap;
+
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, Gpid, HeaderV0, HostPort, MessageBegin, MessageKind,
     NegotiationRequest, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
     RequestFrame, RequestHeader, RequestMetaV1, RpcAddress,
+};
+use pegasus_rpc::codec::{
+    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
+    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
+    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
 use proptest::prelude::*;
 
@@ -72,6 +79,110 @@ fn response() -> impl Strategy<Value = QueryCfgResponse> {
                 partitions,
             },
         )
+}
+
+fn strings(max: usize) -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(".{0,30}", 0..max)
+}
+
+fn update_app_env_request() -> impl Strategy<Value = UpdateAppEnvRequest> {
+    (
+        ".{0,40}",
+        any::<i32>(),
+        prop::option::of(strings(4)),
+        prop::option::of(strings(4)),
+        prop::option::of(".{0,20}"),
+    )
+        .prop_map(
+            |(app_name, op, keys, values, clear_prefix)| UpdateAppEnvRequest {
+                app_name,
+                op: AppEnvOperation(op),
+                keys,
+                values,
+                clear_prefix,
+            },
+        )
+}
+
+fn duplication_entry() -> impl Strategy<Value = DuplicationEntry> {
+    (
+        (any::<i32>(), any::<i32>(), ".{0,20}", any::<i64>()),
+        prop::option::of(prop::collection::btree_map(
+            any::<i32>(),
+            any::<i64>(),
+            0..4,
+        )),
+        prop::option::of(any::<i32>()),
+        prop::option::of(".{0,20}"),
+        prop::option::of(any::<i32>()),
+        prop::option::of(any::<i32>()),
+        prop::option::of(prop::collection::btree_map(
+            any::<i32>(),
+            (any::<i64>(), any::<i64>()),
+            0..4,
+        )),
+    )
+        .prop_map(
+            |(
+                (dupid, status, remote, create_ts),
+                progress,
+                fail,
+                remote_app,
+                count,
+                mode,
+                states,
+            )| {
+                DuplicationEntry {
+                    dupid,
+                    status: DuplicationStatus(status),
+                    remote,
+                    create_ts,
+                    progress,
+                    fail_mode: fail.map(DuplicationFailMode),
+                    remote_app_name: remote_app,
+                    remote_replica_count: count,
+                    mode: mode.map(DuplicationMode),
+                    partition_states: states.map(|m: BTreeMap<i32, (i64, i64)>| {
+                        m.into_iter()
+                            .map(|(p, (confirmed, committed))| {
+                                (
+                                    p,
+                                    DuplicationPartitionState {
+                                        confirmed_decree: confirmed,
+                                        last_committed_decree: committed,
+                                    },
+                                )
+                            })
+                            .collect()
+                    }),
+                }
+            },
+        )
+}
+
+fn query_duplication_response() -> impl Strategy<Value = QueryDuplicationResponse> {
+    (
+        "ERR_[A-Z_]{1,20}",
+        any::<i32>(),
+        prop::collection::vec(duplication_entry(), 0..4),
+    )
+        .prop_map(|(err, appid, entry_list)| QueryDuplicationResponse {
+            err: ErrorCode::new(err),
+            appid,
+            entry_list,
+        })
+}
+
+/// Every payload decoder over `args` (a request) and `body` (a reply): none may panic.
+fn decode_every_payload(args: &[u8], body: &[u8]) {
+    let _ = QueryCfgRequest::from_args(args);
+    let _ = NegotiationRequest::from_args(args);
+    let _ = UpdateAppEnvRequest::from_args(args);
+    let _ = QueryDuplicationRequest::from_args(args);
+    let _ = QueryCfgResponse::from_result(body);
+    let _ = QueryCfgResponse::peek_err(body);
+    let _ = UpdateAppEnvResponse::from_result(body);
+    let _ = QueryDuplicationResponse::from_result(body);
 }
 
 fn header() -> impl Strategy<Value = RequestHeader> {
@@ -192,6 +303,38 @@ proptest! {
     }
 
     #[test]
+    fn update_app_env_round_trips(req in update_app_env_request(), err in "ERR_[A-Z_]{1,20}", hint in ".{0,60}") {
+        let mut args = BytesMut::new();
+        req.to_args(&mut args);
+        prop_assert_eq!(UpdateAppEnvRequest::from_args(&args).expect("decodes"), req);
+        let resp = UpdateAppEnvResponse { err: ErrorCode::new(err), hint_message: hint };
+        let mut body = BytesMut::new();
+        resp.to_result(&mut body);
+        prop_assert_eq!(QueryCfgResponse::peek_err(&body).expect("peek"), resp.err.clone());
+        let back = UpdateAppEnvResponse::from_result(&body).expect("decodes");
+        prop_assert_eq!(&back, &resp);
+        let mut again = BytesMut::new();
+        back.to_result(&mut again);
+        prop_assert_eq!(again, body);
+    }
+
+    #[test]
+    fn query_duplication_round_trips(app in ".{0,40}", resp in query_duplication_response()) {
+        let req = QueryDuplicationRequest::new(app);
+        let mut args = BytesMut::new();
+        req.to_args(&mut args);
+        prop_assert_eq!(QueryDuplicationRequest::from_args(&args).expect("decodes"), req);
+        let mut body = BytesMut::new();
+        resp.to_result(&mut body);
+        prop_assert_eq!(QueryCfgResponse::peek_err(&body).expect("peek"), resp.err.clone());
+        let back = QueryDuplicationResponse::from_result(&body).expect("decodes");
+        prop_assert_eq!(&back, &resp);
+        let mut again = BytesMut::new();
+        back.to_result(&mut again);
+        prop_assert_eq!(again, body);
+    }
+
+    #[test]
     fn request_args_round_trip(name in ".{0,40}", indices in prop::option::of(prop::collection::vec(any::<i32>(), 0..8))) {
         let req = QueryCfgRequest { app_name: name, partition_indices: indices };
         let mut args = BytesMut::new();
@@ -223,10 +366,7 @@ proptest! {
     fn random_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..512)) {
         check_contract(&input, codec::decode_request);
         check_contract(&input, codec::decode_reply);
-        let _ = QueryCfgResponse::from_result(&input);
-        let _ = QueryCfgResponse::peek_err(&input);
-        let _ = QueryCfgRequest::from_args(&input);
-        let _ = NegotiationRequest::from_args(&input);
+        decode_every_payload(&input, &input);
     }
 
     #[test]
@@ -256,6 +396,13 @@ proptest! {
         check_contract(&input, codec::decode_reply);
         if input.len() > 4 {
             let _ = QueryCfgResponse::from_result(&input[4..]);
+        }
+        // Frames that still decode carry a damaged payload: every payload decoder gets it.
+        if let Ok(Some(frame)) = codec::decode_request(&mut BytesMut::from(&input[..]), LIMIT) {
+            decode_every_payload(&frame.args, &[]);
+        }
+        if let Ok(Some(frame)) = codec::decode_reply(&mut BytesMut::from(&input[..]), LIMIT) {
+            decode_every_payload(&[], &frame.body);
         }
     }
 }
@@ -356,4 +503,30 @@ fn unknown_struct_fields_are_refused_not_skipped() {
     body[hp_field + 2] = 12;
     let err = QueryCfgResponse::from_result(&body).expect_err("refused");
     assert!(err.to_string().contains("refusing to skip"), "{err}");
+}
+
+#[test]
+fn every_byte_of_the_admin_vectors_corrupted_never_panics() {
+    for name in [
+        "doc-admin-update-app-env-set.req.hex",
+        "doc-admin-update-app-env-set.reply.hex",
+        "doc-admin-query-dup.req.hex",
+        "doc-admin-query-dup.reply.hex",
+    ] {
+        let vector = metaproxy_tests::vectors::load(name);
+        for at in 0..vector.len() {
+            for xor in [0x01u8, 0x80, 0xff] {
+                let mut input = vector.clone();
+                input[at] ^= xor;
+                check_contract(&input, codec::decode_request);
+                check_contract(&input, codec::decode_reply);
+                if let Ok(Some(f)) = codec::decode_request(&mut BytesMut::from(&input[..]), LIMIT) {
+                    decode_every_payload(&f.args, &[]);
+                }
+                if let Ok(Some(f)) = codec::decode_reply(&mut BytesMut::from(&input[..]), LIMIT) {
+                    decode_every_payload(&[], &f.body);
+                }
+            }
+        }
+    }
 }

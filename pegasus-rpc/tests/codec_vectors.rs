@@ -2,10 +2,18 @@
 //! §12.7 vectors and the frames captured from the official Python and Node.js clients) decodes to
 //! the values its README documents and re-encodes to the identical bytes.
 
+use std::collections::BTreeMap;
+
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, Gpid, HostPort, PartitionConfiguration, QueryCfgRequest,
-    QueryCfgResponse, ReplyFrame, RequestFrame, RequestHeader, RpcAddress,
+    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, Gpid, HostPort,
+    PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+    RequestHeader, RpcAddress,
+};
+use pegasus_rpc::codec::{
+    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationPartitionState,
+    DuplicationStatus, QueryDuplicationRequest, QueryDuplicationResponse, UpdateAppEnvRequest,
+    UpdateAppEnvResponse,
 };
 
 use metaproxy_tests::vectors::load as vector;
@@ -13,7 +21,7 @@ use metaproxy_tests::vectors::load as vector;
 fn request(name: &str) -> (Vec<u8>, RequestFrame) {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");
@@ -28,7 +36,7 @@ fn request(name: &str) -> (Vec<u8>, RequestFrame) {
 fn reply(name: &str) -> (Vec<u8>, ReplyFrame) {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");
@@ -441,4 +449,177 @@ fn admin_frames_keep_their_bodies() {
             ErrorCode::OK
         );
     }
+}
+
+/// A request frame with a v0 header of zeros (as the §12.7 builder writes it) around `args`.
+fn admin_request(name: &str, seqid: i32, args: &BytesMut) -> Bytes {
+    RequestFrame::call_v0(name, seqid, 0, Bytes::copy_from_slice(args)).to_bytes()
+}
+
+#[test]
+fn update_app_env_set_vectors() {
+    let (bytes, frame) = request("doc-admin-update-app-env-set.req.hex");
+    assert_eq!(bytes.len(), 168);
+    assert_eq!(
+        (frame.name(), frame.seqid()),
+        (codec::rpc::UPDATE_APP_ENV, 1)
+    );
+    let req = UpdateAppEnvRequest::from_args(&frame.args).expect("decodes");
+    assert_eq!(
+        req,
+        UpdateAppEnvRequest {
+            app_name: "temp".into(),
+            op: AppEnvOperation::SET,
+            keys: Some(vec!["replica.deny_client_request".into()]),
+            values: Some(vec!["timeout*write".into()]),
+            clear_prefix: None,
+        }
+    );
+    let mut args = BytesMut::new();
+    UpdateAppEnvRequest::set("temp", [("replica.deny_client_request", "timeout*write")])
+        .to_args(&mut args);
+    assert_eq!(
+        &args[..],
+        &frame.args[..],
+        "the args re-encode to the same bytes"
+    );
+    assert_eq!(
+        admin_request(codec::rpc::UPDATE_APP_ENV, 1, &args),
+        bytes,
+        "a request built from scratch is the document's"
+    );
+
+    let (bytes, frame) = reply("doc-admin-update-app-env-set.reply.hex");
+    assert_eq!(bytes.len(), 76);
+    assert_eq!(frame.rpc_error, ErrorCode::OK);
+    assert_eq!(
+        (frame.message.name.as_str(), frame.seqid()),
+        ("RPC_CM_UPDATE_APP_ENV_ACK", 1)
+    );
+    let resp = UpdateAppEnvResponse::from_result(&frame.body).expect("decodes");
+    assert_eq!(
+        resp,
+        UpdateAppEnvResponse {
+            err: ErrorCode::OK,
+            hint_message: String::new(),
+        }
+    );
+    let mut body = BytesMut::new();
+    resp.to_result(&mut body);
+    assert_eq!(&body[..], &frame.body[..]);
+    let built = ReplyFrame::ack(codec::rpc::UPDATE_APP_ENV, 1, ErrorCode::OK, body.freeze());
+    assert_eq!(built.to_bytes(), bytes);
+}
+
+/// The §12.7 query_duplication reply: one duplication in DS_LOG whose partition 1 is 5 decrees
+/// behind, as a 2.6 server writes it.
+fn documented_duplications() -> QueryDuplicationResponse {
+    QueryDuplicationResponse {
+        err: ErrorCode::OK,
+        appid: 2,
+        entry_list: vec![DuplicationEntry {
+            dupid: 1_700_000_000,
+            status: DuplicationStatus::LOG,
+            remote: "target_cluster".into(),
+            create_ts: 1_700_000_000_123,
+            progress: None,
+            fail_mode: Some(DuplicationFailMode::SLOW),
+            remote_app_name: Some("temp".into()),
+            remote_replica_count: Some(3),
+            mode: None,
+            partition_states: Some(BTreeMap::from([
+                (
+                    0,
+                    DuplicationPartitionState {
+                        confirmed_decree: 100,
+                        last_committed_decree: 100,
+                    },
+                ),
+                (
+                    1,
+                    DuplicationPartitionState {
+                        confirmed_decree: 195,
+                        last_committed_decree: 200,
+                    },
+                ),
+            ])),
+        }],
+    }
+}
+
+#[test]
+fn query_duplication_vectors() {
+    let (bytes, frame) = request("doc-admin-query-dup.req.hex");
+    assert_eq!(bytes.len(), 100);
+    assert_eq!(
+        (frame.name(), frame.seqid()),
+        (codec::rpc::QUERY_DUPLICATION, 2)
+    );
+    let req = QueryDuplicationRequest::from_args(&frame.args).expect("decodes");
+    assert_eq!(req, QueryDuplicationRequest::new("temp"));
+    let mut args = BytesMut::new();
+    req.to_args(&mut args);
+    assert_eq!(
+        admin_request(codec::rpc::QUERY_DUPLICATION, 2, &args),
+        bytes
+    );
+
+    let (bytes, frame) = reply("doc-admin-query-dup.reply.hex");
+    assert_eq!(bytes.len(), 222);
+    assert_eq!(
+        (frame.message.name.as_str(), frame.seqid()),
+        ("RPC_CM_QUERY_DUPLICATION_ACK", 2)
+    );
+    let resp = QueryDuplicationResponse::from_result(&frame.body).expect("decodes");
+    assert_eq!(resp, documented_duplications());
+    let behind: Vec<(i32, i64)> = resp.entry_list[0]
+        .partition_states
+        .iter()
+        .flatten()
+        .map(|(p, s)| (*p, s.last_committed_decree - s.confirmed_decree))
+        .collect();
+    assert_eq!(behind, [(0, 0), (1, 5)]);
+    let mut body = BytesMut::new();
+    resp.to_result(&mut body);
+    assert_eq!(&body[..], &frame.body[..]);
+    let built = ReplyFrame::ack(
+        codec::rpc::QUERY_DUPLICATION,
+        2,
+        ErrorCode::OK,
+        body.freeze(),
+    );
+    assert_eq!(built.to_bytes(), bytes);
+
+    // A v2.5.0 server leaves out fields 8, 9 and 11: 141 bytes in all (§12.7).
+    let mut old = documented_duplications();
+    let entry = &mut old.entry_list[0];
+    entry.remote_app_name = None;
+    entry.remote_replica_count = None;
+    entry.partition_states = None;
+    let mut body = BytesMut::new();
+    old.to_result(&mut body);
+    let old_bytes = ReplyFrame::ack(
+        codec::rpc::QUERY_DUPLICATION,
+        2,
+        ErrorCode::OK,
+        body.freeze(),
+    )
+    .to_bytes();
+    assert_eq!(old_bytes.len(), 141);
+    assert_eq!(&old_bytes[..4], &[0, 0, 0, 0x8d]);
+    assert_eq!(
+        &old_bytes[4..0x88],
+        &bytes[4..0x88],
+        "after the length, the same bytes up to field 8"
+    );
+    let back = QueryDuplicationResponse::from_result(&reply_body(&old_bytes)).expect("decodes");
+    assert_eq!(back, old);
+}
+
+fn reply_body(bytes: &[u8]) -> Bytes {
+    let mut buf = BytesMut::from(bytes);
+    codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
+        .expect("decodes")
+        .expect("whole frame")
+        .body
 }

@@ -11,8 +11,12 @@ use pegasus_rpc::client::{
     CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
 };
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse,
-    ReplyFrame, RequestFrame, RpcAddress,
+    self, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest,
+    QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
+};
+use pegasus_rpc::codec::{
+    DuplicationEntry, DuplicationStatus, QueryDuplicationRequest, QueryDuplicationResponse,
+    UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,7 +59,7 @@ async fn serve(mut stream: TcpStream, script: Script, count: Arc<AtomicUsize>) {
             Ok(_) => {}
         }
         let mut frames = Vec::new();
-        while let Ok(Some(f)) = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME) {
+        while let Ok(Some(f)) = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME) {
             frames.push(f);
         }
         count.fetch_add(frames.len(), Ordering::SeqCst);
@@ -278,7 +282,8 @@ async fn group_follows_the_leader_and_remembers_it() {
         "c1",
         &[follower.addr.to_string(), leader.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
 
     let resp = group
         .query_config("temp", soon(5000))
@@ -308,7 +313,8 @@ async fn group_follows_the_leader_and_remembers_it() {
 async fn group_learns_a_leader_it_was_not_configured_with() {
     let leader = echo_server().await;
     let follower = forwarding_server(leader.addr).await;
-    let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default());
+    let group = MetaGroup::new("c1", &[follower.addr.to_string()], GroupOptions::default())
+        .expect("metas given");
     let resp = group
         .query_config("temp", soon(5000))
         .await
@@ -333,7 +339,8 @@ async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
         "c1",
         &[format!("127.0.0.1:{dead_port}"), alive.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     group
         .query_config("temp", soon(5000))
         .await
@@ -351,7 +358,8 @@ async fn group_moves_on_from_a_dead_meta_and_hedges_a_slow_one() {
         "c2",
         &[silent.addr.to_string(), alive.addr.to_string()],
         opts,
-    );
+    )
+    .expect("metas given");
     let started = Instant::now();
     group
         .query_config("temp", soon(20_000))
@@ -376,7 +384,7 @@ async fn group_of_dead_metas_fails_with_the_reason() {
         format!("127.0.0.1:{p}")
     }))
     .await;
-    let group = MetaGroup::new("c1", &ports, GroupOptions::default());
+    let group = MetaGroup::new("c1", &ports, GroupOptions::default()).expect("metas given");
     let err = group
         .query_config("temp", soon(3000))
         .await
@@ -385,7 +393,10 @@ async fn group_of_dead_metas_fails_with_the_reason() {
         cluster,
         attempts,
         last,
-    } = &err;
+    } = &err
+    else {
+        panic!("{err}")
+    };
     assert_eq!(cluster, "c1");
     assert!(*attempts >= 2, "{err}");
     assert!(last.contains("cannot connect"), "{err}");
@@ -406,7 +417,8 @@ async fn service_not_active_everywhere_is_returned_as_the_answer() {
         "c1",
         &[a.addr.to_string(), b.addr.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     let resp = group
         .query_config("temp", soon(5000))
         .await
@@ -468,7 +480,8 @@ async fn the_simulator_answers_the_client_directly_and_after_a_redirect() {
         "sim",
         &[follower.to_string(), leader.to_string()],
         GroupOptions::default(),
-    );
+    )
+    .expect("metas given");
     assert_eq!(
         group
             .query_config("temp", soon(5000))
@@ -478,4 +491,143 @@ async fn the_simulator_answers_the_client_directly_and_after_a_redirect() {
     );
     assert_eq!(group.leader(), leader.to_string());
     sim.shutdown().await;
+}
+
+fn reply_with<F: Fn(&mut BytesMut)>(req: &RequestFrame, encode: F) -> ReplyFrame {
+    let mut body = BytesMut::new();
+    encode(&mut body);
+    ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, body.freeze())
+}
+
+/// A MetaServer that is not the leader, as it answers admin RPCs: `ERR_FORWARD_TO_OTHERS` and
+/// no leader address (§12).
+async fn admin_follower() -> Fake {
+    fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| {
+                    let forward = UpdateAppEnvResponse {
+                        err: ErrorCode::FORWARD_TO_OTHERS,
+                        hint_message: String::new(),
+                    };
+                    reply_with(r, |b| forward.to_result(b))
+                })
+                .collect(),
+        )
+    }))
+    .await
+}
+
+fn duplications() -> QueryDuplicationResponse {
+    QueryDuplicationResponse {
+        err: ErrorCode::OK,
+        appid: 2,
+        entry_list: vec![DuplicationEntry {
+            dupid: 1_700_000_000,
+            status: DuplicationStatus::LOG,
+            remote: "backup".into(),
+            ..Default::default()
+        }],
+    }
+}
+
+/// The admin leader: applies nothing, but echoes what it was asked in the hint.
+async fn admin_leader() -> Fake {
+    fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| match r.name() {
+                    codec::rpc::UPDATE_APP_ENV => {
+                        let req = UpdateAppEnvRequest::from_args(&r.args).expect("request");
+                        let resp = UpdateAppEnvResponse {
+                            err: ErrorCode::OK,
+                            hint_message: format!("{req:?}"),
+                        };
+                        reply_with(r, |b| resp.to_result(b))
+                    }
+                    codec::rpc::QUERY_DUPLICATION => {
+                        let req = QueryDuplicationRequest::from_args(&r.args).expect("request");
+                        assert_eq!(req.app_name, "temp");
+                        reply_with(r, |b| duplications().to_result(b))
+                    }
+                    other => panic!("unexpected {other}"),
+                })
+                .collect(),
+        )
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn group_sends_admin_calls_to_the_leader_past_a_forward_without_an_address() {
+    let follower = admin_follower().await;
+    let leader = admin_leader().await;
+    let group = MetaGroup::new(
+        "c1",
+        &[follower.addr.to_string(), leader.addr.to_string()],
+        GroupOptions::default(),
+    )
+    .expect("metas given");
+
+    let fence =
+        UpdateAppEnvRequest::set("temp", [("replica.deny_client_request", "timeout*write")]);
+    let resp = group
+        .update_app_env(&fence, soon(5000))
+        .await
+        .expect("answer");
+    assert_eq!(resp.err, ErrorCode::OK);
+    assert_eq!(
+        resp.hint_message,
+        format!("{fence:?}"),
+        "the leader got the request as sent"
+    );
+    assert_eq!(follower.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(group.leader(), leader.addr.to_string(), "remembered");
+    assert_eq!(
+        group.meta_addrs().len(),
+        2,
+        "nothing learned from an admin forward"
+    );
+
+    let dups = group
+        .query_duplication("temp", soon(5000))
+        .await
+        .expect("answer");
+    assert_eq!(dups, duplications());
+    assert_eq!(
+        follower.requests.load(Ordering::SeqCst),
+        1,
+        "the leader is asked first now"
+    );
+}
+
+#[tokio::test]
+async fn a_final_answer_that_does_not_decode_is_a_bad_reply() {
+    // `err` reads as ERR_OK, then the body breaks off: final for the group, useless to the caller.
+    let truncated = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| {
+                    let mut body = BytesMut::new();
+                    duplications().to_result(&mut body);
+                    body.truncate(body.len() - 3);
+                    ReplyFrame::ack(r.name(), r.seqid(), ErrorCode::OK, body.freeze())
+                })
+                .collect(),
+        )
+    }))
+    .await;
+    let group = MetaGroup::new("c1", &[truncated.addr.to_string()], GroupOptions::default())
+        .expect("metas given");
+    let err = group
+        .query_duplication("temp", soon(5000))
+        .await
+        .expect_err("bad reply");
+    assert!(
+        matches!(&err, GroupError::BadReply { cluster, meta, .. }
+            if cluster == "c1" && *meta == truncated.addr.to_string()),
+        "{err}"
+    );
+    assert_eq!(err.metric_label(), "bad_reply");
+    assert_eq!(truncated.requests.load(Ordering::SeqCst), 1, "not retried");
 }

@@ -10,8 +10,9 @@ use pegasus_rpc::codec::key::{
     thread_hash,
 };
 use pegasus_rpc::codec::{
-    self, Blob, DEFAULT_MAX_FRAME, ErrorCode, HeaderV0, Payload, ReadResponse, ReplyFrame,
-    RequestFrame, RequestHeader, RequestMetaV1, TtlResponse, UpdateRequest, UpdateResponse, rpc,
+    self, Blob, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, HeaderV0, Payload,
+    ReadResponse, ReplyFrame, RequestFrame, RequestHeader, RequestMetaV1, TtlResponse,
+    UpdateRequest, UpdateResponse, rpc,
 };
 
 const H1S1: [u8; 6] = [0x00, 0x02, b'h', b'1', b's', b'1'];
@@ -20,7 +21,7 @@ const H1_HASH: u64 = 0xAAE1_FD17_E635_E4DA;
 fn request(name: &str) -> RequestFrame {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");
@@ -35,7 +36,7 @@ fn request(name: &str) -> RequestFrame {
 fn reply(name: &str) -> ReplyFrame {
     let bytes = vector(name);
     let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
         .expect("decodes")
         .expect("whole frame");
     assert!(buf.is_empty(), "{name}: the frame is the whole file");

@@ -14,20 +14,27 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::route::{RouteInfo, Routes};
-use crate::service::Service;
+use crate::server::ServeError;
 
-/// What the admin endpoints read.
+/// What the admin endpoints read: the route source, the metrics, and the proxy's own state.
 #[derive(Clone)]
 pub struct AdminState {
-    pub service: Arc<Service>,
+    pub routes: Arc<Routes>,
+    pub metrics: Metrics,
     /// Set when the proxy starts draining: it is no longer ready.
     pub draining: Arc<AtomicBool>,
+    /// Set when the client listener stopped without a drain: no client can connect, so the
+    /// proxy is not ready while it waits to exit.
+    pub listener_failure: watch::Receiver<Option<ServeError>>,
 }
 
 impl AdminState {
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire) && self.service.routes().is_ready()
+        !self.draining.load(Ordering::Acquire)
+            && self.listener_failure.borrow().is_none()
+            && self.routes.is_ready()
     }
 }
 
@@ -57,14 +64,16 @@ async fn ready(State(state): State<AdminState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else if state.draining.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if state.listener_failure.borrow().is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "client listener stopped\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "no route source yet\n").into_response()
     }
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    let m = state.service.metrics();
-    let routes = state.service.routes();
+    let m = &state.metrics;
+    let routes = &state.routes;
     m.routes.set(routes.len() as i64);
     m.route_staleness_seconds
         .set(routes.staleness().as_secs_f64());
@@ -94,15 +103,11 @@ struct RoutesView {
 }
 
 async fn routes(State(state): State<AdminState>) -> Json<RoutesView> {
-    let routes = state.service.routes();
-    let (source, zk_connected) = match routes {
-        Routes::Zk(zk) => ("zookeeper", Some(zk.is_connected())),
-        Routes::File(_) => ("file", None),
-    };
+    let routes = &state.routes;
     Json(RoutesView {
-        source,
+        source: routes.kind(),
         ready: state.is_ready(),
-        zk_connected,
+        zk_connected: routes.connected(),
         staleness_seconds: routes.staleness().as_secs_f64(),
         routes: routes.snapshot(),
     })

@@ -17,20 +17,22 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
+use prometheus_client::metrics::gauge::Gauge;
+use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::ReasonLabel;
 use crate::service::{Reply, Service};
-use pegasus_rpc::codec::{self, CodecError};
+use pegasus_rpc::codec::{self, CodecError, DEFAULT_MAX_REQUEST_FRAME};
 
 /// Limits on client connections.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub max_connections: usize,
-    /// Largest request frame accepted.
+    /// Largest request frame accepted (default [`DEFAULT_MAX_REQUEST_FRAME`], 1 MiB).
     pub max_frame: usize,
     /// A connection with nothing in flight and no request for this long is closed.
     pub idle_timeout: Duration,
@@ -42,9 +44,30 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             max_connections: 10_000,
-            max_frame: 1 << 20,
+            max_frame: DEFAULT_MAX_REQUEST_FRAME,
             idle_timeout: Duration::from_secs(600),
             max_in_flight: 1024,
+        }
+    }
+}
+
+/// Why the client listener stopped serving although no shutdown was asked for.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ServeError {
+    /// Its task ended (or was cancelled) without a shutdown request.
+    #[error("the client listener stopped without a shutdown request")]
+    Stopped,
+    /// Its task panicked, with this message.
+    #[error("the client listener panicked: {0}")]
+    Panicked(String),
+}
+
+impl ServeError {
+    /// A fixed, small label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ServeError::Stopped => "stopped",
+            ServeError::Panicked(_) => "panicked",
         }
     }
 }
@@ -83,13 +106,16 @@ pub async fn serve(
                 metrics.connections_accepted.inc();
                 let (service, opts, shutdown) = (service.clone(), opts.clone(), stop.clone());
                 connections.spawn(async move {
-                    service.metrics().connections.inc();
+                    let _open = Open::new(service.metrics().connections.clone(), permit);
                     connection(stream, peer, &service, &opts, shutdown).await;
-                    service.metrics().connections.dec();
-                    drop(permit);
                 });
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                // One connection's panic is its own; the listener goes on.
+                if let Err(e) = done && e.is_panic() {
+                    tracing::error!(error = %e, "a client connection task panicked");
+                }
+            }
             () = stopped(&mut shutdown) => break,
         }
     }
@@ -109,6 +135,26 @@ pub async fn serve(
             "grace period over; closing the remaining connections"
         );
         connections.shutdown().await;
+    }
+}
+
+/// An open client connection: counted in the gauge and holding its slot under the cap until
+/// dropped, also when its task panics.
+struct Open {
+    gauge: Gauge,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Open {
+    fn new(gauge: Gauge, slot: OwnedSemaphorePermit) -> Self {
+        gauge.inc();
+        Open { gauge, _slot: slot }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 

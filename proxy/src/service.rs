@@ -78,7 +78,7 @@ impl Default for ServiceOptions {
 
 /// Answers requests.
 pub struct Service {
-    routes: Routes,
+    routes: Arc<Routes>,
     upstreams: Arc<Upstreams>,
     metrics: Metrics,
     opts: ServiceOptions,
@@ -96,7 +96,7 @@ fn result_body(resp: &QueryCfgResponse) -> Bytes {
 
 impl Service {
     pub fn new(
-        routes: Routes,
+        routes: Arc<Routes>,
         upstreams: Arc<Upstreams>,
         metrics: Metrics,
         opts: ServiceOptions,

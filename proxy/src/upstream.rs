@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
-use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup};
+use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup, NoMetaServers};
 use pegasus_rpc::codec::{self, ErrorCode, QueryCfgResponse};
 
 /// A cluster's final answer to a query_config, ready to be given to any number of clients.
@@ -53,19 +53,20 @@ impl Upstreams {
     /// The group for a route record's cluster and MetaServers, shared by every route naming the
     /// same ones. The routes own their groups: when the last route using one goes (the record
     /// moved the table, or changed the MetaServer list), the group and its connections go too.
-    pub fn group(&self, record: &RouteRecord) -> Arc<MetaGroup> {
+    /// A record without MetaServers (which a parsed record never is) has no group.
+    pub fn group(&self, record: &RouteRecord) -> Result<Arc<MetaGroup>, NoMetaServers> {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(group) = groups.get(record).and_then(Weak::upgrade) {
-            return group;
+            return Ok(group);
         }
         groups.retain(|_, g| g.strong_count() > 0);
         let group = Arc::new(MetaGroup::new(
             &record.cluster,
             &record.meta_addrs,
             self.opts.clone(),
-        ));
+        )?);
         groups.insert(record.clone(), Arc::downgrade(&group));
-        group
+        Ok(group)
     }
 
     /// How many cluster groups are in use.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, MessageBegin, MessageKind, QueryCfgRequest, QueryCfgResponse,
+    self, DEFAULT_MAX_REPLY_FRAME, MessageBegin, MessageKind, QueryCfgRequest, QueryCfgResponse,
     RequestFrame, RequestHeader, RequestMetaV1, rpc,
 };
 use serde::Serialize;
@@ -405,7 +405,7 @@ impl Worker {
                     }
                     let now = Instant::now();
                     loop {
-                        match codec::decode_reply(&mut rbuf, DEFAULT_MAX_FRAME) {
+                        match codec::decode_reply(&mut rbuf, DEFAULT_MAX_REPLY_FRAME) {
                             Ok(Some(reply)) => {
                                 let Some(sent) = pending.remove(&reply.seqid()) else {
                                     self.stats.error("unmatched", 1);
@@ -600,7 +600,7 @@ mod tests {
             let t = Template::new("temp", header, Duration::from_secs(5));
             let mut out = BytesMut::new();
             t.write(0x0102_0304, &mut out);
-            let frame = codec::decode_request(&mut out, DEFAULT_MAX_FRAME)
+            let frame = codec::decode_request(&mut out, codec::DEFAULT_MAX_REQUEST_FRAME)
                 .expect("decodes")
                 .expect("whole");
             assert_eq!(frame.seqid(), 0x0102_0304);

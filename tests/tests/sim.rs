@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
+    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
     NegotiationStatus, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
     rpc,
 };
@@ -87,7 +87,7 @@ impl Conn {
     async fn reply(&mut self) -> ReplyFrame {
         let raw = self.raw_reply().await;
         let mut buf = BytesMut::from(&raw[..]);
-        codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME)
+        codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
             .expect("reply decodes")
             .expect("a whole reply")
     }

@@ -14,9 +14,9 @@ use metaproxy_tests::sim::{
 use metaproxy_tests::vectors::load as vector;
 use pegasus_rpc::codec::key::{generate_key, key_hash, partition_index, thread_hash};
 use pegasus_rpc::codec::{
-    self, Blob, DEFAULT_MAX_FRAME, ErrorCode, HeaderV0, IncrRequest, MessageBegin, MessageKind,
-    Payload, ReadResponse, ReplyFrame, RequestFrame, RequestHeader, TtlResponse, UpdateRequest,
-    UpdateResponse, rpc,
+    self, Blob, DEFAULT_MAX_REPLY_FRAME, ErrorCode, HeaderV0, IncrRequest, MessageBegin,
+    MessageKind, Payload, ReadResponse, ReplyFrame, RequestFrame, RequestHeader, TtlResponse,
+    UpdateRequest, UpdateResponse, rpc,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,8 +49,8 @@ impl Conn {
     async fn reply_within(&mut self, within: Duration) -> Option<ReplyFrame> {
         tokio::time::timeout(within, async {
             loop {
-                if let Some(frame) =
-                    codec::decode_reply(&mut self.buf, DEFAULT_MAX_FRAME).expect("a valid reply")
+                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
+                    .expect("a valid reply")
                 {
                     return frame;
                 }
@@ -114,7 +114,7 @@ fn metas(sim: &SimHandle) -> Vec<String> {
 }
 
 fn client(sim: &SimHandle, table: &str) -> TableClient {
-    TableClient::new(table, &metas(sim), ClientOptions::default())
+    TableClient::new(table, &metas(sim), ClientOptions::default()).expect("metas given")
 }
 
 /// A v0 data request as the Go client writes it, for the key of (hash_key, sort_key).

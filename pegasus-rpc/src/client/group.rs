@@ -5,7 +5,13 @@
 //! the first final answer wins. The leader that gave the final answer is remembered.
 //!
 //! A leader address learned from a forward reply that matches none of the configured addresses
-//! (they may be DNS names) is added to the group, as the Java client does.
+//! (they may be DNS names) is added to the group, as the Java client does. Only query_config
+//! replies name the leader; a forward reply to an admin RPC names none (§12), and the next
+//! MetaServer is asked instead.
+//!
+//! Besides the raw [`MetaGroup::call`], the group decodes the answers of the RPCs this project
+//! makes: [`MetaGroup::query_config`], and for fencing and switchover
+//! [`MetaGroup::update_app_env`] and [`MetaGroup::query_duplication`].
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,15 +24,19 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::meta::{CallError, ClientOptions, MetaClient};
-use crate::codec::{self, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame};
+use crate::codec::{
+    self, CodecError, ErrorCode, QueryCfgRequest, QueryCfgResponse, QueryDuplicationRequest,
+    QueryDuplicationResponse, ReplyFrame, UpdateAppEnvRequest, UpdateAppEnvResponse,
+};
 
 /// Settings of a [`MetaGroup`].
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
     pub client: ClientOptions,
-    /// How long one MetaServer gets to answer before the next one is tried.
+    /// How long one MetaServer gets to answer before the next one is tried (default 1 s).
     pub attempt_timeout: Duration,
-    /// When set, a second MetaServer is asked if the first has not answered after this long.
+    /// When set, a second MetaServer is asked if the first has not answered after this long
+    /// (default 500 ms).
     pub hedge_after: Option<Duration>,
     /// How many leader addresses learned from forward replies may be added to the group.
     pub max_learned: usize,
@@ -36,14 +46,14 @@ impl Default for GroupOptions {
     fn default() -> Self {
         GroupOptions {
             client: ClientOptions::default(),
-            attempt_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(1),
             hedge_after: Some(Duration::from_millis(500)),
             max_learned: 8,
         }
     }
 }
 
-/// Why no final answer came from a cluster.
+/// Why no usable answer came from a cluster.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum GroupError {
     #[error("cluster {cluster}: no MetaServer gave an answer in {attempts} attempts; last: {last}")]
@@ -52,13 +62,36 @@ pub enum GroupError {
         attempts: usize,
         last: String,
     },
+    /// The final answer is not the response the RPC has.
+    #[error("cluster {cluster}: bad reply from {meta}: {source}")]
+    BadReply {
+        cluster: String,
+        meta: String,
+        source: CodecError,
+    },
 }
 
 impl GroupError {
+    /// A fixed, small label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
             GroupError::Unavailable { .. } => "unavailable",
+            GroupError::BadReply { .. } => "bad_reply",
         }
+    }
+}
+
+/// Why a [`MetaGroup`] cannot be built: it needs at least one MetaServer to call.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cluster {cluster}: no MetaServer address given")]
+pub struct NoMetaServers {
+    pub cluster: String,
+}
+
+impl NoMetaServers {
+    /// A fixed, small label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        "no_meta_servers"
     }
 }
 
@@ -97,6 +130,8 @@ fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
         Err(e) => return Outcome::Failed(format!("bad reply body: {e}")),
     };
     if err == ErrorCode::FORWARD_TO_OTHERS {
+        // Only a query_config forward names the leader (in partition 0's primary); any other
+        // RPC's forward does not decode as one, or has no partition, and names none.
         let leader = QueryCfgResponse::from_result(&reply.body)
             .ok()
             .and_then(|r| r.partitions.first().and_then(|p| p.primary.to_socket()));
@@ -111,6 +146,7 @@ fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
 /// The MetaServers of one cluster.
 pub struct MetaGroup {
     cluster: String,
+    /// Never empty: built from a non-empty list, and only ever grows.
     metas: RwLock<Vec<Arc<MetaClient>>>,
     configured: usize,
     leader: AtomicUsize,
@@ -128,19 +164,28 @@ impl std::fmt::Debug for MetaGroup {
 }
 
 impl MetaGroup {
-    /// A group over `meta_addrs` (`host:port`), which must not be empty.
-    pub fn new(cluster: impl Into<String>, meta_addrs: &[String], opts: GroupOptions) -> Self {
+    /// A group over `meta_addrs` (`host:port`, resolved when connecting); an empty list is
+    /// refused. No connection is made until the first call.
+    pub fn new(
+        cluster: impl Into<String>,
+        meta_addrs: &[String],
+        opts: GroupOptions,
+    ) -> Result<Self, NoMetaServers> {
+        let cluster = cluster.into();
+        if meta_addrs.is_empty() {
+            return Err(NoMetaServers { cluster });
+        }
         let metas: Vec<_> = meta_addrs
             .iter()
             .map(|a| Arc::new(MetaClient::new(a.clone(), opts.client.clone())))
             .collect();
-        MetaGroup {
-            cluster: cluster.into(),
+        Ok(MetaGroup {
+            cluster,
             configured: metas.len(),
             metas: RwLock::new(metas),
             leader: AtomicUsize::new(0),
             opts,
-        }
+        })
     }
 
     pub fn cluster(&self) -> &str {
@@ -158,6 +203,7 @@ impl MetaGroup {
     /// The MetaServer that gave the last final answer (initially the first configured one).
     pub fn leader(&self) -> String {
         let metas = self.snapshot();
+        // `metas` is never empty (see the field), so the modulo is well defined.
         metas[self.leader.load(Ordering::Relaxed) % metas.len()]
             .addr()
             .to_owned()
@@ -195,6 +241,7 @@ impl MetaGroup {
         args: &Bytes,
         deadline: Instant,
     ) -> Result<GroupReply, GroupError> {
+        // Never empty (see the field): the modulo below and `next_free` are well defined.
         let mut metas = self.snapshot();
         let max_attempts = 2 * metas.len() + 2;
         let mut attempts = 0usize;
@@ -319,13 +366,65 @@ impl MetaGroup {
     ) -> Result<QueryCfgResponse, GroupError> {
         let mut args = BytesMut::new();
         QueryCfgRequest::new(table).to_args(&mut args);
-        let answer = self
-            .call(codec::rpc::QUERY_CONFIG, &args.freeze(), deadline)
-            .await?;
-        QueryCfgResponse::from_result(&answer.reply.body).map_err(|e| GroupError::Unavailable {
+        self.call_decoded(
+            codec::rpc::QUERY_CONFIG,
+            args,
+            deadline,
+            QueryCfgResponse::from_result,
+        )
+        .await
+    }
+
+    /// Sets, deletes or clears app envs of a table (§12.1) on the leader, decoded. `err` is
+    /// `ERR_OK` once the change is persisted on the MetaServer; replicas apply it on their next
+    /// config sync (§12.2). The three operations are idempotent, so the group's retries and
+    /// hedging cannot apply one twice to a different effect.
+    pub async fn update_app_env(
+        &self,
+        request: &UpdateAppEnvRequest,
+        deadline: Instant,
+    ) -> Result<UpdateAppEnvResponse, GroupError> {
+        let mut args = BytesMut::new();
+        request.to_args(&mut args);
+        self.call_decoded(
+            codec::rpc::UPDATE_APP_ENV,
+            args,
+            deadline,
+            UpdateAppEnvResponse::from_result,
+        )
+        .await
+    }
+
+    /// The duplications of `table` and, from a 2.6 server, their progress per partition (§12.3),
+    /// decoded.
+    pub async fn query_duplication(
+        &self,
+        table: &str,
+        deadline: Instant,
+    ) -> Result<QueryDuplicationResponse, GroupError> {
+        let mut args = BytesMut::new();
+        QueryDuplicationRequest::new(table).to_args(&mut args);
+        self.call_decoded(
+            codec::rpc::QUERY_DUPLICATION,
+            args,
+            deadline,
+            QueryDuplicationResponse::from_result,
+        )
+        .await
+    }
+
+    async fn call_decoded<T>(
+        &self,
+        name: &str,
+        args: BytesMut,
+        deadline: Instant,
+        decode: fn(&[u8]) -> Result<T, CodecError>,
+    ) -> Result<T, GroupError> {
+        let answer = self.call(name, &args.freeze(), deadline).await?;
+        decode(&answer.reply.body).map_err(|source| GroupError::BadReply {
             cluster: self.cluster.clone(),
-            attempts: 1,
-            last: format!("bad reply from {}: {e}", answer.meta),
+            meta: answer.meta,
+            source,
         })
     }
 }
@@ -342,5 +441,36 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_without_metas_is_refused() {
+        let err = MetaGroup::new("c1", &[], GroupOptions::default()).expect_err("empty");
+        assert_eq!(
+            err,
+            NoMetaServers {
+                cluster: "c1".into()
+            }
+        );
+        let group = MetaGroup::new("c1", &["127.0.0.1:1".into()], GroupOptions::default())
+            .expect("one meta is enough");
+        assert_eq!(group.leader(), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn next_free_skips_the_metas_in_flight() {
+        assert_eq!(next_free(0, 3, &[]), 1);
+        assert_eq!(next_free(0, 3, &[1]), 2);
+        assert_eq!(next_free(2, 3, &[0]), 1);
+        assert_eq!(
+            next_free(0, 1, &[0]),
+            0,
+            "all in flight: the next one anyway"
+        );
     }
 }

@@ -24,7 +24,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::codec::{
-    self, CodecError, DEFAULT_MAX_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
+    self, CodecError, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse,
+    ReplyFrame,
 };
 
 /// Why a call to a MetaServer failed.
@@ -60,7 +61,7 @@ impl CallError {
 pub struct ClientOptions {
     /// Limit on the DNS lookup plus the TCP connect.
     pub connect_timeout: Duration,
-    /// Largest reply frame accepted.
+    /// Largest reply frame accepted (default [`DEFAULT_MAX_REPLY_FRAME`], 4 MiB).
     pub max_frame: usize,
     /// Frames queued for the writer before callers wait.
     pub write_queue: usize,
@@ -70,7 +71,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             connect_timeout: Duration::from_secs(2),
-            max_frame: DEFAULT_MAX_FRAME,
+            max_frame: DEFAULT_MAX_REPLY_FRAME,
             write_queue: 4096,
         }
     }

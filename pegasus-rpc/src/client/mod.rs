@@ -4,5 +4,5 @@
 mod group;
 mod meta;
 
-pub use group::{GroupError, GroupOptions, GroupReply, MetaGroup};
+pub use group::{GroupError, GroupOptions, GroupReply, MetaGroup, NoMetaServers};
 pub use meta::{CallError, ClientOptions, MetaClient};

@@ -28,9 +28,12 @@ use super::wire::{self, ThriftWire, field, read_struct};
 pub const THFT_MAGIC: [u8; 4] = *b"THFT";
 pub const V0_HEADER_LEN: usize = 48;
 const V1_FIXED_LEN: usize = 16;
-/// Default limit on a whole frame. A query_config request is about 130 bytes and a reply for a
-/// table of 1024 partitions with host names about 150 KiB.
-pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
+/// Default limit on a request frame, for the side that answers (the proxy, a MetaServer). A
+/// query_config request is about 130 bytes; an admin request with its app envs a few KiB.
+pub const DEFAULT_MAX_REQUEST_FRAME: usize = 1 << 20;
+/// Default limit on a reply frame, for the side that calls. A query_config reply for a table of
+/// 1024 partitions with host names is about 150 KiB.
+pub const DEFAULT_MAX_REPLY_FRAME: usize = 4 << 20;
 
 const STRICT_VERSION: u32 = 0x8001_0000;
 

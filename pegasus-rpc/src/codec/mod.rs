@@ -15,6 +15,7 @@
 //! integers (§5.1). They are read and written by hand here, and the generic thrift skip is never
 //! used on a field that could hold one: see [`wire::skip_plain`].
 
+mod admin;
 mod base;
 mod error;
 mod frame;
@@ -24,12 +25,17 @@ mod negotiation;
 mod replica;
 pub mod wire;
 
+pub use admin::{
+    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
+    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
+    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
+};
 pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
 pub use error::CodecError;
 pub use frame::{
-    DEFAULT_MAX_FRAME, HeaderV0, MessageBegin, MessageKind, ReplyFrame, RequestFrame,
-    RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN, decode_reply, decode_request,
-    encode_call, encode_reply,
+    DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, HeaderV0, MessageBegin, MessageKind,
+    ReplyFrame, RequestFrame, RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN,
+    decode_reply, decode_request, encode_call, encode_reply,
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
 pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};
@@ -46,6 +52,10 @@ pub mod rpc {
     pub const QUERY_CONFIG: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
     /// SASL negotiation, the first RPC of a session when the client has authentication on.
     pub const NEGOTIATION: &str = "RPC_NEGOTIATION";
+    /// Set, delete or clear a table's app envs (§12.1).
+    pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
+    /// A table's duplications and their progress (§12.3).
+    pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
 
     // Replica-server RPCs (§13.1). Writes:
     pub const RRDB_PUT: &str = "RPC_RRDB_RRDB_PUT";

@@ -2,10 +2,12 @@
 //! slice, encoding into a `BytesMut`, the args and result wrappers of a message body, and a skip
 //! that refuses to walk into anything tagged as a struct.
 
+use std::collections::BTreeMap;
+
 use bytes::{BufMut, BytesMut};
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TListIdentifier,
-    TOutputProtocol, TStructIdentifier, TType,
+    TMapIdentifier, TOutputProtocol, TStructIdentifier, TType,
 };
 use thrift::{ProtocolError, ProtocolErrorKind, TConfiguration};
 
@@ -244,6 +246,47 @@ pub fn write_list<T>(
         write_one(o, item)?;
     }
     o.write_list_end()
+}
+
+/// Reads a map whose keys and values are tagged `key` and `value` (0x0C for a struct value). A
+/// key that comes twice keeps its last value, as the C++ readers do.
+pub fn read_map<K: Ord, V>(
+    i: &mut dyn TInputProtocol,
+    key: TType,
+    value: TType,
+    mut read_entry: impl FnMut(&mut dyn TInputProtocol) -> thrift::Result<(K, V)>,
+) -> thrift::Result<BTreeMap<K, V>> {
+    let map = i.read_map_begin()?;
+    if map.size > 0 && (map.key_type != Some(key) || map.value_type != Some(value)) {
+        return Err(invalid(format!(
+            "map entries tagged {:?} -> {:?}, expected {key:?} -> {value:?}",
+            map.key_type, map.value_type
+        )));
+    }
+    let mut entries = BTreeMap::new();
+    for _ in 0..map.size {
+        let (k, v) = read_entry(i)?;
+        entries.insert(k, v);
+    }
+    i.read_map_end()?;
+    Ok(entries)
+}
+
+/// Writes a map whose keys and values are tagged `key` and `value`, in key order (the order of a
+/// C++ `std::map`).
+pub fn write_map<K, V>(
+    o: &mut dyn TOutputProtocol,
+    key: TType,
+    value: TType,
+    entries: &BTreeMap<K, V>,
+    mut write_entry: impl FnMut(&mut dyn TOutputProtocol, &K, &V) -> thrift::Result<()>,
+) -> thrift::Result<()> {
+    let size = i32::try_from(entries.len()).map_err(|_| invalid("map too long"))?;
+    o.write_map_begin(&TMapIdentifier::new(key, value, size))?;
+    for (k, v) in entries {
+        write_entry(o, k, v)?;
+    }
+    o.write_map_end()
 }
 
 /// Reads the fields of a struct, handing each (id, type) to `on_field`, which returns false for

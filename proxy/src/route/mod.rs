@@ -1,49 +1,108 @@
 //! Where each table is served: the route record kept in ZooKeeper (or a static file), and the
-//! sources that turn a table name into a cluster and its MetaServers.
+//! sources that turn a table name into a cluster and the group of its MetaServers.
 //!
 //! ```text
-//!  query_config(app_name) --> Routes::lookup --> Found(route) --> route.group (upstream pool)
+//!  record read (znode or file) --> Resolver(record) --> group, held by the table's Route
+//!  query_config(app_name) --> Routes::lookup --> Found(route) --> route.group
 //!                                           \--> Missing / Invalid / Unavailable --> error reply
 //! ```
+//! The sources do not build groups: a [`Resolver`] is injected (the proxy's upstream pool, or a
+//! fake in tests), so the route cache knows nothing of connections or coalescing.
 
+mod backoff;
 mod file;
 pub mod record;
 mod zk;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use thiserror::Error;
 
 pub use file::{FileRoutes, RoutesFileError, parse_routes_file};
 pub use record::{RecordError, RouteRecord, valid_table_name, validate_meta_addr};
 pub use zk::{ZkOptions, ZkRoutes};
 
-use pegasus_rpc::client::MetaGroup;
+use pegasus_rpc::client::{MetaGroup, NoMetaServers};
+
+/// What a route needs from the group of MetaServers it sends to. The proxy's groups are
+/// [`MetaGroup`]s; tests of the route cache use fakes.
+pub trait Group: fmt::Debug + Send + Sync + 'static {
+    /// The MetaServer last known to be the cluster's leader, for the `/routes` view.
+    fn leader(&self) -> String;
+}
+
+impl Group for MetaGroup {
+    fn leader(&self) -> String {
+        MetaGroup::leader(self)
+    }
+}
+
+/// Why a record has no group to send to.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("no MetaServer group: {reason}")]
+pub struct ResolveError {
+    pub reason: String,
+}
+
+impl ResolveError {
+    /// A fixed, small label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        "no_group"
+    }
+}
+
+impl From<NoMetaServers> for ResolveError {
+    fn from(e: NoMetaServers) -> Self {
+        ResolveError {
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Finds the group serving a record (the proxy's upstream pool, shared by the routes naming the
+/// same record). The route sources call it when a record is read, never per request: a route
+/// holds its group.
+pub type Resolver<G = MetaGroup> =
+    Arc<dyn Fn(&RouteRecord) -> Result<Arc<G>, ResolveError> + Send + Sync>;
 
 /// A usable route of one table.
 #[derive(Debug)]
-pub struct Route {
+pub struct Route<G = MetaGroup> {
     pub table: String,
     pub record: RouteRecord,
     /// The znode's data version; -1 for a static route.
     pub version: i32,
     /// When this record was read.
     pub read_at: SystemTime,
-    /// The upstream group of the record's cluster.
-    pub group: Arc<MetaGroup>,
+    /// The group of the record's MetaServers.
+    pub group: Arc<G>,
 }
 
 /// What a lookup found.
-#[derive(Clone, Debug)]
-pub enum Lookup {
-    Found(Arc<Route>),
+#[derive(Debug)]
+pub enum Lookup<G = MetaGroup> {
+    Found(Arc<Route<G>>),
     /// No record: the table is routed nowhere.
     Missing,
     /// A record exists but cannot be used (and no earlier good one is known).
     Invalid(String),
     /// The route cannot be known now (ZooKeeper unreachable and nothing cached).
     Unavailable(String),
+}
+
+// By hand: a derived Clone would ask for `G: Clone`, and only the `Arc` is cloned.
+impl<G> Clone for Lookup<G> {
+    fn clone(&self) -> Self {
+        match self {
+            Lookup::Found(route) => Lookup::Found(route.clone()),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Invalid(e) => Lookup::Invalid(e.clone()),
+            Lookup::Unavailable(e) => Lookup::Unavailable(e.clone()),
+        }
+    }
 }
 
 /// One row of the `/routes` admin view.
@@ -63,10 +122,10 @@ pub struct RouteInfo {
 }
 
 impl RouteInfo {
-    fn of(
+    fn of<G: Group>(
         table: &str,
         state: &'static str,
-        route: Option<&Route>,
+        route: Option<&Route<G>>,
         last_error: Option<String>,
     ) -> Self {
         RouteInfo {
@@ -90,13 +149,13 @@ impl RouteInfo {
 }
 
 /// The route source the proxy was configured with.
-pub enum Routes {
-    Zk(ZkRoutes),
-    File(FileRoutes),
+pub enum Routes<G = MetaGroup> {
+    Zk(ZkRoutes<G>),
+    File(FileRoutes<G>),
 }
 
-impl Routes {
-    pub async fn lookup(&self, table: &str) -> Lookup {
+impl<G: Group> Routes<G> {
+    pub async fn lookup(&self, table: &str) -> Lookup<G> {
         match self {
             Routes::Zk(zk) => zk.lookup(table).await,
             Routes::File(file) => file.lookup(table),
@@ -108,6 +167,22 @@ impl Routes {
         match self {
             Routes::Zk(zk) => zk.is_ready(),
             Routes::File(_) => true,
+        }
+    }
+
+    /// Which source this is: `zookeeper` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Routes::Zk(_) => "zookeeper",
+            Routes::File(_) => "file",
+        }
+    }
+
+    /// Whether the source's session is connected now; `None` for a source without one.
+    pub fn connected(&self) -> Option<bool> {
+        match self {
+            Routes::Zk(zk) => Some(zk.is_connected()),
+            Routes::File(_) => None,
         }
     }
 

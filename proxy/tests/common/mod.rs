@@ -13,7 +13,8 @@ use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
+    RequestFrame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -95,8 +96,8 @@ impl Client {
     pub async fn try_reply(&mut self) -> Option<ReplyFrame> {
         tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(frame) =
-                    codec::decode_reply(&mut self.buf, DEFAULT_MAX_FRAME).expect("a valid reply")
+                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
+                    .expect("a valid reply")
                 {
                     return Some(frame);
                 }

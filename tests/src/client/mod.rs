@@ -123,6 +123,7 @@ impl OpError {
             OpError::App(code) => format!("app:{code}"),
             OpError::Route(RouteError::Refused { err, .. }) => format!("route:{err}"),
             OpError::Route(RouteError::Unavailable { .. }) => "route:unavailable".into(),
+            OpError::Route(RouteError::NoMetaServers { .. }) => "route:no_meta_servers".into(),
             OpError::NoPrimary(_) => "no_primary".into(),
             OpError::NonLoopback(_) => "non_loopback".into(),
             OpError::BadReply(_) => "bad_reply".into(),
@@ -143,14 +144,15 @@ pub struct TableClient {
 }
 
 impl TableClient {
-    /// A client of `table` through the MetaServers (or proxy) at `metas`.
-    pub fn new(table: &str, metas: &[String], opts: ClientOptions) -> Self {
-        TableClient {
-            router: Arc::new(Router::new(table, metas, opts.requery_interval)),
+    /// A client of `table` through the MetaServers (or proxy) at `metas`, which must not be
+    /// empty.
+    pub fn new(table: &str, metas: &[String], opts: ClientOptions) -> Result<Self, RouteError> {
+        Ok(TableClient {
+            router: Arc::new(Router::new(table, metas, opts.requery_interval)?),
             sessions: SessionPool::new(opts.connect_timeout),
             opts,
             attempts: AttemptLog::default(),
-        }
+        })
     }
 
     pub fn router(&self) -> &Arc<Router> {

@@ -40,6 +40,8 @@ impl TableConfig {
 /// Why there is no routing.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
+    #[error("no MetaServer address given for table {table}")]
+    NoMetaServers { table: String },
     #[error("no MetaServer answered for table {table}: {reason}")]
     Unavailable { table: String, reason: String },
     #[error("query_config for table {table} answered {err}")]
@@ -62,10 +64,20 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(table: impl Into<String>, metas: &[String], requery_interval: Duration) -> Self {
+    pub fn new(
+        table: impl Into<String>,
+        metas: &[String],
+        requery_interval: Duration,
+    ) -> Result<Self, RouteError> {
         let table = table.into();
-        Router {
-            metas: MetaGroup::new(table.clone(), metas, GroupOptions::default()),
+        let metas =
+            MetaGroup::new(table.clone(), metas, GroupOptions::default()).map_err(|_| {
+                RouteError::NoMetaServers {
+                    table: table.clone(),
+                }
+            })?;
+        Ok(Router {
+            metas,
             table,
             requery_interval,
             current: watch::Sender::new(None),
@@ -73,7 +85,7 @@ impl Router {
             last_query: Mutex::new(None),
             versions: AtomicU64::new(0),
             queries: Arc::default(),
-        }
+        })
     }
 
     pub fn table(&self) -> &str {

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_FRAME, MessageBegin, MessageKind, ReplyFrame, RequestFrame, RequestHeader,
+    self, DEFAULT_MAX_REPLY_FRAME, MessageBegin, MessageKind, ReplyFrame, RequestFrame,
+    RequestHeader,
 };
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -236,7 +237,7 @@ impl Session {
                 let mut buf = BytesMut::with_capacity(16 << 10);
                 let reason = loop {
                     loop {
-                        match codec::decode_reply(&mut buf, DEFAULT_MAX_FRAME) {
+                        match codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME) {
                             Ok(Some(reply)) => {
                                 let waiter = lock(&pending).calls.remove(&reply.seqid());
                                 if let Some(w) = waiter {

@@ -52,11 +52,14 @@ pub(crate) fn start(
     store: &Arc<TableStore>,
     dup: Arc<Duplication>,
 ) {
-    let metas = Arc::new(MetaGroup::new(
-        dup.remote.clone(),
-        &dup.spec.to,
-        GroupOptions::default(),
-    ));
+    let metas = match MetaGroup::new(dup.remote.clone(), &dup.spec.to, GroupOptions::default()) {
+        Ok(m) => Arc::new(m),
+        // The spec was validated to name MetaServers.
+        Err(e) => {
+            warn!(table, error = %e, "duplication not started");
+            return;
+        }
+    };
     let sessions = Arc::new(SessionPool::new(Duration::from_secs(1)));
     info!(table, dupid = dup.dupid, remote = %dup.remote, follower_app = %dup.spec.app, "duplication started");
     for pidx in 0..usize::try_from(store.partition_count).unwrap_or(0) {

@@ -20,10 +20,10 @@ use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::key::{hash_key_hash, key_hash};
 use pegasus_rpc::codec::{
     self, Blob, CheckAndSetRequest, CheckAndSetResponse, CodecError, CountResponse,
-    DEFAULT_MAX_FRAME, DuplicateRequest, DuplicateResponse, ErrorCode, IncrRequest, IncrResponse,
-    MessageKind, MultiGetRequest, MultiGetResponse, MultiPutRequest, MultiRemoveRequest,
-    MultiRemoveResponse, Payload, ReadResponse, RequestFrame, RequestHeader, TtlResponse,
-    UpdateRequest, UpdateResponse, rocksdb, rpc,
+    DEFAULT_MAX_REQUEST_FRAME, DuplicateRequest, DuplicateResponse, ErrorCode, IncrRequest,
+    IncrResponse, MessageKind, MultiGetRequest, MultiGetResponse, MultiPutRequest,
+    MultiRemoveRequest, MultiRemoveResponse, Payload, ReadResponse, RequestFrame, RequestHeader,
+    TtlResponse, UpdateRequest, UpdateResponse, rocksdb, rpc,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -143,7 +143,7 @@ impl Conn {
     fn on_bytes(&mut self) -> Result<(), CodecError> {
         let view = self.shared.view();
         loop {
-            match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_FRAME)? {
+            match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_REQUEST_FRAME)? {
                 Some(frame) => {
                     if let Some((err, body)) = self.answer(&view, &frame) {
                         codec::encode_reply(

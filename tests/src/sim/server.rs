@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pegasus_rpc::codec::{
-    self, CodecError, DEFAULT_MAX_FRAME, ErrorCode, MessageKind, NegotiationRequest,
+    self, CodecError, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, MessageKind, NegotiationRequest,
     QueryCfgRequest, RequestFrame, rpc,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -189,7 +189,7 @@ impl Connection {
         let mut result = Ok(());
         let mut requests = 0;
         loop {
-            match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_FRAME) {
+            match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_REQUEST_FRAME) {
                 Ok(Some(frame)) => {
                     requests += 1;
                     let (shared, view) = (&self.shared, &self.view);
