@@ -5,10 +5,11 @@
 use bytes::Bytes;
 use pegasus_rpc::codec::key::{generate_key, key_hash, partition_index, split_key};
 use pegasus_rpc::codec::{
-    Blob, CasCheckType, CheckAndSetRequest, CheckAndSetResponse, CountResponse, DuplicateEntry,
-    DuplicateRequest, DuplicateResponse, FilterType, IncrRequest, IncrResponse, KeyValue,
-    MultiGetRequest, MultiGetResponse, MultiPutRequest, MultiRemoveRequest, MultiRemoveResponse,
-    Payload, ReadResponse, TtlResponse, UpdateRequest, UpdateResponse,
+    AddDuplicationRequest, AddDuplicationResponse, Blob, CasCheckType, CheckAndSetRequest,
+    CheckAndSetResponse, CountResponse, DuplicateEntry, DuplicateRequest, DuplicateResponse,
+    ErrorCode, FilterType, IncrRequest, IncrResponse, KeyValue, MultiGetRequest, MultiGetResponse,
+    MultiPutRequest, MultiRemoveRequest, MultiRemoveResponse, Payload, ReadResponse, TtlResponse,
+    UpdateRequest, UpdateResponse,
 };
 use proptest::prelude::*;
 
@@ -152,6 +153,29 @@ proptest! {
     }
 
     #[test]
+    fn add_duplication(
+        names in ("[a-z_.:]{0,12}", "[a-z_]{0,12}"), checkpoint in prop::option::of(any::<bool>()),
+        remote_app in prop::option::of("[a-z]{0,8}"), count in prop::option::of(any::<i32>()),
+        ids in any::<(i32, i32)>(), hint in prop::option::of("[ -~]{0,20}"),
+    ) {
+        let req = AddDuplicationRequest {
+            app_name: names.0, remote_cluster_name: names.1,
+            is_duplicating_checkpoint: checkpoint, remote_app_name: remote_app.clone(),
+            remote_replica_count: count,
+        };
+        let mut out = bytes::BytesMut::new();
+        req.to_args(&mut out);
+        prop_assert_eq!(AddDuplicationRequest::from_args(&out).expect("args"), req);
+        let resp = AddDuplicationResponse {
+            err: ErrorCode::new("ERR_DUP_EXIST"), appid: ids.0, dupid: ids.1, hint,
+            remote_app_name: remote_app, remote_replica_count: count,
+        };
+        let mut out = bytes::BytesMut::new();
+        resp.to_result(&mut out);
+        prop_assert_eq!(AddDuplicationResponse::from_result(&out).expect("result"), resp);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = UpdateRequest::from_args(&bytes);
         let _ = MultiGetRequest::from_args(&bytes);
@@ -159,6 +183,8 @@ proptest! {
         let _ = CheckAndSetRequest::from_args(&bytes);
         let _ = DuplicateRequest::from_args(&bytes);
         let _ = Blob::from_args(&bytes);
+        let _ = AddDuplicationRequest::from_args(&bytes);
+        let _ = AddDuplicationResponse::from_result(&bytes);
         let _ = ReadResponse::from_result(&bytes);
         let _ = MultiGetResponse::from_result(&bytes);
         let _ = split_key(&bytes);

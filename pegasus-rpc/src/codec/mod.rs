@@ -26,9 +26,9 @@ mod replica;
 pub mod wire;
 
 pub use admin::{
-    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
-    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
-    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
+    AddDuplicationRequest, AddDuplicationResponse, AppEnvOperation, DuplicationEntry,
+    DuplicationFailMode, DuplicationMode, DuplicationPartitionState, DuplicationStatus,
+    QueryDuplicationRequest, QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
 pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
 pub use error::CodecError;
@@ -56,6 +56,8 @@ pub mod rpc {
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
     /// A table's duplications and their progress (§12.3).
     pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
+    /// Start duplicating a table to another cluster (§12.6).
+    pub const ADD_DUPLICATION: &str = "RPC_CM_ADD_DUPLICATION";
 
     // Replica-server RPCs (§13.1). Writes:
     pub const RRDB_PUT: &str = "RPC_RRDB_RRDB_PUT";
