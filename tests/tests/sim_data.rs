@@ -661,3 +661,226 @@ fn v4(addr: SocketAddr) -> SocketAddrV4 {
         SocketAddr::V6(_) => panic!("IPv4 only"),
     }
 }
+
+// ----- The meta's admin RPCs -------------------------------------------------------------------
+
+use pegasus_rpc::client::{GroupOptions, MetaGroup};
+use pegasus_rpc::codec::{
+    AddDuplicationRequest, AddDuplicationResponse, QueryDuplicationResponse, UpdateAppEnvRequest,
+};
+
+fn group(sim: &SimHandle) -> MetaGroup {
+    MetaGroup::new("sim", &metas(sim), GroupOptions::default()).expect("metas given")
+}
+
+fn soon() -> tokio::time::Instant {
+    tokio::time::Instant::now() + WAIT
+}
+
+#[tokio::test]
+async fn update_app_env_is_the_documented_exchange() {
+    let sim = temp_on(1).await;
+    let mut meta = Conn::open(sim.meta_addrs()[0]).await;
+    meta.send(&vector("doc-admin-update-app-env-set.req.hex"))
+        .await;
+    assert_eq!(
+        meta.reply().await.to_bytes(),
+        vector("doc-admin-update-app-env-set.reply.hex")
+    );
+    let envs = sim.table_state("temp").expect("temp").envs;
+    assert_eq!(envs["replica.deny_client_request"], "timeout*write");
+
+    let g = group(&sim);
+    let refused = g
+        .update_app_env(
+            &UpdateAppEnvRequest::set("temp", [("replica.deny_client_request", "bogus")]),
+            soon(),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(refused.err, ErrorCode::INVALID_PARAMETERS);
+    let missing = g
+        .update_app_env(&UpdateAppEnvRequest::del("nosuch", ["x"]), soon())
+        .await
+        .expect("answered");
+    assert_eq!(
+        (missing.err, missing.hint_message.as_str()),
+        (ErrorCode::APP_NOT_EXIST, "app cannot be found")
+    );
+    let cleared = g
+        .update_app_env(&UpdateAppEnvRequest::clear("temp", "replica"), soon())
+        .await
+        .expect("answered");
+    assert_eq!(
+        cleared.hint_message,
+        "deleted keys:\n    replica.deny_client_request"
+    );
+    assert!(sim.table_state("temp").expect("temp").envs.is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_rpcs_need_an_active_leader() {
+    let sim = start(SimConfig {
+        leader: Some(1),
+        ..SimConfig::with_replicas(2, 1, vec![TableSpec::served("temp", 2, 8)])
+    })
+    .await;
+    let mut follower = Conn::open(sim.meta_addrs()[0]).await;
+    follower
+        .send(&vector("doc-admin-update-app-env-set.req.hex"))
+        .await;
+    let reply = follower.reply().await;
+    let resp = pegasus_rpc::codec::UpdateAppEnvResponse::from_result(&reply.body).expect("body");
+    assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS);
+    assert!(sim.table_state("temp").expect("temp").envs.is_empty());
+    follower.send(&vector("doc-admin-query-dup.req.hex")).await;
+    let reply = follower.reply().await;
+    let resp = QueryDuplicationResponse::from_result(&reply.body).expect("body");
+    assert_eq!(
+        resp,
+        QueryDuplicationResponse {
+            err: ErrorCode::FORWARD_TO_OTHERS,
+            ..Default::default()
+        }
+    );
+    sim.set_not_active(1, true).expect("switch");
+    let resp = group(&sim)
+        .query_duplication("temp", soon())
+        .await
+        .expect("answered");
+    assert_eq!(resp.err, ErrorCode::SERVICE_NOT_ACTIVE);
+    sim.shutdown().await;
+}
+
+/// The document's 2.6 query_duplication reply with this run's dupid, create time and decrees, so
+/// that the simulator's reply can be compared with it field by field.
+fn documented_like(ours: &QueryDuplicationResponse) -> QueryDuplicationResponse {
+    let mut doc = QueryDuplicationResponse::from_result(
+        &codec::decode_reply(
+            &mut BytesMut::from(&vector("doc-admin-query-dup.reply.hex")[..]),
+            DEFAULT_MAX_REPLY_FRAME,
+        )
+        .expect("decodes")
+        .expect("whole")
+        .body,
+    )
+    .expect("response");
+    let (d, o) = (&mut doc.entry_list[0], &ours.entry_list[0]);
+    d.dupid = o.dupid;
+    d.create_ts = o.create_ts;
+    d.remote = o.remote.clone();
+    d.remote_replica_count = o.remote_replica_count;
+    d.partition_states = o.partition_states.clone();
+    doc.appid = ours.appid;
+    doc
+}
+
+#[tokio::test]
+async fn query_duplication_in_the_2_6_and_2_5_shapes() {
+    let follower = temp_on(1).await;
+    for (progress, with_states) in [
+        (metaproxy_tests::sim::DupProgress::Full, true),
+        (metaproxy_tests::sim::DupProgress::None, false),
+    ] {
+        let mut config = SimConfig::with_replicas(
+            1,
+            1,
+            vec![
+                TableSpec::served("temp", 2, 8).with_duplication(DuplicationSpec {
+                    cluster: Some("target_cluster".into()),
+                    ..DuplicationSpec::new(metas(&follower), "temp")
+                }),
+            ],
+        );
+        config.dup_progress = progress;
+        let source = start(config).await;
+        let c = client(&source, "temp");
+        c.set(b"h1", b"s1", b"v1", 0).await.expect("set");
+        drained(&source, "temp").await;
+
+        let mut meta = Conn::open(source.meta_addrs()[0]).await;
+        meta.send(&vector("doc-admin-query-dup.req.hex")).await;
+        let reply = meta.reply().await;
+        assert_eq!(reply.seqid(), 2);
+        let ours = QueryDuplicationResponse::from_result(&reply.body).expect("response");
+        let entry = &ours.entry_list[0];
+        assert_eq!(entry.remote, "target_cluster");
+        if with_states {
+            assert_eq!(ours, documented_like(&ours));
+            let states = entry.partition_states.as_ref().expect("2.6 progress");
+            assert_eq!(states.len(), 8);
+            assert_eq!(states[&2].confirmed_decree, 1, "h1 is in partition 2");
+            assert_eq!(states[&2].last_committed_decree, 1);
+        } else {
+            // 2.5.0 writes fields 1-4 and 7 only: no progress at all through the meta.
+            let mut doc = documented_like(&ours);
+            let e = &mut doc.entry_list[0];
+            (
+                e.remote_app_name,
+                e.remote_replica_count,
+                e.partition_states,
+            ) = (None, None, None);
+            assert_eq!(ours, doc);
+            // The document's v2.5.0 reply is 141 bytes with the 14-byte remote name.
+            assert_eq!(reply.to_bytes().len(), 141, "the v2.5.0 shape");
+        }
+        source.shutdown().await;
+    }
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn add_duplication_over_rpc() {
+    let follower = temp_on(1).await;
+    let mut config = SimConfig::with_replicas(1, 1, vec![TableSpec::served("temp", 2, 8)]);
+    config.cluster_name = "primary".into();
+    config
+        .remote_clusters
+        .insert("backup".into(), metas(&follower));
+    let source = start(config).await;
+    let g = group(&source);
+    let add = async |req: AddDuplicationRequest| {
+        let mut args = BytesMut::new();
+        req.to_args(&mut args);
+        let reply = g
+            .call(
+                pegasus_rpc::codec::rpc::ADD_DUPLICATION,
+                &args.freeze(),
+                soon(),
+            )
+            .await
+            .expect("answered");
+        AddDuplicationResponse::from_result(&reply.reply.body).expect("response")
+    };
+    for (remote, err) in [
+        ("primary", ErrorCode::INVALID_PARAMETERS),
+        ("elsewhere", ErrorCode::INVALID_PARAMETERS),
+    ] {
+        let resp = add(AddDuplicationRequest::new("temp", remote)).await;
+        assert_eq!(resp.err, err, "{remote}");
+        assert!(resp.hint.is_some());
+    }
+    let missing = add(AddDuplicationRequest::new("nosuch", "backup")).await;
+    assert_eq!(missing.err, ErrorCode::APP_NOT_EXIST);
+    let ok = add(AddDuplicationRequest::new("temp", "backup")).await;
+    assert_eq!((ok.err, ok.appid), (ErrorCode::OK, 2));
+    assert_eq!(ok.remote_app_name.as_deref(), Some("temp"));
+    let again = add(AddDuplicationRequest::new("temp", "backup")).await;
+    assert_eq!(
+        (again.err.as_str(), again.dupid),
+        ("ERR_DUP_EXIST", ok.dupid)
+    );
+    let c = client(&source, "temp");
+    c.set(b"after", b"", b"1", 0).await.expect("set");
+    drained(&source, "temp").await;
+    assert_eq!(
+        follower.read("temp", b"after", b"").expect("table"),
+        Some("1".into())
+    );
+    let q = g.query_duplication("temp", soon()).await.expect("answered");
+    assert_eq!((q.err, q.entry_list.len()), (ErrorCode::OK, 1));
+    assert_eq!(q.entry_list[0].remote, "backup");
+    source.shutdown().await;
+    follower.shutdown().await;
+}

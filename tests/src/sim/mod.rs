@@ -68,6 +68,7 @@ pub mod decide;
 mod dup;
 pub mod envs;
 pub mod layout;
+mod meta_rpc;
 mod replica;
 mod server;
 mod state;
@@ -741,20 +742,7 @@ impl SimHandle {
     /// Changes a table's app envs as `RPC_CM_UPDATE_APP_ENV` does (§12.1); the replica nodes
     /// pick the change up at their next config sync.
     pub fn update_app_env(&self, table: &str, update: &EnvUpdate) -> EnvAnswer {
-        let answer = self.shared.update(|v| {
-            let mut tables = v.tables.clone();
-            let current = tables.get(table).map(|t| &t.spec.envs);
-            let answer = envs::update(current, update);
-            if let (Some(new), Some(t)) = (&answer.envs, tables.get(table)) {
-                let mut spec = t.spec.clone();
-                spec.envs = new.clone();
-                let t = Arc::new(t.respec(spec, &self.shared.node_addrs()));
-                tables.insert(table.to_owned(), t);
-            }
-            (v.leader, tables, answer)
-        });
-        info!(table, op = update.op, err = %answer.err, hint = %answer.hint, "update_app_env");
-        answer
+        meta_rpc::update_app_env(&self.shared, table, update)
     }
 
     /// Sets one app env (a SET of one key).
@@ -802,13 +790,12 @@ impl SimHandle {
     }
 
     fn start_duplication(&self, table: &Table, spec: DuplicationSpec) -> (i32, bool) {
-        let remote = spec.cluster_name();
-        let now_ms = i64::try_from(self.shared.clock.since_unix().as_millis()).unwrap_or(0);
-        let (dup, existed) = table.store.add_duplication(spec, remote, now_ms);
-        if !existed {
-            dup::start(&self.shared, &table.spec.name, &table.store, dup.clone());
-        }
-        (dup.dupid, existed)
+        meta_rpc::add_duplication(&self.shared, table, spec)
+    }
+
+    /// What `RPC_CM_QUERY_DUPLICATION` answers for `table` now.
+    pub fn query_duplication(&self, table: &str) -> pegasus_rpc::codec::QueryDuplicationResponse {
+        meta_rpc::query_duplication(&self.shared, table)
     }
 
     /// Holds every write back this long before shipping it to duplication followers.
