@@ -5,6 +5,7 @@
 pub mod client;
 pub mod harness;
 pub mod k8s;
+pub mod kv;
 pub mod load;
 pub mod operator;
 pub mod relay;

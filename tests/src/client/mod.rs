@@ -132,8 +132,9 @@ impl OpError {
     }
 }
 
-/// Counts of what attempts ran into, for reports: every attempt that was retried.
-pub type AttemptLog = Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
+/// Every attempt that failed and was followed by a re-query (when, and its error kind), for
+/// reports.
+pub type AttemptLog = Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
 
 /// A client for one table.
 pub struct TableClient {
@@ -159,18 +160,16 @@ impl TableClient {
         &self.router
     }
 
-    /// Retried attempts by what ended them.
+    /// The failed attempts, with when and why.
     pub fn attempt_log(&self) -> AttemptLog {
         self.attempts.clone()
     }
 
-    fn note_attempt(&self, kind: &str) {
-        *self
-            .attempts
+    fn note_attempt(&self, kind: String) {
+        self.attempts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(kind.to_owned())
-            .or_default() += 1;
+            .push((Instant::now(), kind));
     }
 
     /// Sends `name(args)` for a key of hash `hash` and returns the reply with rpc-level
@@ -211,7 +210,7 @@ impl TableClient {
                     }
                 },
             };
-            self.note_attempt(&failure.kind());
+            self.note_attempt(failure.kind());
             self.router.requery();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -58,6 +58,8 @@ pub struct Router {
     requery_interval: Duration,
     current: watch::Sender<Option<Arc<TableConfig>>>,
     in_flight: AtomicBool,
+    /// Held by the callers waiting for the first answer, so that they send one query.
+    first: tokio::sync::Mutex<()>,
     last_query: Mutex<Option<Instant>>,
     versions: AtomicU64,
     queries: QueryLog,
@@ -82,6 +84,7 @@ impl Router {
             requery_interval,
             current: watch::Sender::new(None),
             in_flight: AtomicBool::new(false),
+            first: tokio::sync::Mutex::new(()),
             last_query: Mutex::new(None),
             versions: AtomicU64::new(0),
             queries: Arc::default(),
@@ -97,9 +100,14 @@ impl Router {
         self.queries.clone()
     }
 
-    /// The routing, asking the MetaServers first if there is none yet.
+    /// The routing, asking the MetaServers first if there is none yet (one query for all the
+    /// callers that wait for it).
     pub async fn config(&self, deadline: Instant) -> Result<Arc<TableConfig>, RouteError> {
-        if let Some(c) = self.current.borrow().clone() {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _first = self.first.lock().await;
+        if let Some(c) = self.current() {
             return Ok(c);
         }
         self.query(deadline).await
