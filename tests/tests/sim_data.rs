@@ -884,3 +884,192 @@ async fn add_duplication_over_rpc() {
     source.shutdown().await;
     follower.shutdown().await;
 }
+
+// ----- The admin HTTP API and the binaries ----------------------------------------------------
+
+async fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(admin).await.expect("admin connects");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let (status, body) =
+        metaproxy_tests::harness::parse_http_response(&String::from_utf8_lossy(&response));
+    let json = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
+    };
+    (status, json)
+}
+
+#[tokio::test]
+async fn admin_api_drives_the_data_plane() {
+    let follower = temp_on(1).await;
+    let mut config = SimConfig::with_replicas(1, 2, vec![TableSpec::served("temp", 2, 8)]);
+    config.admin_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let sim = start(config).await;
+    let admin = sim.admin_addr().expect("admin");
+    let c = client(&sim, "temp");
+    c.set(b"h1", b"s1", b"v1", 0).await.expect("set");
+
+    let (status, data) = http(admin, "GET", "/data/temp?hash_key=h1&sort_key=s1", "").await;
+    assert_eq!(
+        (status, &data["found"], &data["value"]),
+        (200, &true.into(), &"v1".into())
+    );
+    let (_, data) = http(admin, "GET", "/data/temp?hash_key=nope", "").await;
+    assert_eq!(data["found"], false);
+    assert_eq!(
+        http(admin, "GET", "/data/nosuch?hash_key=a", "").await.0,
+        404
+    );
+
+    let envs =
+        r#"{"op": "set", "keys": ["replica.deny_client_request"], "values": ["reconfig*all"]}"#;
+    let (status, answer) = http(admin, "POST", "/tables/temp/envs", envs).await;
+    assert_eq!((status, &answer["err"]), (200, &"ERR_OK".into()));
+    let bad = r#"{"op": "set", "keys": ["nope"], "values": ["1"]}"#;
+    let (_, answer) = http(admin, "POST", "/tables/temp/envs", bad).await;
+    assert_eq!(answer["hint"], "app_env 'nope' is not supported");
+
+    let dup = format!(
+        r#"{{"to": ["{}"], "app": "temp"}}"#,
+        follower.meta_addrs()[0]
+    );
+    let (status, added) = http(admin, "POST", "/tables/temp/duplications", &dup).await;
+    assert_eq!((status, &added["existed"]), (200, &false.into()));
+    assert_eq!(
+        http(admin, "PUT", "/duplication/lag", r#"{"lag_ms": 20}"#)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(sim.dup_lag(), Duration::from_millis(20));
+
+    let (status, table) = http(admin, "GET", "/tables/temp", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(table["app_id"], 2);
+    assert_eq!(table["envs"]["replica.deny_client_request"], "reconfig*all");
+    assert_eq!(table["key_count"], 1);
+    assert_eq!(table["last_decrees"][2], 1, "h1 is in partition 2");
+    assert_eq!(table["duplicating"], true);
+    let d = &table["duplications"][0];
+    assert_eq!(d["remote_app"], "temp");
+    assert_eq!(d["partitions"].as_array().map(Vec::len), Some(8));
+    assert_eq!(http(admin, "GET", "/tables/nosuch", "").await.0, 404);
+
+    let node = sim.replica_addrs()[1];
+    let (status, replicas) = http(
+        admin,
+        "PUT",
+        &format!("/replicas/{node}/mode"),
+        r#"{"mode": "stopped"}"#,
+    )
+    .await;
+    assert_eq!((status, &replicas[1]["mode"]), (200, &"stopped".into()));
+    assert!(TcpStream::connect(node).await.is_err());
+    let (_, table) = http(admin, "GET", "/tables/temp", "").await;
+    assert_eq!(
+        table["layout"][1]["primary"],
+        sim.replica_addrs()[0].to_string()
+    );
+    assert_eq!(
+        http(admin, "PUT", "/replicas/9/mode", r#"{"mode": "serving"}"#)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        http(admin, "PUT", "/replicas/0/mode", r#"{"mode": "sleepy"}"#)
+            .await
+            .0,
+        400
+    );
+    let (_, all) = http(admin, "PUT", "/replicas/mode", r#"{"mode": "blackhole"}"#).await;
+    assert_eq!(
+        (&all[0]["mode"], &all[1]["mode"]),
+        (&"blackhole".into(), &"blackhole".into())
+    );
+    assert_eq!(sim.replica_mode(0).expect("node 0"), ReplicaMode::Blackhole);
+
+    assert_eq!(http(admin, "POST", "/cluster/stop", "").await.0, 200);
+    assert!(TcpStream::connect(sim.meta_addrs()[0]).await.is_err());
+    let (_, state) = http(admin, "GET", "/state", "").await;
+    assert_eq!(state["cluster_stopped"], true);
+    assert_eq!(http(admin, "POST", "/cluster/start", "").await.0, 200);
+    assert!(TcpStream::connect(sim.meta_addrs()[0]).await.is_ok());
+    let (_, counters) = http(admin, "GET", "/counters", "").await;
+    assert!(
+        counters["replica"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    );
+    sim.shutdown().await;
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binaries_serve_and_load_the_data_plane() {
+    let port = || metaproxy_tests::free_port().expect("free port");
+    let (meta, r1, r2) = (port(), port(), port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = dir.path().join("tables.yaml");
+    std::fs::write(
+        &tables,
+        "tables:\n  - {name: temp, app_id: 2, partition_count: 8}\n  \
+         - {name: shown, app_id: 3, partition_count: 4, replicas: [\"10.0.0.1:34801\"]}\n",
+    )
+    .expect("tables.yaml");
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_pegasus-meta-sim"))
+        .args(["--tables", tables.to_str().expect("utf-8")])
+        .args(["--listen", &format!("127.0.0.1:{meta}")])
+        .args([
+            "--replica-listen",
+            &format!("127.0.0.1:{r1},127.0.0.1:{r2}"),
+            "--config-sync-interval",
+            "100ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("simulator starts");
+    let meta_addr: SocketAddr = format!("127.0.0.1:{meta}").parse().expect("addr");
+    metaproxy_tests::harness::eventually(WAIT, "the simulator listening", async || {
+        TcpStream::connect(meta_addr).await.ok()
+    })
+    .await
+    .expect("listens");
+    let load = tokio::process::Command::new(env!("CARGO_BIN_EXE_pegasus-load"))
+        .args(["--workload", "kv", "--target", &meta_addr.to_string()])
+        .args(["--connections", "2", "--depth", "4", "--requests", "400"])
+        .args(["--table", "temp", "--verify", "--json"])
+        .output()
+        .await
+        .expect("pegasus-load runs");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).expect("JSON report");
+    let writes = report["writes"]["ok"].as_u64().expect("writes");
+    assert!(writes > 0);
+    assert_eq!(
+        writes + report["reads"]["ok"].as_u64().expect("reads"),
+        400,
+        "every operation succeeded: {report}"
+    );
+    assert_eq!(report["verify"]["checked"], writes);
+    assert_eq!(report["verify"]["lost"], 0);
+    assert!(report["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+}

@@ -1,10 +1,14 @@
 //! A simulated Pegasus cluster: one or more MetaServers that speak the MetaServer RPC protocol
-//! (`shared/docs/pegasus-rpc.md`) byte for byte, for the tests, the demo and the benchmarks.
+//! (`shared/docs/pegasus-rpc.md`) byte for byte, and, when asked, replica servers that serve the
+//! official clients' reads and writes, app envs and duplication to another simulated cluster; for
+//! the tests, the demo and the benchmarks.
 //!
-//! What flows through it: `THFT` request frames arrive on each meta's listener (`server.rs`), are
-//! decoded with the project's codec, answered from a shared cluster view (`state.rs`) and written
-//! back as reply frames; control calls (the [`SimHandle`] methods, or the admin HTTP API in
-//! [`admin`]) change that view while it serves.
+//! What flows through it: `THFT` request frames arrive on each meta's listener (`server.rs`) or
+//! replica node's (`replica.rs`), are decoded with the project's codec, answered from a shared
+//! cluster view (`state.rs`: tables, layout, leader) and the tables' stores (`store.rs`,
+//! `storage.rs`), and written back as reply frames; duplication shippers (`dup.rs`) send the
+//! stores' logged writes to follower clusters; control calls (the [`SimHandle`] methods, or the
+//! admin HTTP API in [`admin`]) change the view while it serves.
 //!
 //! # Answers
 //!
@@ -15,6 +19,7 @@
 //! | the same, to the leader, table missing | `ERR_OBJECT_NOT_FOUND`, other fields default |
 //! | the same, to the leader, table present | `ERR_OK`, app_id, partition_count, is_stateful true, the partitions at the valid requested indices (in the order asked, duplicates kept), or all of them when none was asked or none is valid |
 //! | `RPC_NEGOTIATION` | `negotiation_response{SASL_AUTH_DISABLE, ""}` |
+//! | `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_QUERY_DUPLICATION`, `RPC_CM_ADD_DUPLICATION` | §12, on the leader only; see `meta_rpc.rs` |
 //! | any other RPC | rpc-level `ERR_HANDLER_NOT_FOUND`, no body; the connection stays open |
 //! | a frame the codec rejects | the connection is closed, after the replies owed before it |
 //!
@@ -24,22 +29,57 @@
 //!
 //! # Partitions
 //!
-//! Partition `i` of a table with replicas `R` (n of them) has pid `gpid(app_id, i)`, ballot
+//! Partition `i` of a table with replicas `R` (n of them) starts with pid `gpid(app_id, i)`, ballot
 //! `i + 3`, max_replica_count `n`, primary `R[i % n]`, the other replicas as secondaries in list
 //! order, no last_drops, last_committed_decree `100 * (i + 1)` and flags 0. With host-port fields
 //! on (for the cluster, or per table), `hp_primary`/`hp_secondaries` name the same replicas by
-//! `replica_hosts` (default: the replica's IP) and `hp_last_drops` is empty. Configured like the
-//! capture in `shared/vectors/README.md`, it reproduces the captured replies byte for byte.
+//! `replica_hosts` (default: the replica's IP) and `hp_last_drops` names the dropped ones.
+//! Configured like the capture in `shared/vectors/README.md`, it reproduces the captured replies
+//! byte for byte. When a served replica node stops, the layout changes as a real meta's would
+//! ([`layout`]): its primaries move to a live secondary and the ballots go up.
+//!
+//! # Replica servers
+//!
+//! Only the nodes of [`SimConfig::replica_listen`] (`--replica-listen`, loopback only) are
+//! listened on. A table that names no replicas is placed on all of them; a table that names other
+//! addresses (the demo's `10.0.0.1:34801`, the proxy tests' `127.0.0.1:34801`) is reported by
+//! query_config and never served, as before. The nodes serve PUT, MULTI_PUT, REMOVE,
+//! MULTI_REMOVE, GET, MULTI_GET, TTL, SORTKEY_COUNT, INCR, CHECK_AND_SET and DUPLICATE with the
+//! checks of [`decide`] in the real server's order, replies byte-exact to §13 (every non-optional
+//! field, id order; `server` is the node's own address), one decree per applied write, TTLs in
+//! Pegasus epoch seconds on a clock that follows `tokio::time`. Other data RPCs (scans,
+//! BATCH_GET, CHECK_AND_MUTATE) get `ERR_HANDLER_NOT_FOUND`; CLEAR_SCANNER, which a real server
+//! never answers, gets nothing. The data of a table lives once per cluster (a partition's
+//! replicas hold the same data), so a primary that moves keeps it.
+//!
+//! Each node has a mode ([`ReplicaMode`]): serving, stopped (connections refused; the layout
+//! moves its primaries), blackhole (reads, never answers), not-hosting (`ERR_OBJECT_NOT_FOUND`),
+//! invalid-state (`ERR_INVALID_STATE`). The whole cluster can be stopped and started: metas and
+//! nodes together, layout kept.
+//!
+//! # App envs and duplication
+//!
+//! App envs are the meta's ([`envs`]); each node applies `replica.deny_client_request` at its
+//! config sync, every `config_sync_interval` (default 30 s as in Pegasus), as §13.7 says:
+//! `timeout*...` drops the denied requests, `reconfig*...` answers them `ERR_INVALID_STATE`.
+//!
+//! A table duplicates to another cluster's table (`duplication:` in `tables.yaml`,
+//! `RPC_CM_ADD_DUPLICATION`, [`SimHandle::add_duplication`]); from then on it logs its idempotent
+//! writes and refuses INCR and CHECK_AND_SET (`ERR_OPERATION_DISABLED`). Each partition ships its
+//! log in decree order to the follower's primaries, found through the follower's metas; a failed
+//! batch is sent again after 1 s; [`SimHandle::set_dup_lag`] holds writes back. Writes made before
+//! the duplication was added are not copied (no checkpoint). The confirmed decrees are reported at
+//! once by query_duplication (a real meta persists them every few seconds).
 //!
 //! # Admin HTTP API
 //!
-//! JSON in and out; `{meta}` is a MetaServer's index (from 0) or its listen address. Errors come
-//! back as `{"error": "..."}` with status 400 (bad input), 404 (no such meta or table) or 409
-//! (the address cannot be bound again).
+//! JSON in and out; `{meta}` and `{replica}` are an index (from 0) or a listen address. Errors
+//! come back as `{"error": "..."}` with status 400 (bad input), 404 (no such meta, replica or
+//! table) or 409 (the address cannot be bound again).
 //!
 //! | endpoint | body | effect |
 //! |---|---|---|
-//! | `GET /state` | | metas (address, running, leader, not_active, delay_ms), the leader, the tables |
+//! | `GET /state` | | metas (address, running, leader, not_active, delay_ms), the leader, the tables, the replica nodes (address, mode, listening, what each denies), whether the cluster is stopped |
 //! | `POST /leader` | `{"meta": 1}`, `{"meta": "127.0.0.1:34602"}` or `{"meta": null}` | changes the leader (null: none known) |
 //! | `POST /metas/{meta}/stop` | | closes its listener and its connections |
 //! | `POST /metas/{meta}/start` | | listens again on the same address |
@@ -47,8 +87,17 @@
 //! | `PUT /metas/{meta}/delay` | `{"delay_ms": 250}` | holds every reply back that long |
 //! | `GET /tables` | | the table specs |
 //! | `PUT /tables/{name}` | `{"app_id": 3, "partition_count": 8, "replicas": ["ip:port", ...], "replica_hosts": [...]?, "host_port_fields": bool?}` | adds or replaces the table |
+//! | `GET /tables/{name}` | | [`TableState`]: app id, partition count, envs, layout, duplications with per-partition confirmed and committed decrees, key count, last decree per partition |
 //! | `DELETE /tables/{name}` | | drops the table (404 if absent) |
-//! | `GET /counters` | | [`Counters`]: requests in total, by meta, by RPC, by table; connections |
+//! | `POST /tables/{name}/envs` | `{"op": "set", "keys": [..], "values": [..]}`, `{"op": "del", "keys": [..]}`, `{"op": "clear", "clear_prefix": "replica"}` | as update_app_env: `{"err", "hint", "envs"}` |
+//! | `POST /tables/{name}/duplications` | `{"to": ["ip:port"], "app": "name", "cluster": "name"?}` | starts a duplication: `{"dupid", "existed"}` |
+//! | `PUT /duplication/lag` | `{"lag_ms": 500}` | holds writes back before shipping |
+//! | `GET /replicas` | | the replica nodes |
+//! | `PUT /replicas/{replica}/mode` | `{"mode": "serving"}` (`stopped`, `blackhole`, `not-hosting`, `invalid-state`) | sets one node's mode |
+//! | `PUT /replicas/mode` | the same | sets every node's mode |
+//! | `POST /cluster/stop`, `POST /cluster/start` | | stops (starts) the metas and the replica nodes together |
+//! | `GET /data/{table}?hash_key=h&sort_key=s` | | `{"found", "value"}`, read straight from the store |
+//! | `GET /counters` | | [`Counters`]: requests in total, by meta, by RPC, by table; connections; the replica nodes' requests, refusals, drops and key mismatches |
 //! | `POST /counters/reset` | | sets every counter to zero |
 //!
 //! # Speed
