@@ -581,7 +581,14 @@ async fn duplication_ships_writes_with_the_injected_lag() {
     );
     let state = source.table_state("temp").expect("temp");
     assert!(state.duplicating);
-    assert_eq!(state.duplications[0].remote_app, "temp");
+    let dup = &state.duplications[0];
+    assert_eq!(dup.remote_app, "temp");
+    assert_eq!(dup.shipped, 3);
+    assert!(
+        dup.lag_us.p50 >= 400_000,
+        "the lag counts: {:?}",
+        dup.lag_us
+    );
     // Non-idempotent writes are refused on a duplication master.
     let (key, hash) = key_of("n", "");
     let incr = IncrRequest {

@@ -136,8 +136,17 @@ impl Shipper {
                 continue;
             }
             let last = batch.last().map_or(confirmed, |e| e.decree);
+            let committed: Vec<i64> = batch.iter().map(|e| e.timestamp_us).collect();
             match self.ship(batch).await {
-                Ok(()) => self.store.confirm(&self.dup, self.pidx, last),
+                Ok(()) => {
+                    self.store.confirm(&self.dup, self.pidx, last);
+                    let now_us = self.shared.clock.unix_micros();
+                    self.dup.record_lag(
+                        committed
+                            .iter()
+                            .map(|&t| u64::try_from(now_us - t).unwrap_or(0)),
+                    );
+                }
                 Err(why) => {
                     debug!(table = %self.table, pidx = self.pidx, error = %why, "duplicate batch failed; retrying in 1 s");
                     self.follower = None;

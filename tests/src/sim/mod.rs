@@ -349,7 +349,7 @@ pub struct SimState {
 }
 
 /// One table as `GET /tables/{name}` shows it: the meta's view and the data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableState {
     pub name: String,
     pub app_id: i32,

@@ -15,6 +15,7 @@ use tokio::task::AbortHandle;
 
 use super::config::DuplicationSpec;
 use super::storage::{LogArgs, PartitionData};
+use crate::load::{Histogram, Latency};
 
 /// `duplication_status::DS_LOG`: the log is being shipped.
 pub const DS_LOG: i32 = 3;
@@ -30,6 +31,8 @@ pub struct Duplication {
     pub create_ts_ms: i64,
     /// Per partition: the last decree the follower acknowledged.
     confirmed: Vec<AtomicI64>,
+    /// From a write's commit to the follower's acknowledgement, over every shipped write, µs.
+    lag: Mutex<Histogram>,
 }
 
 impl Duplication {
@@ -38,10 +41,18 @@ impl Duplication {
             .get(pidx)
             .map_or(-1, |c| c.load(Ordering::Acquire))
     }
+
+    /// Records how long shipped writes took from commit to acknowledgement.
+    pub fn record_lag(&self, lags_us: impl IntoIterator<Item = u64>) {
+        let mut h = lock(&self.lag);
+        for us in lags_us {
+            h.record(us);
+        }
+    }
 }
 
 /// A duplication as `GET /tables/{name}` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct DuplicationState {
     pub dupid: i32,
     pub status: String,
@@ -51,6 +62,11 @@ pub struct DuplicationState {
     pub create_ts_ms: i64,
     /// Per partition, from 0.
     pub partitions: Vec<DupPartitionState>,
+    /// Writes shipped and acknowledged so far.
+    pub shipped: u64,
+    /// From a write's commit on the source to the follower's acknowledgement (the injected lag
+    /// included), µs.
+    pub lag_us: Latency,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -172,6 +188,7 @@ impl TableStore {
             remote,
             create_ts_ms: now_ms,
             confirmed,
+            lag: Mutex::default(),
         });
         dups.push(dup.clone());
         (dup, false)
@@ -224,7 +241,8 @@ impl TableStore {
         let last = self.last_decrees();
         self.duplications()
             .iter()
-            .map(|d| DuplicationState {
+            .map(|d| (d, lock(&d.lag).clone()))
+            .map(|(d, lag)| DuplicationState {
                 dupid: d.dupid,
                 status: "DS_LOG".into(),
                 remote: d.remote.clone(),
@@ -239,6 +257,8 @@ impl TableStore {
                         last_committed_decree: l,
                     })
                     .collect(),
+                shipped: lag.count(),
+                lag_us: lag.summary(),
             })
             .collect()
     }
