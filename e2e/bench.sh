@@ -13,7 +13,7 @@ load_args=${LOAD_ARGS:---connections 8 --depth 32}
 
 cargo build --release --locked -p metaproxy -p metaproxy-tests --bins >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
-run=$(mktemp -d /tmp/metaproxy-bench.XXXXXX)
+run=$(mktemp -d -t metaproxy-bench.XXXXXX)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -13,6 +13,7 @@
 #     --debug  use the debug build (what the tests built) instead of building with --release
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 once=false
 profile=release
@@ -32,7 +33,7 @@ else
 fi
 bin="${CARGO_TARGET_DIR:-target}/$profile"
 
-run=$(mktemp -d /tmp/metaproxy-demo.XXXXXX)
+run=$(mktemp -d -t metaproxy-demo.XXXXXX)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -65,7 +66,8 @@ clientPortAddress=127.0.0.1
 admin.enableServer=false
 4lw.commands.whitelist=*
 EOF
-java -Xmx128m -XX:+UseSerialGC -cp /usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar \
+zk_cp=$(zk_classpath) || fail "no ZooKeeper jars (apt-get install zookeeper, or set ZOOKEEPER_CLASSPATH)"
+"$(java_bin)" -Xmx128m -XX:+UseSerialGC -cp "$zk_cp" \
   org.apache.zookeeper.server.ZooKeeperServerMain "$run/zk/zoo.cfg" > "$run/zk.log" 2>&1 &
 pids+=($!)
 zk_serving() { timeout 0.5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf srvr >&3 && cat <&3" | grep -q '^Mode: '; }
@@ -162,7 +164,8 @@ errors=$(load 2 temp)
 after_bk=$(served "$b_admin" temp)
 [ "$after_bk" -gt "$before_bk" ] || fail "no query reached c3srv-bk"
 echo "  queries for temp now reach c3srv-bk ($((after_bk - before_bk)) upstream calls)"
-zk_record=$(/usr/share/zookeeper/bin/zkCli.sh -server "127.0.0.1:$zk_port" get /metaproxy/demo/temp 2>/dev/null | grep '^{' || true)
+zk_record=$("$(java_bin)" -cp "$zk_cp" org.apache.zookeeper.ZooKeeperMain -server "127.0.0.1:$zk_port" \
+  get /metaproxy/demo/temp 2>/dev/null | grep '^{' || true)
 echo "  ZooKeeper /metaproxy/demo/temp: $zk_record"
 
 say "Every check passed"

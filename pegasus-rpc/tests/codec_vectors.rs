@@ -1,6 +1,6 @@
-//! Every frame in `tests/vectors/` (copied from `shared/vectors/`: the protocol document's §8 and
-//! §12.7 vectors and the frames captured from the official Python and Node.js clients) decodes to
-//! the values its README documents and re-encodes to the identical bytes.
+//! Every frame in `tests/vectors/` (docs/protocol.md §12: frames written from the protocol notes
+//! and frames captured from the official Python and Node.js clients) decodes to the values its
+//! README documents and re-encodes to the identical bytes.
 
 use std::collections::BTreeMap;
 
@@ -451,7 +451,7 @@ fn admin_frames_keep_their_bodies() {
     }
 }
 
-/// A request frame with a v0 header of zeros (as the §12.7 builder writes it) around `args`.
+/// A request frame with a v0 header of zeros (as the vectors were built) around `args`.
 fn admin_request(name: &str, seqid: i32, args: &BytesMut) -> Bytes {
     RequestFrame::call_v0(name, seqid, 0, Bytes::copy_from_slice(args)).to_bytes()
 }
@@ -511,7 +511,7 @@ fn update_app_env_set_vectors() {
     assert_eq!(built.to_bytes(), bytes);
 }
 
-/// The §12.7 query_duplication reply: one duplication in DS_LOG whose partition 1 is 5 decrees
+/// The query_duplication reply of the vectors: one duplication in DS_LOG whose partition 1 is 5 decrees
 /// behind, as a 2.6 server writes it.
 fn documented_duplications() -> QueryDuplicationResponse {
     QueryDuplicationResponse {
@@ -590,7 +590,7 @@ fn query_duplication_vectors() {
     );
     assert_eq!(built.to_bytes(), bytes);
 
-    // A v2.5.0 server leaves out fields 8, 9 and 11: 141 bytes in all (§12.7).
+    // A v2.5.0 server leaves out fields 8, 9 and 11: 141 bytes in all (docs/protocol.md §14.2).
     let mut old = documented_duplications();
     let entry = &mut old.entry_list[0];
     entry.remote_app_name = None;

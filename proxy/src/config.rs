@@ -54,7 +54,7 @@ pub struct Settings {
     /// ZooKeeper servers, host:port[,host:port...].
     #[arg(long, env = "METAPROXY_ZK")]
     pub zk: Option<String>,
-    /// ZooKeeper node under which <table> route records live, e.g. /metaproxy/c3srv-pegasus.
+    /// ZooKeeper node under which `<table>` route records live, e.g. /metaproxy/c3srv-pegasus.
     #[arg(long, env = "METAPROXY_ZK_ROOT")]
     pub zk_root: Option<String>,
     /// ZooKeeper session timeout [default: 10s].

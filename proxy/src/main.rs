@@ -21,8 +21,17 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     tracing::info!(listen = %proxy.addr(), admin = %proxy.admin_addr(), "serving");
-    let signal = startup::terminated().await;
-    tracing::info!(signal, "stopping");
+    let failed = proxy.failed();
+    let code = tokio::select! {
+        signal = startup::terminated() => {
+            tracing::info!(signal, "stopping");
+            ExitCode::SUCCESS
+        }
+        e = failed => {
+            tracing::error!(error = %e, "client listener stopped; exiting");
+            ExitCode::FAILURE
+        }
+    };
     proxy.drain().await;
-    ExitCode::SUCCESS
+    code
 }

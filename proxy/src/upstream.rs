@@ -110,10 +110,16 @@ impl Upstreams {
         args: Bytes,
         deadline: Instant,
     ) -> SharedCall {
-        let in_flight = self.in_flight.clone();
+        let leave = LeaveInFlight {
+            in_flight: self.in_flight.clone(),
+            key,
+        };
         let metrics = self.metrics.clone();
         let strip = self.strip_host_ports;
+        let cluster = group.cluster().to_owned();
         let task = tokio::spawn(async move {
+            // Leaves the table when done, and also if this task panicked.
+            let _leave = leave;
             let started = StdInstant::now();
             let result = group.call(codec::rpc::QUERY_CONFIG, &args, deadline).await;
             let label = match &result {
@@ -128,7 +134,7 @@ impl Upstreams {
                 .upstream_latency
                 .get_or_create(&ResultLabel { result: label })
                 .observe(started.elapsed().as_secs_f64());
-            let answer = result.map(|reply| {
+            result.map(|reply| {
                 let body = if strip {
                     strip_host_ports(&reply.reply.body, group.cluster())
                 } else {
@@ -139,12 +145,7 @@ impl Upstreams {
                     err: reply.err,
                     meta: reply.meta,
                 })
-            });
-            in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-            answer
+            })
         });
         async move {
             match task.await {
@@ -152,7 +153,7 @@ impl Upstreams {
                 // The task cannot be cancelled (nobody holds its handle) and does not panic; this
                 // arm exists so that a panic would become an error instead of a second panic.
                 Err(e) => Err(GroupError::Unavailable {
-                    cluster: String::new(),
+                    cluster,
                     attempts: 0,
                     last: format!("upstream task failed: {e}"),
                 }),
@@ -160,6 +161,22 @@ impl Upstreams {
         }
         .boxed()
         .shared()
+    }
+}
+
+/// Removes a call from the in-flight table when dropped, so that a failed call is never shared by
+/// later requests.
+struct LeaveInFlight {
+    in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
+    key: (usize, Bytes),
+}
+
+impl Drop for LeaveInFlight {
+    fn drop(&mut self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
     }
 }
 

@@ -3,11 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use metaproxy_tests::free_port;
+use metaproxy_tests::harness::{Process, sigterm, start_on_free_ports};
 use pegasus_rpc::codec::ErrorCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metaproxy");
@@ -135,60 +137,55 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     sim.set_delay(0, Duration::from_millis(1500))
         .expect("delay");
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
-    let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .arg("--routes")
-        .arg(&routes.path)
-        .args([
-            "--shutdown-grace",
-            "10s",
-            "--upstream-timeout",
-            "5s",
-            "--upstream-attempt-timeout",
-            "5s",
-            "--hedge-after",
-            "off",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn metaproxy");
-    let admin_addr = format!("127.0.0.1:{admin}").parse().expect("addr");
-    eventually("the proxy is ready", || async {
-        http_get(admin_addr, "/ready").await.0 == 200
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (mut proxy, addr, admin) = start_on_free_ports("metaproxy", async || {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .arg("--routes")
+            .arg(&routes.path)
+            .args([
+                "--shutdown-grace",
+                "10s",
+                "--upstream-timeout",
+                "5s",
+                "--upstream-attempt-timeout",
+                "5s",
+                "--hedge-after",
+                "off",
+            ]);
+        let mut proxy = Process::spawn("metaproxy", &mut cmd, &log)?;
+        let ready = proxy
+            .wait_ready(WAIT, async || {
+                http_get(admin, "/ready")
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await?;
+        Ok(ready.map(|()| (proxy, addr, admin)))
     })
-    .await;
+    .await
+    .expect("metaproxy starts");
 
-    let mut client = Client::connect(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    let mut client = Client::connect(addr).await;
     client.send(&query_frame("temp", 42)).await;
     eventually("the query reached the cluster", || async {
         sim.counters().by_table.get("temp") == Some(&1)
     })
     .await;
 
-    let pid = child.id().expect("pid").to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    sigterm(proxy.pid()).await.expect("SIGTERM sent");
     eventually("not ready while draining", || async {
-        http_get(admin_addr, "/ready").await.0 == 503
+        http_get(admin, "/ready")
+            .await
+            .is_ok_and(|r| r.status == 503)
     })
     .await;
     assert!(
-        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
-            .await
-            .is_err(),
+        tokio::net::TcpStream::connect(addr).await.is_err(),
         "no new connections while draining"
     );
     let reply = client.reply().await;
@@ -196,9 +193,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     let resp = pegasus_rpc::codec::QueryCfgResponse::from_result(&reply.body).expect("response");
     assert_eq!(resp.err, ErrorCode::OK);
 
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits in time")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0), "exit 0 after draining");
+    let status = proxy.wait(WAIT).await.expect("exits in time");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit 0 after draining:\n{}",
+        proxy.log_tail()
+    );
 }

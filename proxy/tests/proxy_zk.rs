@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use metaproxy::metrics::ResultLabel;
 use metaproxy_tests::relay::Relay;
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
@@ -51,7 +50,7 @@ async fn until_answer(client: &mut Client, table: &str, want: Result<i32, ErrorC
 #[tokio::test]
 async fn routes_follow_the_record_through_change_and_deletion() {
     require!(ZOOKEEPER);
-    let server = ZkServer::start().expect("zookeeper");
+    let server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let a = sim(1, vec![table("temp", 2, 8)]).await;
     let b = sim(1, vec![table("temp", 7, 8)]).await;
@@ -77,8 +76,11 @@ async fn routes_follow_the_record_through_change_and_deletion() {
     put(&zkc, "temp", &record("cluster-a", &a).to_json()).await;
     until_answer(&mut client, "temp", Ok(2)).await;
 
-    let (_, body) = http_get(proxy.admin_addr(), "/routes").await;
-    let view: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let view = http_get(proxy.admin_addr(), "/routes")
+        .await
+        .expect("admin answers")
+        .json()
+        .expect("json");
     assert_eq!(view["source"], "zookeeper");
     assert_eq!(view["zk_connected"], true);
     let row = &view["routes"][0];
@@ -96,7 +98,7 @@ async fn routes_follow_the_record_through_change_and_deletion() {
 #[tokio::test]
 async fn a_missing_table_is_the_metaservers_not_found() {
     require!(ZOOKEEPER);
-    let server = ZkServer::start().expect("zookeeper");
+    let server = ZkServer::launch().await.expect("zookeeper");
     let _zkc = zk_client(&server).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
     let mut client = Client::connect(proxy.addr()).await;
@@ -110,30 +112,33 @@ async fn a_missing_table_is_the_metaservers_not_found() {
         client.query("../etc", 2).await.err,
         ErrorCode::OBJECT_NOT_FOUND
     );
-    let reads = proxy
-        .metrics()
-        .zk_reads
-        .get_or_create(&ResultLabel { result: "missing" })
-        .get();
-    assert_eq!(reads, 1, "only nosuch was read");
+    let reads = metrics(&proxy).await;
+    assert_eq!(
+        reads.value("metaproxy_zk_reads_total", &[("result", "missing")]),
+        1.0,
+        "only nosuch was read"
+    );
 }
 
 #[tokio::test]
 async fn not_ready_and_retryable_until_zookeeper_serves() {
     require!(ZOOKEEPER);
-    let mut server = ZkServer::start().expect("zookeeper");
+    let mut server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let a = sim(1, vec![capture_table()]).await;
     put(&zkc, "temp", &record("c1", &a).to_json()).await;
     drop(zkc);
-    server.stop();
+    server.kill().await.expect("zookeeper stops");
     let proxy = start(cli(|c| {
         c.zk = Some(server.connect_string());
         c.zk_root = Some(ROOT.into());
     }))
     .await;
     assert_eq!(
-        http_get(proxy.admin_addr(), "/ready").await.0,
+        http_get(proxy.admin_addr(), "/ready")
+            .await
+            .expect("admin answers")
+            .status,
         503,
         "no session yet"
     );
@@ -144,9 +149,10 @@ async fn not_ready_and_retryable_until_zookeeper_serves() {
         "clients retry this"
     );
 
-    server.start_again().expect("zookeeper starts");
+    server.restart().await.expect("zookeeper starts");
     eventually("ready once the session is up", || async {
-        http_get(proxy.admin_addr(), "/ready").await.0 == 200
+        let ready = http_get(proxy.admin_addr(), "/ready").await;
+        ready.is_ok_and(|r| r.status == 200)
     })
     .await;
     until_answer(&mut client, "temp", Ok(2)).await;
@@ -155,7 +161,7 @@ async fn not_ready_and_retryable_until_zookeeper_serves() {
 #[tokio::test]
 async fn concurrent_first_queries_cause_one_read() {
     require!(ZOOKEEPER);
-    let server = ZkServer::start().expect("zookeeper");
+    let server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let a = sim(1, vec![capture_table()]).await;
     put(&zkc, "temp", &record("c1", &a).to_json()).await;
@@ -166,18 +172,18 @@ async fn concurrent_first_queries_cause_one_read() {
     }))
     .await;
     assert!(answers.iter().all(|e| *e == ErrorCode::OK));
-    let reads = proxy
-        .metrics()
-        .zk_reads
-        .get_or_create(&ResultLabel { result: "found" })
-        .get();
-    assert_eq!(reads, 1, "50 concurrent first queries, one ZooKeeper read");
+    let reads = metrics(&proxy).await;
+    assert_eq!(
+        reads.value("metaproxy_zk_reads_total", &[("result", "found")]),
+        1.0,
+        "50 concurrent first queries, one ZooKeeper read"
+    );
 }
 
 #[tokio::test]
 async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
     require!(ZOOKEEPER);
-    let server = ZkServer::start().expect("zookeeper");
+    let server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let a = sim(1, vec![table("good", 3, 4)]).await;
     put(&zkc, "broken", b"{not json").await;
@@ -200,8 +206,8 @@ async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
     // The good record is overwritten with garbage: the last good route stays in force.
     put(&zkc, "good", b"garbage").await;
     eventually("the bad update is reported", || async {
-        let (_, body) = http_get(proxy.admin_addr(), "/routes").await;
-        body.contains("not JSON")
+        let routes = http_get(proxy.admin_addr(), "/routes").await;
+        routes.is_ok_and(|r| r.body.contains("not JSON"))
     })
     .await;
     assert_eq!(client.query("good", 4).await.app_id, 3);
@@ -214,7 +220,7 @@ async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
 #[tokio::test]
 async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
     require!(ZOOKEEPER);
-    let mut server = ZkServer::start().expect("zookeeper");
+    let mut server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let a = sim(1, vec![table("temp", 2, 4)]).await;
     let b = sim(1, vec![table("temp", 5, 4)]).await;
@@ -229,34 +235,33 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
 
     // ZooKeeper goes away for longer than the session timeout: the session expires on the
     // client side, and cached routes keep being served all along.
-    server.stop();
+    server.kill().await.expect("zookeeper stops");
     eventually("the proxy sees ZooKeeper gone", || async {
         !proxy.routes().is_empty() && proxy.routes().staleness() > Duration::ZERO
     })
     .await;
-    let expired_before = proxy.metrics().zk_session_expirations.get();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
+    let expired_before = metrics(&proxy)
+        .await
+        .value("metaproxy_zk_session_expirations_total", &[]);
+    // Until the session has expired and the staleness shows 4 s of it, every query is served.
+    eventually("the session expired and staleness exposed", async || {
         assert_eq!(
             client.query("temp", 2).await.app_id,
             2,
             "served from the cache"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (_, text) = http_get(proxy.admin_addr(), "/metrics").await;
-    assert!(
-        metric(&text, "metaproxy_route_staleness_seconds") >= 4.0,
-        "staleness is exposed"
-    );
-    assert_eq!(metric(&text, "metaproxy_zk_connected"), 0.0);
-    assert!(
-        proxy.metrics().zk_session_expirations.get() > expired_before,
-        "the session expired"
+        let m = metrics(&proxy).await;
+        m.value("metaproxy_route_staleness_seconds", &[]) >= 4.0
+            && m.value("metaproxy_zk_session_expirations_total", &[]) > expired_before
+    })
+    .await;
+    assert_eq!(
+        metrics(&proxy).await.value("metaproxy_zk_connected", &[]),
+        0.0
     );
 
     // Back: a new session, the route re-read, and later changes arrive through new watches.
-    server.start_again().expect("zookeeper restarts");
+    server.restart().await.expect("zookeeper restarts");
     eventually("a new session", || async {
         matches!(proxy.routes(), metaproxy::route::Routes::Zk(zk) if zk.is_connected())
     })
@@ -272,7 +277,7 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
 #[tokio::test]
 async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
     require!(ZOOKEEPER);
-    let server = ZkServer::start().expect("zookeeper");
+    let server = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&server).await;
     let relay = Relay::start(
         format!("127.0.0.1:{}", server.port())
@@ -294,7 +299,8 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
     relay.black_hole(true);
     put(&zkc, "temp", &record("b", &b).to_json()).await;
     eventually("the session expired", || async {
-        proxy.metrics().zk_session_expirations.get() >= 1
+        let m = metrics(&proxy).await;
+        m.value("metaproxy_zk_session_expirations_total", &[]) >= 1.0
     })
     .await;
     assert_eq!(
@@ -306,7 +312,10 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
     relay.black_hole(false);
     until_answer(&mut client, "temp", Ok(5)).await;
     assert!(
-        proxy.metrics().zk_sessions.get() >= 2,
+        metrics(&proxy)
+            .await
+            .value("metaproxy_zk_sessions_total", &[])
+            >= 2.0,
         "a new session was built"
     );
 

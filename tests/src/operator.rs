@@ -1,11 +1,11 @@
-//! Runs the real `metaproxy-operator` binary: built on first use (so `cargo test -p
-//! metaproxy-tests` alone works), started with a free admin port, its log kept in a file,
-//! stopped with SIGTERM (or killed when dropped).
+//! Runs the real `metaproxy-operator` binary, started with a free admin port, its log kept in a
+//! file, stopped with SIGTERM (or killed when dropped). The caller names the binary: the
+//! operator's own integration tests pass `env!("CARGO_BIN_EXE_metaproxy-operator")`, which cargo
+//! builds before them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -15,45 +15,6 @@ use crate::harness::{free_port, parse_http_response};
 use metaproxy::route::RouteRecord;
 use zookeeper_client as zkc;
 
-/// `target/<profile>/metaproxy-operator`, built once per test process.
-pub fn binary() -> Result<PathBuf> {
-    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // The test executable is target/<profile>/deps/<name>.
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .ok_or("no target dir")?
-                .to_path_buf();
-            let target_dir = profile_dir.parent().ok_or("no target dir")?;
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "-q",
-                "-p",
-                "metaproxy-operator",
-                "--bin",
-                "metaproxy-operator",
-                "--target-dir",
-            ])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().map_err(|e| format!("running cargo: {e}"))?;
-            if !status.success() {
-                return Err(format!("building metaproxy-operator failed: {status}"));
-            }
-            Ok(profile_dir.join("metaproxy-operator"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
 pub struct Operator {
     child: Option<Child>,
     pub admin: SocketAddr,
@@ -62,9 +23,13 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator with `args` (the admin address is added) and `env`.
-    pub fn start(args: &[String], env: &[(&str, String)]) -> Result<Operator> {
-        let bin = binary()?;
+    /// Starts the operator `binary` with `args` (the admin address is added) and `env`.
+    pub fn start(
+        binary: impl AsRef<Path>,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Operator> {
+        let bin = binary.as_ref();
         let dir = tempfile::Builder::new()
             .prefix("metaproxy-operator-")
             .tempdir()?;
@@ -199,17 +164,24 @@ pub async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
     }
 }
 
-/// Waits until the znode holds `record`; returns its version.
+/// Waits until the znode holds exactly what the operator writes for `record` owned by route
+/// `owner` (`namespace/name`, or a route file's name); returns its version.
 pub async fn wait_record(
     zk: &zkc::Client,
     path: &str,
     record: &RouteRecord,
+    owner: &str,
     timeout: Duration,
 ) -> i32 {
-    eventually(timeout, &format!("{path} to hold {record}"), async || {
-        let (data, version) = znode(zk, path).await?;
-        (data == record.to_json()).then_some(version)
-    })
+    let want = metaproxy_operator::record::to_json(record, owner);
+    eventually(
+        timeout,
+        &format!("{path} to hold {record} owned by {owner}"),
+        async || {
+            let (data, version) = znode(zk, path).await?;
+            (data == want).then_some(version)
+        },
+    )
     .await
     .expect("znode written")
 }

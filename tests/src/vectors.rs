@@ -1,6 +1,6 @@
-//! The wire vectors of `shared/vectors` (kept in `pegasus-rpc/tests/vectors`): the protocol document's
-//! frames and those captured from the official Python and Node.js clients. One frame per file,
-//! lowercase hex.
+//! The wire vectors in `pegasus-rpc/tests/vectors` (listed in `docs/protocol.md` §12): frames
+//! written from the protocol notes and frames captured from the official Python and Node.js
+//! clients. One frame per file, lowercase hex.
 
 use std::path::PathBuf;
 

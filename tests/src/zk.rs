@@ -1,37 +1,89 @@
-//! A real ZooKeeper for tests: Debian's `zookeeper` package run with the plain `java` command
-//! (toolchain.md §1), on free loopback ports with temporary data directories, stopped by PID.
+//! A real ZooKeeper for tests: ZooKeeper's jars run with a plain `java` command, on free loopback
+//! ports with temporary data directories, stopped by PID.
 //!
-//! [`ZkServer`] is a standalone server; [`ZkEnsemble`] a 3-node quorum whose members can be
-//! stopped and restarted. Both stop their processes when dropped. Readiness is judged with the
-//! `srvr` four-letter word, not `ruok`: a member that lost quorum still answers `imok`.
+//! Where things are found (`scripts/lib.sh` finds them the same way for the scripts):
+//! - `java`: `$JAVA_HOME/bin/java` when `JAVA_HOME` is set, else `java` on `PATH`;
+//! - the jars: the class path in `$ZOOKEEPER_CLASSPATH` when set, else Debian's
+//!   `/usr/share/java/zookeeper.jar` (whose manifest names its dependencies) with
+//!   `slf4j-simple.jar` beside it, so that the server writes a log.
+//!
+//! [`ZkServer`] is a standalone server; [`ZkEnsemble`] a quorum whose members can be stopped and
+//! restarted. Both are async and never block the runtime (the proxy under test shares it), and
+//! both stop their processes when dropped. A port taken by someone else between picking and
+//! binding it is noticed (ZooKeeper exits saying so) and the server is started again on new ports.
+//! Readiness is judged with the `srvr` four-letter word, not `ruok`: a member that lost quorum
+//! still answers `imok`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::harness::{Component, free_port};
+use crate::harness::{Component, Process, Started, free_port, start_on_free_ports};
 
-const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
-const SLF4J_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+/// Debian's jars, used when `$ZOOKEEPER_CLASSPATH` is not set.
+const DEBIAN_JARS: &str = "/usr/share/java";
 
-/// Why ZooKeeper cannot run here, if it cannot.
+const STANDALONE: &str = "org.apache.zookeeper.server.ZooKeeperServerMain";
+const QUORUM_PEER: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
+
+/// How long a standalone server and an ensemble may take to serve.
+const STANDALONE_START: Duration = Duration::from_secs(30);
+const ENSEMBLE_START: Duration = Duration::from_secs(60);
+
+/// The `java` to run: `$JAVA_HOME/bin/java`, else `java` from `PATH`.
+pub fn java() -> PathBuf {
+    match std::env::var_os("JAVA_HOME") {
+        Some(home) if !home.is_empty() => Path::new(&home).join("bin/java"),
+        _ => PathBuf::from("java"),
+    }
+}
+
+/// ZooKeeper's class path: `$ZOOKEEPER_CLASSPATH`, else Debian's jars.
+pub fn classpath() -> Result<String, String> {
+    if let Some(cp) = std::env::var_os("ZOOKEEPER_CLASSPATH").filter(|cp| !cp.is_empty()) {
+        return cp
+            .into_string()
+            .map_err(|_| "ZOOKEEPER_CLASSPATH is not UTF-8".to_owned());
+    }
+    let jars = Path::new(DEBIAN_JARS);
+    let zookeeper = jars.join("zookeeper.jar");
+    if !zookeeper.is_file() {
+        return Err(format!(
+            "{} is missing (apt-get install zookeeper, or set ZOOKEEPER_CLASSPATH)",
+            zookeeper.display()
+        ));
+    }
+    let mut cp = zookeeper.display().to_string();
+    let slf4j = jars.join("slf4j-simple.jar");
+    if slf4j.is_file() {
+        cp = format!("{cp}:{}", slf4j.display());
+    }
+    Ok(cp)
+}
+
+/// Why ZooKeeper cannot run here, if it cannot. Found out once per test process.
 pub fn unavailable() -> Option<String> {
-    if !Path::new(ZK_JAR).exists() {
-        return Some(format!("{ZK_JAR} is missing (apt-get install zookeeper)"));
-    }
-    match Command::new("java")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        _ => Some("no working `java` on PATH".into()),
-    }
+    static WHY: OnceLock<Option<String>> = OnceLock::new();
+    WHY.get_or_init(|| {
+        if let Err(why) = classpath() {
+            return Some(why);
+        }
+        let java = java();
+        match Command::new(&java).arg("-version").output() {
+            Ok(out) if out.status.success() => None,
+            _ => Some(format!(
+                "no working {} (install a JRE, or set JAVA_HOME)",
+                java.display()
+            )),
+        }
+    })
+    .clone()
 }
 
 /// The component, for [`crate::require!`].
@@ -54,160 +106,163 @@ impl Default for ZkOptions {
     }
 }
 
+/// One ZooKeeper server process and its directory (configuration, data, log).
 struct Node {
     dir: PathBuf,
     client_port: u16,
-    child: Option<Child>,
+    main_class: &'static str,
+    process: Option<Process>,
 }
 
 impl Node {
-    fn cfg_path(&self) -> PathBuf {
-        self.dir.join("zoo.cfg")
+    /// Writes the configuration; `servers` lists the ensemble's members (empty when standalone).
+    fn new(
+        dir: PathBuf,
+        client_port: u16,
+        opts: &ZkOptions,
+        servers: &str,
+        main_class: &'static str,
+    ) -> Result<Node> {
+        std::fs::create_dir_all(dir.join("data"))?;
+        let cfg = format!(
+            "tickTime={}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
+             clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+             4lw.commands.whitelist=*\n{servers}",
+            opts.tick_ms,
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("zoo.cfg"), cfg)?;
+        Ok(Node {
+            dir,
+            client_port,
+            main_class,
+            process: None,
+        })
     }
 
-    fn spawn(&mut self, main_class: &str) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("zk.log"))
-            .context("zk.log")?;
-        let child = Command::new("java")
-            .args([
-                "-Xmx128m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-cp",
-            ])
-            .arg(format!("{ZK_JAR}:{SLF4J_JAR}"))
-            .arg(main_class)
-            .arg(self.cfg_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting java for ZooKeeper")?;
-        self.child = Some(child);
+    /// Starts the process unless it runs; does not wait for it to serve.
+    fn spawn(&mut self) -> Result<()> {
+        if self.process.is_some() {
+            return Ok(());
+        }
+        let classpath = classpath().map_err(anyhow::Error::msg)?;
+        let mut cmd = Command::new(java());
+        cmd.args([
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            &classpath,
+            self.main_class,
+        ])
+        .arg(self.dir.join("zoo.cfg"));
+        let what = format!("ZooKeeper on port {}", self.client_port);
+        self.process = Some(Process::spawn(&what, &mut cmd, &self.dir.join("zk.log"))?);
         Ok(())
     }
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// Waits until the node serves clients: [`Started::PortTaken`] when it exited because one of
+    /// its ports was in use (the process is then gone).
+    async fn wait_serving(&mut self, timeout: Duration) -> Result<Started<()>> {
+        let port = self.client_port;
+        let process = self.process.as_mut().context("not started")?;
+        let started = process
+            .wait_ready(timeout, async || mode(port).await.is_some())
+            .await?;
+        if matches!(started, Started::PortTaken(_)) {
+            self.process = None;
         }
+        Ok(started)
+    }
+
+    async fn kill(&mut self) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await?;
+        }
+        Ok(())
     }
 
     fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("zk.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.process.as_ref().map(Process::pid)
     }
 }
 
-/// Sends a four-letter word and returns the answer ("" when the port does not answer).
-pub fn four_letter_word(port: u16, word: &str) -> String {
+/// Sends a four-letter word and returns the answer ("" when the port does not answer in time).
+pub async fn four_letter_word(port: u16, word: &str) -> String {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
-        return String::new();
+    // Short: a word sent while the server starts can go unanswered.
+    let exchange = async {
+        let mut s = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        s.write_all(word.as_bytes()).await.ok()?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        Some(out)
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(word.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
+    tokio::time::timeout(Duration::from_millis(800), exchange)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// `standalone`, `leader` or `follower` while serving; `None` otherwise.
-pub fn mode(port: u16) -> Option<String> {
+pub async fn mode(port: u16) -> Option<String> {
     four_letter_word(port, "srvr")
+        .await
         .lines()
         .find_map(|l| l.strip_prefix("Mode: ").map(|m| m.trim().to_owned()))
 }
 
-fn wait_serving(node: &mut Node, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if mode(node.client_port).is_some() {
-            return Ok(());
-        }
-        if let Some(child) = node.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            bail!(
-                "ZooKeeper exited with {status} during start-up:\n{}",
-                node.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "ZooKeeper on port {} not serving after {timeout:?}:\n{}",
-        node.client_port,
-        node.log_tail()
-    )
-}
-
-fn base_cfg(dir: &Path, client_port: u16, opts: &ZkOptions) -> String {
-    format!(
-        "tickTime={}\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
-         clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-         4lw.commands.whitelist=*\n",
-        opts.tick_ms,
-        dir.join("data").display()
-    )
-}
-
 /// A standalone ZooKeeper server.
 pub struct ZkServer {
-    _tmp: tempfile::TempDir,
     node: Node,
+    _tmp: tempfile::TempDir,
 }
 
 impl ZkServer {
-    pub fn start() -> Result<Self> {
-        Self::start_with(ZkOptions::default())
+    /// Starts a server with the default options and waits until it serves.
+    pub async fn launch() -> Result<Self> {
+        Self::launch_with(ZkOptions::default()).await
     }
 
-    pub fn start_with(opts: ZkOptions) -> Result<Self> {
+    pub async fn launch_with(opts: ZkOptions) -> Result<Self> {
         if let Some(why) = unavailable() {
             bail!("ZooKeeper unavailable: {why}");
         }
         let tmp = tempfile::Builder::new().prefix("metaproxy-zk-").tempdir()?;
         let dir = tmp.path().to_path_buf();
-        std::fs::create_dir_all(dir.join("data"))?;
-        let client_port = free_port()?;
-        std::fs::write(dir.join("zoo.cfg"), base_cfg(&dir, client_port, &opts))?;
-        let mut server = ZkServer {
-            _tmp: tmp,
-            node: Node {
-                dir,
-                client_port,
-                child: None,
-            },
-        };
-        server.start_again()?;
-        Ok(server)
+        let node = start_on_free_ports("ZooKeeper", async || {
+            let mut node = Node::new(dir.clone(), free_port()?, &opts, "", STANDALONE)?;
+            node.spawn()?;
+            Ok(node.wait_serving(STANDALONE_START).await?.map(|()| node))
+        })
+        .await?;
+        Ok(ZkServer { node, _tmp: tmp })
     }
 
-    /// Restarts a stopped server on the same port with the same data.
-    pub fn start_again(&mut self) -> Result<()> {
-        if self.node.child.is_some() {
+    /// Starts a stopped server again, on the same port with the same data, and waits until it
+    /// serves. Does nothing while it runs.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.node.process.is_some() {
             return Ok(());
         }
-        self.node
-            .spawn("org.apache.zookeeper.server.ZooKeeperServerMain")?;
-        wait_serving(&mut self.node, Duration::from_secs(30))
+        self.node.spawn()?;
+        match self.node.wait_serving(STANDALONE_START).await? {
+            Started::Up(()) => Ok(()),
+            // Its clients know this port: another one would not do.
+            Started::PortTaken(why) => bail!(
+                "port {} was taken while ZooKeeper was down:\n{why}",
+                self.port()
+            ),
+        }
     }
 
-    /// Stops the server (SIGKILL: what a crash looks like to clients).
-    pub fn stop(&mut self) {
-        self.node.kill();
+    /// Stops the server with SIGKILL (what a crash looks like to clients) and reaps it.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.node.kill().await
     }
 
     pub fn port(&self) -> u16 {
@@ -224,63 +279,102 @@ impl ZkServer {
     }
 }
 
-impl Drop for ZkServer {
-    fn drop(&mut self) {
-        self.node.kill();
+/// Blocking twins of the async API, for callers that are not async yet (the operator's process
+/// tests, `tests/tests/operator_*.rs`). They block the calling thread, and with it a runtime that
+/// calls them: remove them once those callers use [`ZkServer::launch`] and friends.
+impl ZkServer {
+    /// Blocking [`ZkServer::launch`].
+    pub fn start() -> Result<Self> {
+        block_on(Self::launch)
     }
+
+    /// Blocking [`ZkServer::launch_with`].
+    pub fn start_with(opts: ZkOptions) -> Result<Self> {
+        block_on(|| Self::launch_with(opts))
+    }
+
+    /// Blocking [`ZkServer::restart`].
+    pub fn start_again(&mut self) -> Result<()> {
+        block_on(|| self.restart())
+    }
+
+    /// Blocking [`ZkServer::kill`].
+    pub fn stop(&mut self) {
+        if let Err(e) = block_on(|| self.kill()) {
+            eprintln!("stopping ZooKeeper: {e:#}");
+        }
+    }
+}
+
+/// Runs the future `make` returns on a runtime of its own, on a thread of its own, so that it
+/// works from sync code called inside an async test too (where `Runtime::block_on` would panic).
+fn block_on<F: Future>(make: impl FnOnce() -> F + Send) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the blocking ZooKeeper calls")
+                .block_on(make())
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// A ZooKeeper ensemble of three (or more) members on loopback.
 pub struct ZkEnsemble {
-    _tmp: tempfile::TempDir,
     nodes: Vec<Node>,
+    _tmp: tempfile::TempDir,
 }
 
 impl ZkEnsemble {
-    pub fn start(size: usize) -> Result<Self> {
-        Self::start_with(size, ZkOptions::default())
+    /// Starts `size` members and waits until each serves.
+    pub async fn launch(size: usize) -> Result<Self> {
+        Self::launch_with(size, ZkOptions::default()).await
     }
 
-    pub fn start_with(size: usize, opts: ZkOptions) -> Result<Self> {
+    pub async fn launch_with(size: usize, opts: ZkOptions) -> Result<Self> {
         if let Some(why) = unavailable() {
             bail!("ZooKeeper unavailable: {why}");
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("metaproxy-zk-ensemble-")
-            .tempdir()?;
-        let ports: Vec<(u16, u16, u16)> = (0..size)
-            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-            .collect::<Result<_>>()?;
-        let servers: String = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, quorum, election))| {
-                format!("server.{}=127.0.0.1:{quorum}:{election}\n", i + 1)
-            })
-            .collect();
-        let mut nodes = Vec::with_capacity(size);
-        for (i, (client, _, _)) in ports.iter().enumerate() {
-            let dir = tmp.path().join(format!("{}", i + 1));
-            std::fs::create_dir_all(dir.join("data"))?;
-            std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1))?;
-            std::fs::write(
-                dir.join("zoo.cfg"),
-                base_cfg(&dir, *client, &opts) + &servers,
-            )?;
-            nodes.push(Node {
-                dir,
-                client_port: *client,
-                child: None,
-            });
-        }
-        let mut ensemble = ZkEnsemble { _tmp: tmp, nodes };
-        for node in &mut ensemble.nodes {
-            node.spawn("org.apache.zookeeper.server.quorum.QuorumPeerMain")?;
-        }
-        for node in &mut ensemble.nodes {
-            wait_serving(node, Duration::from_secs(60))?;
-        }
-        Ok(ensemble)
+        start_on_free_ports("a ZooKeeper ensemble", async || {
+            // Fresh directories each attempt: a member that ran may have written data.
+            let tmp = tempfile::Builder::new()
+                .prefix("metaproxy-zk-ensemble-")
+                .tempdir()?;
+            let ports: Vec<(u16, u16, u16)> = (0..size)
+                .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+                .collect::<Result<_>>()?;
+            let servers: String = ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, quorum, election))| {
+                    format!("server.{}=127.0.0.1:{quorum}:{election}\n", i + 1)
+                })
+                .collect();
+            let mut nodes = Vec::with_capacity(size);
+            for (i, (client, _, _)) in ports.iter().enumerate() {
+                let dir = tmp.path().join(format!("{}", i + 1));
+                std::fs::create_dir_all(dir.join("data"))?;
+                std::fs::write(dir.join("data/myid"), format!("{}\n", i + 1))?;
+                nodes.push(Node::new(dir, *client, &opts, &servers, QUORUM_PEER)?);
+            }
+            for node in &mut nodes {
+                node.spawn()?;
+            }
+            for node in &mut nodes {
+                if let Started::PortTaken(why) = node.wait_serving(ENSEMBLE_START).await? {
+                    // The other members are killed when `nodes` is dropped.
+                    return Ok(Started::PortTaken(why));
+                }
+            }
+            Ok(Started::Up(ZkEnsemble { nodes, _tmp: tmp }))
+        })
+        .await
     }
 
     pub fn len(&self) -> usize {
@@ -305,40 +399,36 @@ impl ZkEnsemble {
     }
 
     /// `leader`, `follower`, or `None` when the member is not serving.
-    pub fn mode(&self, member: usize) -> Option<String> {
-        mode(self.nodes[member].client_port)
+    pub async fn mode(&self, member: usize) -> Option<String> {
+        mode(self.nodes[member].client_port).await
     }
 
     /// The member that is the leader now, if any.
-    pub fn leader(&self) -> Option<usize> {
-        (0..self.nodes.len()).find(|&i| self.mode(i).as_deref() == Some("leader"))
-    }
-
-    /// Kills one member.
-    pub fn stop(&mut self, member: usize) {
-        self.nodes[member].kill();
-    }
-
-    /// Restarts a stopped member with its data. Does not wait for quorum: with a majority down
-    /// the member cannot serve. Use [`ZkEnsemble::wait_serving`] when it should.
-    pub fn start_again(&mut self, member: usize) -> Result<()> {
-        let node = &mut self.nodes[member];
-        if node.child.is_none() {
-            node.spawn("org.apache.zookeeper.server.quorum.QuorumPeerMain")?;
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if self.mode(i).await.as_deref() == Some("leader") {
+                return Some(i);
+            }
         }
-        Ok(())
+        None
+    }
+
+    /// Kills one member (SIGKILL) and reaps it.
+    pub async fn kill(&mut self, member: usize) -> Result<()> {
+        self.nodes[member].kill().await
+    }
+
+    /// Starts a stopped member again with its data. Does not wait for it to serve: with a
+    /// majority down it cannot. Use [`ZkEnsemble::wait_serving`] when it should.
+    pub fn restart(&mut self, member: usize) -> Result<()> {
+        self.nodes[member].spawn()
     }
 
     /// Waits until `member` serves clients.
-    pub fn wait_serving(&mut self, member: usize, timeout: Duration) -> Result<()> {
-        wait_serving(&mut self.nodes[member], timeout)
-    }
-}
-
-impl Drop for ZkEnsemble {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.kill();
+    pub async fn wait_serving(&mut self, member: usize, timeout: Duration) -> Result<()> {
+        match self.nodes[member].wait_serving(timeout).await? {
+            Started::Up(()) => Ok(()),
+            Started::PortTaken(why) => bail!("member {member} lost its port:\n{why}"),
         }
     }
 }

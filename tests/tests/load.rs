@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use metaproxy_tests::harness::eventually;
 use metaproxy_tests::load::{self, Header, LoadConfig, Until};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 
@@ -87,11 +88,13 @@ async fn counts_timeouts_disconnects_and_failed_connects() {
     c.connections = 1;
     c.timeout = Duration::from_secs(60);
     let run = tokio::spawn(load::run(c));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.counters().requests < 8 {
-        assert!(Instant::now() < deadline, "the requests never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the 8 requests to arrive",
+        async || (sim.counters().requests >= 8).then_some(()),
+    )
+    .await
+    .expect("the requests arrived");
     sim.stop_meta(0).await.expect("stops");
     let report = run.await.expect("joins").expect("runs");
     assert_eq!(report.errors["disconnect"], 8, "{:?}", report.errors);

@@ -1,12 +1,14 @@
 //! The MetaServer simulator over real TCP on loopback: raw request bytes in, raw reply bytes out.
-//! Configured like the capture in `shared/vectors/README.md`, it must give the captured replies
-//! byte for byte; the control calls and the admin API must change what it answers.
+//! Configured like the capture in `pegasus-rpc/tests/vectors/README.md`, it must give the captured
+//! replies byte for byte; the control calls and the admin API must change what it answers.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use metaproxy_tests::free_port;
+use metaproxy_tests::harness::{self, Method, Process, start_on_free_ports};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
     self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
@@ -641,33 +643,17 @@ async fn counters_count_by_meta_rpc_and_table() {
     sim.shutdown().await;
 }
 
-/// One HTTP/1.1 request over a fresh connection; the status and the JSON body.
-async fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(admin).await.expect("admin connects");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+/// One call to the admin API: the status and the JSON body.
+async fn http(
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let response = harness::http(admin, method, path, body)
         .await
-        .expect("an answer in time")
-        .expect("read");
-    let text = String::from_utf8(response).expect("UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let json = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
-    };
-    (status, json)
+        .expect("the admin API answers");
+    (response.status, response.json().expect("a JSON body"))
 }
 
 #[tokio::test]
@@ -680,7 +666,7 @@ async fn admin_http_api_steers_the_cluster() {
         panic!("two metas")
     };
 
-    let (status, state) = http(admin, "GET", "/state", "").await;
+    let (status, state) = http(admin, Method::GET, "/state", "").await;
     assert_eq!(status, 200);
     assert_eq!(state["leader"], a.to_string());
     assert_eq!(state["metas"][1]["addr"], b.to_string());
@@ -688,7 +674,13 @@ async fn admin_http_api_steers_the_cluster() {
     assert_eq!(state["tables"][0]["name"], "temp");
 
     // Leader by address, then by index.
-    let (status, state) = http(admin, "POST", "/leader", &format!(r#"{{"meta": "{b}"}}"#)).await;
+    let (status, state) = http(
+        admin,
+        Method::POST,
+        "/leader",
+        &format!(r#"{{"meta": "{b}"}}"#),
+    )
+    .await;
     assert_eq!(
         (status, &state["leader"]),
         (200, &serde_json::json!(b.to_string()))
@@ -696,36 +688,44 @@ async fn admin_http_api_steers_the_cluster() {
     let resp = Conn::open(a).await.query("temp", 1).await;
     assert_eq!(resp.partitions[0].primary, rpc_address(b));
     assert_eq!(
-        http(admin, "POST", "/leader", r#"{"meta": 0}"#).await.0,
+        http(admin, Method::POST, "/leader", r#"{"meta": 0}"#)
+            .await
+            .0,
         200
     );
     assert_eq!(sim.leader(), Some(0));
     assert_eq!(
-        http(admin, "POST", "/leader", r#"{"meta": 7}"#).await.0,
+        http(admin, Method::POST, "/leader", r#"{"meta": 7}"#)
+            .await
+            .0,
         404
     );
     assert_eq!(
-        http(admin, "POST", "/leader", r#"{"leader": 0}"#).await.0,
+        http(admin, Method::POST, "/leader", r#"{"leader": 0}"#)
+            .await
+            .0,
         400
     );
 
     // Stop and start, by address and by index.
-    let (status, _) = http(admin, "POST", &format!("/metas/{b}/stop"), "").await;
+    let (status, _) = http(admin, Method::POST, &format!("/metas/{b}/stop"), "").await;
     assert_eq!(status, 200);
     assert!(TcpStream::connect(b).await.is_err());
     assert_eq!(
-        http(admin, "GET", "/state", "").await.1["metas"][1]["running"],
+        http(admin, Method::GET, "/state", "").await.1["metas"][1]["running"],
         false
     );
-    assert_eq!(http(admin, "POST", "/metas/1/start", "").await.0, 200);
+    assert_eq!(http(admin, Method::POST, "/metas/1/start", "").await.0, 200);
     Conn::open(b).await.query("temp", 1).await;
     assert_eq!(
-        http(admin, "POST", "/metas/9.9.9.9:1/stop", "").await.0,
+        http(admin, Method::POST, "/metas/9.9.9.9:1/stop", "")
+            .await
+            .0,
         404
     );
 
     // Not active and delay.
-    let put = |path: &'static str, body: &'static str| http(admin, "PUT", path, body);
+    let put = |path: &'static str, body: &'static str| http(admin, Method::PUT, path, body);
     assert_eq!(
         put("/metas/0/not-active", r#"{"not_active": true}"#)
             .await
@@ -754,14 +754,14 @@ async fn admin_http_api_steers_the_cluster() {
 
     // Tables.
     let t2 = r#"{"app_id": 3, "partition_count": 2, "replicas": ["10.1.1.1:1"], "replica_hosts": ["h1"]}"#;
-    let (status, spec) = http(admin, "PUT", "/tables/t2", t2).await;
+    let (status, spec) = http(admin, Method::PUT, "/tables/t2", t2).await;
     assert_eq!((status, &spec["name"]), (200, &serde_json::json!("t2")));
     let resp = Conn::open(a).await.query("t2", 1).await;
     assert_eq!((resp.app_id, resp.partition_count), (3, 2));
-    let (status, tables) = http(admin, "GET", "/tables", "").await;
+    let (status, tables) = http(admin, Method::GET, "/tables", "").await;
     assert_eq!((status, tables.as_array().map(Vec::len)), (200, Some(2)));
     let clash = r#"{"app_id": 3, "partition_count": 1, "replicas": ["10.1.1.1:1"]}"#;
-    let (status, err) = http(admin, "PUT", "/tables/t3", clash).await;
+    let (status, err) = http(admin, Method::PUT, "/tables/t3", clash).await;
     assert_eq!(status, 400);
     assert!(
         err["error"]
@@ -770,41 +770,37 @@ async fn admin_http_api_steers_the_cluster() {
         "{err}"
     );
     assert_eq!(
-        http(admin, "PUT", "/tables/t3", r#"{"app_id": 4}"#).await.0,
+        http(admin, Method::PUT, "/tables/t3", r#"{"app_id": 4}"#)
+            .await
+            .0,
         400
     );
-    assert_eq!(http(admin, "DELETE", "/tables/t2", "").await.0, 200);
-    assert_eq!(http(admin, "DELETE", "/tables/t2", "").await.0, 404);
+    assert_eq!(http(admin, Method::DELETE, "/tables/t2", "").await.0, 200);
+    assert_eq!(http(admin, Method::DELETE, "/tables/t2", "").await.0, 404);
     assert_eq!(
         Conn::open(a).await.query("t2", 1).await.err,
         ErrorCode::OBJECT_NOT_FOUND
     );
 
     // Counters.
-    let (status, counters) = http(admin, "GET", "/counters", "").await;
+    let (status, counters) = http(admin, Method::GET, "/counters", "").await;
     assert_eq!(status, 200);
     assert_eq!(counters["by_table"]["t2"], 2);
     assert_eq!(counters["requests"], sim.counters().requests);
-    assert_eq!(http(admin, "POST", "/counters/reset", "").await.0, 200);
-    assert_eq!(http(admin, "GET", "/counters", "").await.1["requests"], 0);
+    assert_eq!(
+        http(admin, Method::POST, "/counters/reset", "").await.0,
+        200
+    );
+    assert_eq!(
+        http(admin, Method::GET, "/counters", "").await.1["requests"],
+        0
+    );
 
     sim.shutdown().await;
     assert!(
         TcpStream::connect(admin).await.is_err(),
         "admin port closed"
     );
-}
-
-/// Waits for the child to exit, with a deadline.
-async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the simulator did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -821,33 +817,33 @@ async fn binary_serves_the_yaml_tables_and_stops_on_sigterm() {
     .expect("write tables");
 
     // A bad configuration exits with 64 before binding anything.
-    let bad = std::process::Command::new(bin)
+    let bad = tokio::process::Command::new(bin)
         .args(["--tables", "/nonexistent.yaml", "--listen", "127.0.0.1:0"])
         .output()
+        .await
         .expect("runs");
     assert_eq!(bad.status.code(), Some(64));
 
-    let admin: SocketAddr = format!("127.0.0.1:{}", metaproxy_tests::free_port().expect("port"))
-        .parse()
-        .expect("addr");
-    let mut child = std::process::Command::new(bin)
-        .arg("--tables")
-        .arg(&tables)
-        .args(["--listen", "127.0.0.1:0,127.0.0.1:0", "--leader", "1"])
-        .args(["--admin-listen", &admin.to_string(), "--host-port-fields"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawns");
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(admin).await.is_err() {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("the simulator exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "the admin port never opened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (_, state) = http(admin, "GET", "/state", "").await;
+    // The metas bind port 0 and are found through /state; the admin port is picked here.
+    let log = dir.path().join("sim.log");
+    let (mut sim, admin) = start_on_free_ports("pegasus-meta-sim", async || {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("--tables")
+            .arg(&tables)
+            .args(["--listen", "127.0.0.1:0,127.0.0.1:0", "--leader", "1"])
+            .args(["--admin-listen", &admin.to_string(), "--host-port-fields"]);
+        let mut sim = Process::spawn("pegasus-meta-sim", &mut cmd, &log)?;
+        let ready = sim
+            .wait_ready(WAIT, async || {
+                harness::http_get(admin, "/state").await.is_ok()
+            })
+            .await?;
+        Ok(ready.map(|()| (sim, admin)))
+    })
+    .await
+    .expect("the simulator starts");
+    let (_, state) = http(admin, Method::GET, "/state", "").await;
     let meta = |i: usize| -> SocketAddr {
         state["metas"][i]["addr"]
             .as_str()
@@ -862,11 +858,7 @@ async fn binary_serves_the_yaml_tables_and_stops_on_sigterm() {
         vector("node-v0-query-temp-hp.reply.hex")
     );
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    assert!(wait_exit(&mut child).await.success(), "exit 0 on SIGTERM");
+    let status = sim.terminate(WAIT).await.expect("exits in time");
+    assert!(status.success(), "exit 0 on SIGTERM: {status}");
     conn.expect_closed().await;
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use metaproxy_tests::harness::eventually;
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{self, ZOOKEEPER, ZkEnsemble, ZkServer};
 use zookeeper_client as zkc;
@@ -9,8 +10,8 @@ use zookeeper_client as zkc;
 #[tokio::test]
 async fn standalone_server_serves_and_stops() {
     require!(ZOOKEEPER);
-    let mut server = ZkServer::start().expect("zookeeper starts");
-    assert_eq!(zk::mode(server.port()).as_deref(), Some("standalone"));
+    let mut server = ZkServer::launch().await.expect("zookeeper starts");
+    assert_eq!(zk::mode(server.port()).await.as_deref(), Some("standalone"));
 
     let client = zkc::Client::connect(&server.connect_string())
         .await
@@ -25,15 +26,16 @@ async fn standalone_server_serves_and_stops() {
     assert_eq!(data, b"{}");
 
     let pid = server.pid().expect("running");
-    server.stop();
+    server.kill().await.expect("stops");
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "process {pid} is gone"
     );
-    assert_eq!(zk::mode(server.port()), None, "stopped");
+    assert_eq!(server.pid(), None);
+    assert_eq!(zk::mode(server.port()).await, None, "stopped");
 
     // Restarted on the same port, with the data kept.
-    server.start_again().expect("restarts");
+    server.restart().await.expect("restarts");
     let client = zkc::Client::connect(&server.connect_string())
         .await
         .expect("reconnects");
@@ -44,29 +46,42 @@ async fn standalone_server_serves_and_stops() {
     assert_eq!(data, b"{}");
 }
 
+/// A client port taken by someone else when ZooKeeper starts: the harness sees ZooKeeper exit
+/// and starts it again on another port; a restart, which must keep its port, says why it cannot.
+#[tokio::test]
+async fn a_taken_port_is_noticed() {
+    require!(ZOOKEEPER);
+    let mut server = ZkServer::launch().await.expect("zookeeper starts");
+    let port = server.port();
+    server.kill().await.expect("stops");
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take its port");
+    let err = server.restart().await.expect_err("the port is not free");
+    assert!(
+        format!("{err:#}").contains(&format!("port {port} was taken")),
+        "{err:#}"
+    );
+    drop(squatter);
+    server.restart().await.expect("the port is free again");
+    assert_eq!(zk::mode(port).await.as_deref(), Some("standalone"));
+}
+
 #[tokio::test]
 async fn ensemble_survives_losing_its_leader() {
     require!(ZOOKEEPER);
-    let mut ensemble = tokio::task::spawn_blocking(|| ZkEnsemble::start(3))
-        .await
-        .expect("join")
-        .expect("ensemble");
-    let leader = ensemble.leader().expect("a leader");
+    let mut ensemble = ZkEnsemble::launch(3).await.expect("ensemble");
+    let leader = ensemble.leader().await.expect("a leader");
     let client = zkc::Client::connect(&ensemble.connect_string())
         .await
         .expect("connects");
     let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
     client.create("/k", b"1", &opts).await.expect("create");
 
-    ensemble.stop(leader);
-    let started = std::time::Instant::now();
-    let new_leader = loop {
-        if let Some(l) = ensemble.leader() {
-            break l;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "no new leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    ensemble.kill(leader).await.expect("stops");
+    let new_leader = eventually(Duration::from_secs(30), "a new leader", async || {
+        ensemble.leader().await
+    })
+    .await
+    .expect("elected");
     assert_ne!(new_leader, leader);
     let (data, _) = tokio::time::timeout(Duration::from_secs(20), client.get_data("/k"))
         .await
@@ -74,9 +89,10 @@ async fn ensemble_survives_losing_its_leader() {
         .expect("get");
     assert_eq!(data, b"1");
 
-    ensemble.start_again(leader).expect("restart");
+    ensemble.restart(leader).expect("restart");
     ensemble
         .wait_serving(leader, Duration::from_secs(30))
+        .await
         .expect("rejoins");
-    assert_eq!(ensemble.mode(leader).as_deref(), Some("follower"));
+    assert_eq!(ensemble.mode(leader).await.as_deref(), Some("follower"));
 }

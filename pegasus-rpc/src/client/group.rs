@@ -1,13 +1,13 @@
 //! The MetaServers of one Pegasus cluster, called as one: the call goes to the MetaServer believed
-//! to be the leader; an `ERR_FORWARD_TO_OTHERS` answer is followed to the leader it names (§5.3),
+//! to be the leader; an `ERR_FORWARD_TO_OTHERS` answer is followed to the leader it names,
 //! and never returned; a timeout, a lost connection or an rpc-level error moves on to the next
 //! MetaServer; after `hedge_after` without an answer a second MetaServer is asked in parallel and
 //! the first final answer wins. The leader that gave the final answer is remembered.
 //!
 //! A leader address learned from a forward reply that matches none of the configured addresses
-//! (they may be DNS names) is added to the group, as the Java client does. Only query_config
-//! replies name the leader; a forward reply to an admin RPC names none (§12), and the next
-//! MetaServer is asked instead.
+//! (they may be DNS names) is added to the group, as the Java client does (docs/protocol.md §10).
+//! Only query_config replies name the leader; a forward reply to an admin RPC names none
+//! (docs/protocol.md §14), and the next MetaServer is asked instead.
 //!
 //! Besides the raw [`MetaGroup::call`], the group decodes the answers of the RPCs this project
 //! makes: [`MetaGroup::query_config`], and for fencing and switchover
@@ -375,9 +375,9 @@ impl MetaGroup {
         .await
     }
 
-    /// Sets, deletes or clears app envs of a table (§12.1) on the leader, decoded. `err` is
+    /// Sets, deletes or clears app envs of a table (docs/protocol.md §14.1) on the leader, decoded. `err` is
     /// `ERR_OK` once the change is persisted on the MetaServer; replicas apply it on their next
-    /// config sync (§12.2). The three operations are idempotent, so the group's retries and
+    /// config sync. The three operations are idempotent, so the group's retries and
     /// hedging cannot apply one twice to a different effect.
     pub async fn update_app_env(
         &self,
@@ -395,7 +395,7 @@ impl MetaGroup {
         .await
     }
 
-    /// The duplications of `table` and, from a 2.6 server, their progress per partition (§12.3),
+    /// The duplications of `table` and, from a 2.6 server, their progress per partition (docs/protocol.md §14.2),
     /// decoded.
     pub async fn query_duplication(
         &self,

@@ -1,4 +1,4 @@
-//! The MetaServer admin payloads that a failover or a switchover needs (§12):
+//! The MetaServer admin payloads that a failover or a switchover needs (docs/protocol.md §14):
 //! `RPC_CM_UPDATE_APP_ENV` sets, deletes or clears a table's app envs (the fence is
 //! `replica.deny_client_request`), and `RPC_CM_QUERY_DUPLICATION` lists a table's duplications
 //! with, from 2.6 on, how far the follower has confirmed each partition.
@@ -156,7 +156,7 @@ impl ThriftWire for UpdateAppEnvRequest {
 }
 
 /// `configuration_update_app_env_response`. `err` is `ERR_OK` once the change is persisted on
-/// the MetaServer, not once replicas apply it (§12.2).
+/// the MetaServer, not once replicas apply it (docs/protocol.md §14.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpdateAppEnvResponse {
     pub err: ErrorCode,

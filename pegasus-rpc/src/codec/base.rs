@@ -1,4 +1,4 @@
-//! The Pegasus base types (§5.1). In the IDL they are empty structs and fields holding them are
+//! The Pegasus base types. In the IDL they are empty structs and fields holding them are
 //! tagged `STRUCT` (0x0C), but their bytes are not a thrift struct:
 //!
 //! ```text
@@ -8,6 +8,8 @@
 //!  host_port    string host | i16 port | i8 type           the port is written signed
 //!  blob         binary (i32 length + bytes)
 //! ```
+//!
+//! Why they are encoded by hand: docs/protocol.md §6.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,7 +21,7 @@ use thrift::protocol::{TInputProtocol, TOutputProtocol};
 use super::wire::ThriftWire;
 
 /// An rDSN error name, carried as a string on the wire. Only names every official client knows
-/// should be emitted (§3): the Java client throws on a name missing from its enum.
+/// should be emitted (§6): the Java client throws on a name missing from its enum.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ErrorCode(Cow<'static, str>);
 

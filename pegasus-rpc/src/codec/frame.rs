@@ -1,16 +1,16 @@
 //! Request and reply frames, decoded incrementally from a `BytesMut`.
 //!
-//! Request, header v0 (§2.2), all integers big-endian:
+//! Request, header v0 (docs/protocol.md §3.1), all integers big-endian:
 //! ```text
 //!   0 "THFT" |  4 hdr_version=0 |  8 hdr_length=48 | 12 hdr_crc32 | 16 body_length | 20 body_crc32
 //!  24 app_id | 28 partition_index | 32 client_timeout | 36 thread_hash | 40 partition_hash (u64)
 //!  48 body (body_length bytes)
 //! ```
-//! Request, header v1 (§2.3):
+//! Request, header v1 (§3.2):
 //! ```text
 //!   0 "THFT" | 4 hdr_version=1 | 8 meta_length | 12 body_length | 16 request_meta (thrift) | body
 //! ```
-//! Reply (§3): `i32 total_length (counting itself) | string rpc_error | body`.
+//! Reply (§4): `i32 total_length (counting itself) | string rpc_error | body`.
 //!
 //! A body starts with a thrift message begin, strict `80 01 00 TT | string name | i32 seqid` or
 //! the old non-strict `string name | i8 TT | i32 seqid`, followed by the args or result struct.
@@ -142,7 +142,7 @@ impl MessageBegin {
     }
 }
 
-/// The fields of a v0 header after the lengths. None of them matter to a MetaServer (§2.4).
+/// The fields of a v0 header after the lengths. None of them matter to a MetaServer (§3.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeaderV0 {
     pub hdr_crc32: u32,
@@ -261,7 +261,7 @@ impl RequestFrame {
         }
     }
 
-    /// The timeout the client put in its header, in ms. Not to be trusted (§2.4).
+    /// The timeout the client put in its header, in ms. Not to be trusted (§3.3).
     pub fn client_timeout(&self) -> Option<i32> {
         match &self.header {
             RequestHeader::V0(h) => Some(h.client_timeout),

@@ -1,4 +1,4 @@
-//! query_config payloads (§5.2): `query_cfg_request`, `query_cfg_response` and
+//! query_config payloads (docs/protocol.md §7): `query_cfg_request`, `query_cfg_response` and
 //! `partition_configuration`, including the optional 2.6 `hp_*` fields.
 
 use bytes::BytesMut;
@@ -89,7 +89,7 @@ impl PartitionConfiguration {
         self.hp_primary.is_some() || self.hp_secondaries.is_some() || self.hp_last_drops.is_some()
     }
 
-    /// Drops the 2.6 `hp_*` fields, which pre-2.6 clients cannot parse (§5.2).
+    /// Drops the 2.6 `hp_*` fields, which pre-2.6 clients cannot parse (docs/protocol.md §7.4).
     pub fn strip_host_ports(&mut self) {
         self.hp_primary = None;
         self.hp_secondaries = None;
@@ -182,7 +182,7 @@ pub struct QueryCfgResponse {
 
 impl QueryCfgResponse {
     /// A reply carrying only an error, with every other field at its default, as the MetaServer
-    /// writes "table not found" (§5.3).
+    /// writes "table not found" (docs/protocol.md §7.2).
     pub fn error(err: ErrorCode) -> Self {
         QueryCfgResponse {
             err,

@@ -2,7 +2,7 @@
 //!
 //! Everything that crosses the wire goes through this module: the `THFT` request frames (header
 //! v0 and v1), the reply frames, and the payload types of the RPCs the project understands. The
-//! byte layouts are those of `shared/docs/pegasus-rpc.md`; the section numbers below refer to it.
+//! byte layouts are described in `docs/protocol.md`; the section numbers below refer to it.
 //!
 //! ```text
 //!  request:  "THFT" | header v0 (48 bytes) or v1 (16 bytes + request_meta) | body
@@ -12,7 +12,7 @@
 //!
 //! Thrift's binary protocol encodes the structs, but the Pegasus base types (`error_code`, `gpid`,
 //! `rpc_address`, `host_port`, `blob`) are tagged as structs while being encoded as strings and
-//! integers (§5.1). They are read and written by hand here, and the generic thrift skip is never
+//! integers (§6). They are read and written by hand here, and the generic thrift skip is never
 //! used on a field that could hold one: see [`wire::skip_plain`].
 
 mod admin;
@@ -52,9 +52,9 @@ pub mod rpc {
     pub const QUERY_CONFIG: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
     /// SASL negotiation, the first RPC of a session when the client has authentication on.
     pub const NEGOTIATION: &str = "RPC_NEGOTIATION";
-    /// Set, delete or clear a table's app envs (§12.1).
+    /// Set, delete or clear a table's app envs (docs/protocol.md §14.1).
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
-    /// A table's duplications and their progress (§12.3).
+    /// A table's duplications and their progress (docs/protocol.md §14.2).
     pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
     /// Start duplicating a table to another cluster (§12.6).
     pub const ADD_DUPLICATION: &str = "RPC_CM_ADD_DUPLICATION";
@@ -79,7 +79,7 @@ pub mod rpc {
     pub const RRDB_SCAN: &str = "RPC_RRDB_RRDB_SCAN";
     pub const RRDB_CLEAR_SCANNER: &str = "RPC_RRDB_RRDB_CLEAR_SCANNER";
 
-    /// The reply name of a request: the request name with `_ACK` appended (§3).
+    /// The reply name of a request: the request name with `_ACK` appended (§4).
     pub fn ack_name(request: &str) -> String {
         let mut name = String::with_capacity(request.len() + 4);
         name.push_str(request);

@@ -1,5 +1,5 @@
 //! `RPC_NEGOTIATION` payloads (`idl/security.thrift`): enough to tell a client that authentication
-//! is switched off, which clients with authentication on accept as success (§10, item 11).
+//! is switched off, which clients with authentication on accept as success (docs/protocol.md §8).
 
 use bytes::BytesMut;
 use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};

@@ -1,5 +1,5 @@
 //! Static routes from a YAML file, for running without ZooKeeper. The file maps table names to a
-//! route record (either spelling of DESIGN.md, addresses as a list or a comma-separated string):
+//! route record (either spelling, docs/architecture.md §4; addresses listed or comma-separated):
 //!
 //! ```yaml
 //! temp:  {cluster: c3srv-ad, meta_addrs: ["127.0.0.1:34601", "127.0.0.1:34602"]}

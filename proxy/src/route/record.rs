@@ -1,5 +1,5 @@
 //! The ZooKeeper route record at `<root>/<table>`: which cluster serves a table and where its
-//! MetaServers are. Two JSON spellings exist and both are read (DESIGN.md):
+//! MetaServers are. Two JSON spellings exist and both are read (docs/architecture.md §4):
 //!
 //! ```text
 //!  design spelling   {"cluster": "c3srv-ad", "meta-addrs": ["10.0.0.1:34601", "meta-1:34601"]}

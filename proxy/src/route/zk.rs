@@ -611,6 +611,9 @@ fn set_connected<G>(inner: &Inner<G>, connected: bool) {
 }
 
 /// Keeps a ZooKeeper session: connects, follows its state, and builds a new one when it ends.
+/// Every new connect, after a failure or after a session ended, waits its jittered backoff; the
+/// backoff starts over only after a session that lasted, so a flapping one does not make the
+/// whole fleet reconnect in step.
 async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
     let mut backoff = inner.backoff();
     let mut failures = 0u32;
@@ -641,8 +644,8 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 continue;
             }
         };
-        backoff.reset();
         failures = 0;
+        let session_start = Instant::now();
         tracing::info!(
             zk = %inner.opts.connect,
             session = %client.session_id(),
@@ -680,6 +683,10 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 }
             }
         }
+        if session_start.elapsed() >= inner.opts.backoff_cap {
+            backoff.reset();
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Shared pieces of the proxy's integration tests: captured vectors, a raw Pegasus client, a
-//! simulated cluster shaped like the captures, and proxies started on free loopback ports.
+//! simulated cluster shaped like the captures, and proxies started on free loopback ports. HTTP
+//! and metrics come from the test support crate (`metaproxy_tests::harness`).
 
 #![allow(dead_code, unused_imports)]
 
@@ -11,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use metaproxy::Proxy;
 use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
+pub use metaproxy_tests::harness::{Metrics, http_get, scrape};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
     self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
@@ -236,31 +238,9 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// A plain HTTP/1.1 GET on the admin port: (status, body); status 0 when the port does not
-/// answer (closed, reset).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
-        Ok::<_, std::io::Error>(out)
-    };
-    let Ok(Ok(out)) = tokio::time::timeout(WAIT, exchange).await else {
-        return (0, String::new());
-    };
-    metaproxy_tests::harness::parse_http_response(&String::from_utf8_lossy(&out))
-}
-
-/// The value of a metric line in the Prometheus text (0 when absent).
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
+/// The proxy's metrics, from its admin port; a missing series fails the test (see [`Metrics`]).
+pub async fn metrics(proxy: &Proxy) -> Metrics {
+    scrape(proxy.admin_addr())
+        .await
+        .expect("the admin port serves /metrics")
 }

@@ -1,5 +1,5 @@
 //! A simulated Pegasus cluster: one or more MetaServers that speak the MetaServer RPC protocol
-//! (`shared/docs/pegasus-rpc.md`) byte for byte, and, when asked, replica servers that serve the
+//! (`docs/protocol.md`) byte for byte, and, when asked, replica servers that serve the
 //! official clients' reads and writes, app envs and duplication to another simulated cluster; for
 //! the tests, the demo and the benchmarks.
 //!
@@ -34,9 +34,9 @@
 //! order, no last_drops, last_committed_decree `100 * (i + 1)` and flags 0. With host-port fields
 //! on (for the cluster, or per table), `hp_primary`/`hp_secondaries` name the same replicas by
 //! `replica_hosts` (default: the replica's IP) and `hp_last_drops` names the dropped ones.
-//! Configured like the capture in `shared/vectors/README.md`, it reproduces the captured replies
-//! byte for byte. When a served replica node stops, the layout changes as a real meta's would
-//! ([`layout`]): its primaries move to a live secondary and the ballots go up.
+//! Configured like the capture in `pegasus-rpc/tests/vectors/README.md`, it reproduces the
+//! captured replies byte for byte. When a served replica node stops, the layout changes as a
+//! real meta's would ([`layout`]): its primaries move to a live secondary and the ballots go up.
 //!
 //! # Replica servers
 //!

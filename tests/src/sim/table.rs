@@ -175,7 +175,7 @@ fn partitions(
 }
 
 /// The body of a non-leader's answer: `ERR_FORWARD_TO_OTHERS` with the leader, if known, as the
-/// primary of a single otherwise default partition (§5.3).
+/// primary of a single otherwise default partition (docs/protocol.md §10).
 pub(crate) fn forward_body(leader: Option<SocketAddrV4>, host_ports: bool) -> Bytes {
     let partitions = leader
         .map(|leader| {

@@ -10,6 +10,9 @@ use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
 
+/// The binary under test, built by cargo before this test.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn route_yaml(name: &str, table: &str, cluster: &str, addr: &str) -> String {
@@ -27,8 +30,8 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(file)).expect("rename route file");
 }
 
-async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
-    operator::wait_record(zk, path, record, WAIT).await
+async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord, owner: &str) -> i32 {
+    operator::wait_record(zk, path, record, owner, WAIT).await
 }
 
 async fn wait_gone(zk: &zkc::Client, path: &str) {
@@ -60,8 +63,8 @@ fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> 
         })
 }
 
-fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
-    let args = vec![
+fn dir_operator_args(zk: &ZkServer, dir: &Path, root: &str) -> Vec<String> {
+    vec![
         "--zone".into(),
         format!("az1={}{root}", zk.connect_string()),
         "--routes-dir".into(),
@@ -74,8 +77,12 @@ fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
         "4s".into(),
         "--zk-request-timeout".into(),
         "2s".into(),
-    ];
-    let mut op = Operator::start(&args, &[]).expect("operator starts");
+    ]
+}
+
+fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
+    let args = dir_operator_args(zk, dir, root);
+    let mut op = Operator::start(OPERATOR, &args, &[]).expect("operator starts");
     op.wait_ready(WAIT).expect("operator ready");
     op
 }
@@ -98,7 +105,7 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
 
     // Added file: the znode is created (parents too) with both spellings.
     let c1 = RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record");
-    assert_eq!(wait_record(&zk, path, &c1).await, 0);
+    assert_eq!(wait_record(&zk, path, &c1, "a-temp.yaml").await, 0);
     let (data, _) = znode(&zk, path).await.expect("exists");
     let json: serde_json::Value = serde_json::from_slice(&data).expect("json");
     assert_eq!(json["cluster"], "c1");
@@ -122,7 +129,11 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
             .replace("spec:\n", "spec:\n  active: backup\n"),
     );
     let bk = RouteRecord::new("c1-bk", ["10.9.0.1:34601"]).expect("record");
-    assert_eq!(wait_record(&zk, path, &bk).await, 1, "one set_data");
+    assert_eq!(
+        wait_record(&zk, path, &bk, "a-temp.yaml").await,
+        1,
+        "one set_data"
+    );
 
     // A second, newer file for the same table yields and says so; the znode is untouched.
     write(
@@ -154,7 +165,7 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     )
     .await
     .expect("hand edit");
-    assert_eq!(wait_record(&zk, path, &bk).await, 3);
+    assert_eq!(wait_record(&zk, path, &bk, "a-temp.yaml").await, 3);
     eventually(WAIT, "a log line about the hand edit", async || {
         op.log()
             .contains(r#"was changed outside the operator; found {"cluster_name":"by-hand""#)
@@ -170,7 +181,7 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     // The owner's file removed: its znode goes, and the waiting route takes the table over.
     std::fs::remove_file(dir.path().join("a-temp.yaml")).expect("rm");
     let c7 = RouteRecord::new("c7", ["10.7.0.1:34601"]).expect("record");
-    wait_record(&zk, path, &c7).await;
+    wait_record(&zk, path, &c7, "b-temp.yaml").await;
     let (deletes, creates) = (
         op.metric(r#"metaproxy_operator_znode_writes_total{op="delete"}"#),
         op.metric(r#"metaproxy_operator_znode_writes_total{op="create"}"#),
@@ -225,6 +236,7 @@ async fn zookeeper_outage_is_reported_and_recovered() {
         &zk,
         "/mp/t1",
         &RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record"),
+        "t.yaml",
     )
     .await;
     eventually(WAIT, "Ready again", async || {
@@ -266,7 +278,7 @@ async fn two_operator_processes_write_each_znode_once() {
     for (i, t) in tables.iter().enumerate() {
         let record = RouteRecord::new(format!("c{i}"), ["10.0.0.1:34601"]).expect("record");
         assert_eq!(
-            wait_record(&zk, &format!("/race/{t}"), &record).await,
+            wait_record(&zk, &format!("/race/{t}"), &record, &format!("{t}.yaml")).await,
             0,
             "{t} created once, never set"
         );
@@ -309,7 +321,6 @@ async fn two_operator_processes_write_each_znode_once() {
 
 #[test]
 fn invalid_configuration_exits_64_before_binding() {
-    let bin = metaproxy_tests::operator::binary().expect("operator binary");
     let port = metaproxy_tests::free_port().expect("port");
     let cases: &[(&[&str], &str)] = &[
         (&[], "no zone is configured"),
@@ -340,7 +351,7 @@ fn invalid_configuration_exits_64_before_binding() {
         ),
     ];
     for (args, reason) in cases {
-        let out = std::process::Command::new(&bin)
+        let out = std::process::Command::new(OPERATOR)
             .args(*args)
             .args(["--admin-listen", &format!("127.0.0.1:{port}")])
             .env_remove("METAPROXY_OPERATOR_ZONES")
@@ -357,7 +368,6 @@ fn invalid_configuration_exits_64_before_binding() {
 
 #[test]
 fn check_config_prints_the_effective_configuration() {
-    let bin = metaproxy_tests::operator::binary().expect("operator binary");
     let port = metaproxy_tests::free_port().expect("port");
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("operator.yaml");
@@ -370,7 +380,7 @@ fn check_config_prints_the_effective_configuration() {
             dir.path().display()
         ),
     );
-    let out = std::process::Command::new(&bin)
+    let out = std::process::Command::new(OPERATOR)
         .arg("--config")
         .arg(&file)
         .args(["--check-config", "--default-zone", "az2"])
@@ -400,4 +410,189 @@ fn check_config_prints_the_effective_configuration() {
     assert_eq!(config["source"]["routes-dir"]["poll"], "250ms");
     assert_eq!(config["zones"][1]["hosts"], "127.0.0.1:2182");
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("admin port never bound");
+}
+
+/// The cluster a znode routes to (whatever else the record says).
+async fn routed_cluster(zk: &zkc::Client, path: &str) -> Option<(String, i32)> {
+    let (data, version) = znode(zk, path).await?;
+    let record = RouteRecord::parse(&data).ok()?;
+    Some((record.cluster, version))
+}
+
+/// Two files for one table: the one that holds the znode keeps it across restarts, although the
+/// other sorts first. Before ownership was recorded in the znode, seniority was "first seen by
+/// this process", so a restart handed the table to whichever file the scan met first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_survives_restarts() {
+    require!(ZOOKEEPER);
+    const RESTARTS: usize = 12;
+    let server = ZkServer::start().expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = "/restarts/shared";
+    write(
+        dir.path(),
+        "z-owner.yaml",
+        &route_yaml("owner", "shared", "c1", "10.0.0.1:34601"),
+    );
+    let mut op = start_dir_operator(&server, dir.path(), "/restarts");
+    eventually(WAIT, "z-owner.yaml to write the znode", async || {
+        routed_cluster(&zk, path).await.filter(|(c, _)| c == "c1")
+    })
+    .await
+    .expect("written");
+    // A second file for the same table, sorting before the owner.
+    write(
+        dir.path(),
+        "a-newer.yaml",
+        &route_yaml("newer", "shared", "c2", "10.2.0.1:34601"),
+    );
+    eventually(WAIT, "a-newer.yaml to yield", async || {
+        route_view(&op, "a-newer.yaml")
+            .filter(|v| condition(v, "Conflict").is_some_and(|c| c.0 == "True"))
+    })
+    .await
+    .expect("the newer file yields");
+    let (_, first_version) = routed_cluster(&zk, path).await.expect("znode");
+
+    let mut flips = 0;
+    let mut owner = "c1".to_owned();
+    for _ in 0..RESTARTS {
+        assert!(op.terminate(WAIT).expect("stops").success());
+        op = start_dir_operator(&server, dir.path(), "/restarts");
+        // Both files reconciled: one Ready, the other in conflict.
+        eventually(
+            WAIT,
+            "both routes to settle after the restart",
+            async || {
+                let a = route_view(&op, "a-newer.yaml")?;
+                let z = route_view(&op, "z-owner.yaml")?;
+                let ready = |v: &serde_json::Value| condition(v, "Ready").map(|c| c.0);
+                let conflict = |v: &serde_json::Value| condition(v, "Conflict").map(|c| c.0);
+                let settled = (ready(&a).as_deref() == Some("True")
+                    && conflict(&z).as_deref() == Some("True"))
+                    || (ready(&z).as_deref() == Some("True")
+                        && conflict(&a).as_deref() == Some("True"));
+                settled.then_some(())
+            },
+        )
+        .await
+        .expect("settled");
+        let (now, _) = routed_cluster(&zk, path).await.expect("znode");
+        if now != owner {
+            flips += 1;
+            owner = now;
+        }
+    }
+    let (_, last_version) = routed_cluster(&zk, path).await.expect("znode");
+    let rewrites = last_version - first_version;
+    eprintln!("{RESTARTS} restarts: {flips} owner flips, {rewrites} znode rewrites");
+    assert_eq!((flips, rewrites), (0, 0), "the table stays with its owner");
+    assert!(op.terminate(WAIT).expect("stops").success());
+}
+
+/// SIGTERM while ZooKeeper is down and every route is retrying: the retries and the ZooKeeper
+/// waits in flight are interrupted, the process exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
+    require!(ZOOKEEPER);
+    const ROUTES: usize = 200;
+    let mut server = ZkServer::start().expect("zookeeper");
+    server.stop();
+    let dir = tempfile::tempdir().expect("dir");
+    for i in 0..ROUTES {
+        write(
+            dir.path(),
+            &format!("t{i:03}.yaml"),
+            &route_yaml(&format!("t{i}"), &format!("t{i}"), "c1", "10.0.0.1:34601"),
+        );
+    }
+    let mut op = start_dir_operator(&server, dir.path(), "/down");
+    // Every route has run into the outage and is retrying.
+    eventually(WAIT, "every route to report ZooKeeper down", async || {
+        let (_, body) = op.get("/routes").ok()?;
+        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let down = all
+            .as_array()?
+            .iter()
+            .filter(|v| condition(v, "Ready").is_some_and(|c| c.1 == "ZooKeeperUnavailable"))
+            .count();
+        (down == ROUTES).then_some(())
+    })
+    .await
+    .expect("outage seen");
+    let started = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(130)).expect("stops");
+    let took = started.elapsed();
+    eprintln!("SIGTERM with ZooKeeper down and {ROUTES} routes: exited after {took:?}");
+    assert!(status.success(), "exit status {status}:\n{}", op.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A FIFO used to block the scan (and SIGTERM with it); an integer table name and unknown
+/// fields used to be accepted. Now the operator gets ready, writes the valid route, says in
+/// `/routes` why each other file is not used, and stops at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_route_files_are_refused_without_blocking() {
+    require!(ZOOKEEPER);
+    let server = ZkServer::start().expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    let dir = tempfile::tempdir().expect("dir");
+    let fifo = dir.path().join("a-fifo.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    write(
+        dir.path(),
+        "b-int.yaml",
+        &route_yaml("int", "t1", "c1", "10.0.0.1:34601").replace("table: t1", "table: 12345"),
+    );
+    write(
+        dir.path(),
+        "c-typo.yaml",
+        &route_yaml("typo", "t2", "c1", "10.0.0.1:34601")
+            .replace("  table: t2\n", "  table: t2\n  zones: az1\n"),
+    );
+    write(dir.path(), "d-big.yaml", &"#".repeat(2 * 1024 * 1024));
+    write(
+        dir.path(),
+        "e-good.yaml",
+        &route_yaml("good", "good", "c1", "10.0.0.1:34601"),
+    );
+    let mut op = start_dir_operator(&server, dir.path(), "/hostile");
+    let c1 = RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record");
+    wait_record(&zk, "/hostile/good", &c1, "e-good.yaml").await;
+    let error = |file: &str| {
+        route_view(&op, file)
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    assert_eq!(error("a-fifo.yaml"), "not a regular file");
+    assert!(
+        error("b-int.yaml").contains("spec.table: expected a string, found an integer 12345"),
+        "{}",
+        error("b-int.yaml")
+    );
+    assert!(
+        error("c-typo.yaml").contains("spec.zones: unknown field"),
+        "{}",
+        error("c-typo.yaml")
+    );
+    assert!(error("d-big.yaml").contains("more than the 1048576"));
+    for table in ["12345", "t1", "t2"] {
+        assert_eq!(
+            znode(&zk, &format!("/hostile/{table}")).await,
+            None,
+            "{table}"
+        );
+    }
+    let started = std::time::Instant::now();
+    assert!(op.terminate(WAIT).expect("stops").success());
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

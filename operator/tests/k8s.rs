@@ -12,6 +12,9 @@ use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
 
+/// The binary under test, built by cargo before this test.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
+
 const WAIT: Duration = Duration::from_secs(40);
 
 fn route(name: &str, table: &str, extra: &str) -> String {
@@ -58,6 +61,7 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     .map(|s| s.to_string())
     .collect();
     let mut op = Operator::start(
+        OPERATOR,
         &args,
         &[("KUBECONFIG", api.kubeconfig().display().to_string())],
     )
@@ -96,8 +100,8 @@ fn condition(obj: &serde_json::Value, type_: &str) -> Option<serde_json::Value> 
         .cloned()
 }
 
-async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
-    operator::wait_record(zk, path, record, WAIT).await
+async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord, owner: &str) -> i32 {
+    operator::wait_record(zk, path, record, owner, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +119,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     apply(&api, &route("temp", "temp", ""));
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    assert_eq!(wait_record(&zk, path, &primary).await, 0);
+    assert_eq!(wait_record(&zk, path, &primary, "default/temp").await, 0);
     let obj = eventually(WAIT, "Ready=True", async || {
         get_json(&api, &["ptr", "temp"])
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
@@ -195,7 +199,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     // Update: switch to the backup.
     apply(&api, &route("temp", "temp", "  active: backup\n"));
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
-    assert_eq!(wait_record(&zk, path, &backup).await, 1);
+    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 1);
     let obj = eventually(WAIT, "status for generation 2", async || {
         get_json(&api, &["ptr", "temp"]).filter(|o| o["status"]["observedGeneration"] == 2)
     })
@@ -228,7 +232,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     )
     .await
     .expect("hand edit");
-    assert_eq!(wait_record(&zk, path, &backup).await, 3);
+    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 3);
 
     // Delete: the finalizer removes the znode, then the object goes.
     let out = api
@@ -374,7 +378,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    wait_record(&zk, path, &primary).await;
+    wait_record(&zk, path, &primary, "default/older").await;
     let newer = eventually(WAIT, "Conflict=True on the newer route", async || {
         get_json(&api, &["ptr", "newer"])
             .filter(|o| condition(o, "Conflict").is_some_and(|c| c["status"] == "True"))
@@ -408,7 +412,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
         String::from_utf8_lossy(&out.stderr)
     );
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
-    wait_record(&zk, path, &backup).await;
+    wait_record(&zk, path, &backup, "default/newer").await;
     eventually(WAIT, "the newer route Ready", async || {
         get_json(&api, &["ptr", "newer"])
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
@@ -456,7 +460,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     apply(&api, &route("one", "t_one", ""));
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    wait_record(&zk, "/metaproxy/c3srv/t_one", &primary).await;
+    wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
     assert_eq!(first.metric("metaproxy_operator_leader"), Some(1.0));
     assert_eq!(second.metric("metaproxy_operator_leader"), Some(0.0));
     assert_eq!(
@@ -479,7 +483,46 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     .expect("op-2 leads within 3 s, before the 4 s lease could expire");
     assert_eq!(holder, "op-2");
     apply(&api, &route("two", "t_two", ""));
-    wait_record(&zk, "/metaproxy/c3srv/t_two", &primary).await;
+    wait_record(&zk, "/metaproxy/c3srv/t_two", &primary, "default/two").await;
     assert_eq!(second.metric("metaproxy_operator_leader"), Some(1.0));
     assert!(second.terminate(WAIT).expect("stops").success());
+}
+
+/// Kubernetes mode, ZooKeeper down, 200 routes retrying: SIGTERM interrupts the reconciles in
+/// flight (the controller's graceful shutdown waits for them), releases the lease and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
+    require!(API_SERVER, ZOOKEEPER);
+    const ROUTES: usize = 200;
+    let api = api_server(true);
+    let mut zk_server = ZkServer::start().expect("zookeeper");
+    zk_server.stop();
+    let all: String = (0..ROUTES)
+        .map(|i| route(&format!("r{i}"), &format!("t{i}"), ""))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    apply(&api, &all);
+    let mut op = start_operator(&api, &zk_server, "op-1");
+    eventually(WAIT, "every route to report ZooKeeper down", async || {
+        let list = get_json(&api, &["ptr"])?;
+        let down = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|o| {
+                condition(o, "Ready").is_some_and(|c| c["reason"] == "ZooKeeperUnavailable")
+            })
+            .count();
+        (down == ROUTES).then_some(())
+    })
+    .await
+    .expect("outage seen");
+    let started = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(130)).expect("stops");
+    let took = started.elapsed();
+    eprintln!(
+        "Kubernetes mode, SIGTERM with ZooKeeper down and {ROUTES} routes: exited after {took:?}"
+    );
+    assert!(status.success(), "{status}\n{}", op.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(op.log().contains("released the lease"), "{}", op.log());
 }
