@@ -1,7 +1,7 @@
-//! The data-plane vectors of `tests/vectors/` (§13.9: PUT, GET and REMOVE of ("h1", "s1") from the
+//! The data-plane vectors of `tests/vectors/` (`docs/protocol.md` §15.9: PUT, GET and REMOVE of ("h1", "s1") from the
 //! official Node.js and Python clients and the document's Go and Java frames; the replica replies
 //! the clients accepted) decode to the documented values and re-encode to the identical bytes; and
-//! the key hash of §13.5 gives every worked example and check value of the document.
+//! the key hash of §15.5 gives every worked example and check value of the document.
 
 use bytes::{Bytes, BytesMut};
 use metaproxy_tests::vectors::load as vector;
@@ -109,7 +109,7 @@ fn put_requests_of_every_client() {
         assert_eq!(frame.seqid(), seqid, "{name}");
         let put: UpdateRequest = args_round_trip(name, &frame.args);
         assert_eq!(put, put_h1s1(), "{name}");
-        // The header's hashes are the ones §13.5 derives from the key.
+        // The header's hashes are the ones §15.5 derives from the key.
         assert_eq!(key_hash(put.key.as_slice()), Ok(H1_HASH));
         assert_eq!(thread_hash(2, 2), 15840);
     }
@@ -271,7 +271,7 @@ fn crc64_check_values_and_table() {
     assert_eq!(crc64(b""), 0);
 }
 
-/// §13.5's worked examples: hash key, sort key, storage key (when given), crc64, the signed
+/// §15.5's worked examples: hash key, sort key, storage key (when given), crc64, the signed
 /// value the Java/Python/Node clients see (when given), the partition of 8, 4 and 16.
 #[test]
 fn crc64_worked_examples() {

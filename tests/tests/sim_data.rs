@@ -99,7 +99,7 @@ async fn start(config: SimConfig) -> SimHandle {
     Simulator::start(config).await.expect("simulator starts")
 }
 
-/// Table `temp` of §13.9: app 2, 8 partitions, on `replicas` served nodes.
+/// Table `temp` of §15.9: app 2, 8 partitions, on `replicas` served nodes.
 async fn temp_on(replicas: usize) -> SimHandle {
     start(SimConfig::with_replicas(
         1,
@@ -894,27 +894,13 @@ async fn add_duplication_over_rpc() {
 
 // ----- The admin HTTP API and the binaries ----------------------------------------------------
 
+/// One admin API exchange: the status and the JSON body.
 async fn http(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(admin).await.expect("admin connects");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+    let method: metaproxy_tests::harness::Method = method.parse().expect("an HTTP method");
+    let response = metaproxy_tests::harness::http(admin, method, path, body)
         .await
-        .expect("an answer in time")
-        .expect("read");
-    let (status, body) =
-        metaproxy_tests::harness::parse_http_response(&String::from_utf8_lossy(&response));
-    let json = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"))
-    };
-    (status, json)
+        .expect("the admin API answers");
+    (response.status, response.json().expect("JSON"))
 }
 
 #[tokio::test]

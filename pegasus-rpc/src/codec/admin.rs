@@ -467,7 +467,7 @@ impl ThriftWire for QueryDuplicationResponse {
     }
 }
 
-/// `duplication_add_request` (§12.6). Fields 4 and 5 exist from 2.6 on.
+/// `duplication_add_request` (§14.3). Fields 4 and 5 exist from 2.6 on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddDuplicationRequest {
     pub app_name: String,
@@ -538,7 +538,7 @@ impl ThriftWire for AddDuplicationRequest {
     }
 }
 
-/// `duplication_add_response` (§12.6). The MetaServer replies after its ZooKeeper write.
+/// `duplication_add_response` (§14.3). The MetaServer replies after its ZooKeeper write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddDuplicationResponse {
     pub err: ErrorCode,

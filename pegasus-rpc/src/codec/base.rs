@@ -38,7 +38,7 @@ impl ErrorCode {
     pub const BUSY_DROPPING: ErrorCode = ErrorCode::from_static("ERR_BUSY_DROPPING");
     pub const TIMEOUT: ErrorCode = ErrorCode::from_static("ERR_TIMEOUT");
     pub const UNKNOWN: ErrorCode = ErrorCode::from_static("ERR_UNKNOWN");
-    // Replica servers (§13.3, §13.4) and admin RPCs (§12).
+    // Replica servers (§15.3, §15.4) and admin RPCs (§14).
     pub const INVALID_STATE: ErrorCode = ErrorCode::from_static("ERR_INVALID_STATE");
     pub const OPERATION_DISABLED: ErrorCode = ErrorCode::from_static("ERR_OPERATION_DISABLED");
     pub const PARENT_PARTITION_MISUSED: ErrorCode =

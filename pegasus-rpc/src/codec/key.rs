@@ -1,11 +1,11 @@
-//! Keys on the data path (§13.5): the storage key a client sends, the CRC-64 hash that picks the
+//! Keys on the data path (§15.5): the storage key a client sends, the CRC-64 hash that picks the
 //! partition, and the header values derived from them.
 //!
 //! ```text
 //!  storage key   u16 BE len(hash_key) | hash_key | sort_key        (no length for the sort key)
 //!  key hash      crc64(hash_key), or crc64(sort_key) when the hash key is empty
 //!  partition     key hash mod partition_count, taken unsigned
-//!  thread_hash   app_id * 7919 + partition_index                    (v0 header, §13.4)
+//!  thread_hash   app_id * 7919 + partition_index                    (v0 header, §15.4)
 //! ```
 //!
 //! The CRC is Pegasus' own (`P:src/utils/crc.cpp`): reflected, polynomial `0x9A6C9329AC4BC9B5`
@@ -41,7 +41,7 @@ const fn build_table() -> [u64; 256] {
     table
 }
 
-/// Entry `i` of the CRC table, for checking against the values in §13.5.
+/// Entry `i` of the CRC table, for checking against the values in §15.5.
 pub fn crc64_table_entry(i: u8) -> u64 {
     CRC64_TABLE[i as usize]
 }

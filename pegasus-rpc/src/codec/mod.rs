@@ -56,10 +56,10 @@ pub mod rpc {
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
     /// A table's duplications and their progress (docs/protocol.md §14.2).
     pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
-    /// Start duplicating a table to another cluster (§12.6).
+    /// Start duplicating a table to another cluster (§14.3).
     pub const ADD_DUPLICATION: &str = "RPC_CM_ADD_DUPLICATION";
 
-    // Replica-server RPCs (§13.1). Writes:
+    // Replica-server RPCs (§15.1). Writes:
     pub const RRDB_PUT: &str = "RPC_RRDB_RRDB_PUT";
     pub const RRDB_MULTI_PUT: &str = "RPC_RRDB_RRDB_MULTI_PUT";
     pub const RRDB_REMOVE: &str = "RPC_RRDB_RRDB_REMOVE";
@@ -67,7 +67,7 @@ pub mod rpc {
     pub const RRDB_INCR: &str = "RPC_RRDB_RRDB_INCR";
     pub const RRDB_CHECK_AND_SET: &str = "RPC_RRDB_RRDB_CHECK_AND_SET";
     pub const RRDB_CHECK_AND_MUTATE: &str = "RPC_RRDB_RRDB_CHECK_AND_MUTATE";
-    /// What a duplication source ships to its follower (§13.8); a write on the follower.
+    /// What a duplication source ships to its follower (§15.8); a write on the follower.
     pub const RRDB_DUPLICATE: &str = "RPC_RRDB_RRDB_DUPLICATE";
     // Reads:
     pub const RRDB_GET: &str = "RPC_RRDB_RRDB_GET";

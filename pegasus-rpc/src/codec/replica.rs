@@ -1,4 +1,4 @@
-//! Replica-server payloads (§13.1, §13.2, §13.8): the `rrdb` requests the official clients send
+//! Replica-server payloads (§15.1, §15.2, §15.8): the `rrdb` requests the official clients send
 //! for reads and writes, the responses a replica server answers with, and the batch a duplication
 //! source ships to its follower.
 //!
@@ -7,7 +7,7 @@
 //! (the clients leave some out: Node.js writes only ids 1, 3, 4 and 5 of `multi_get_request`).
 //!
 //! ```text
-//!  blob field     0C <id> | i32 len | bytes            (tagged STRUCT, encoded as binary, §5.1)
+//!  blob field     0C <id> | i32 len | bytes            (tagged STRUCT, encoded as binary, §6)
 //!  GET args       0C 00 01 | i32 len | storage key | 00
 //!  PUT args       0C 00 01 | update_request | 00
 //!  reply body     0C 00 00 | response | 00
@@ -23,7 +23,7 @@ use super::CodecError;
 use super::base::Blob;
 use super::wire::{self, ThriftWire, field, read_list, read_struct, write_list};
 
-/// The `error` codes of the replica responses (`rocksdb::Status::Code`, §13.2).
+/// The `error` codes of the replica responses (`rocksdb::Status::Code`, §15.2).
 pub mod rocksdb {
     pub const OK: i32 = 0;
     /// Missing or expired key (get, ttl).
@@ -163,10 +163,10 @@ fn get_blobs(i: &mut dyn TInputProtocol) -> thrift::Result<Vec<Blob>> {
 // Writes
 
 /// `update_request`, the args of PUT. Fields 4-7 exist only at HEAD and are set only by the
-/// server itself (§13.2); they are kept when present so that nothing is lost in a round trip.
+/// server itself (§15.2); they are kept when present so that nothing is lost in a round trip.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpdateRequest {
-    /// The storage key (§13.5).
+    /// The storage key (§15.5).
     pub key: Blob,
     pub value: Blob,
     /// Absolute expiry in seconds since 2016-01-01 UTC; 0 for none.
@@ -900,7 +900,7 @@ impl ThriftWire for MultiGetResponse {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Duplication (§13.8, `duplication_internal.thrift`)
+// Duplication (§15.8, `duplication_internal.thrift`)
 
 /// One shipped mutation. Every field is optional in the IDL; the source fills 1-4.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1034,7 +1034,7 @@ mod tests {
 
     #[test]
     fn get_args_are_a_blob_in_field_one() {
-        // §13.1: `0c 00 01 | 00 00 00 06 00 02 68 31 73 31 | 00`
+        // §15.1: `0c 00 01 | 00 00 00 06 00 02 68 31 73 31 | 00`
         let key = Blob::from_slice(&[0, 2, b'h', b'1', b's', b'1']);
         let args = key.args_bytes();
         assert_eq!(
@@ -1046,7 +1046,7 @@ mod tests {
 
     #[test]
     fn node_multi_get_request_decodes_with_defaults() {
-        // §13.2: what the Node.js client's encoder writes for hash key "h1".
+        // §15.2: what the Node.js client's encoder writes for hash key "h1".
         let hex = "0c000100000002683108000300000064080004000f42400200050000";
         let bytes: Vec<u8> = (0..hex.len())
             .step_by(2)

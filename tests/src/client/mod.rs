@@ -1,13 +1,13 @@
 //! A Pegasus data client, enough for the load tool and the simulator's duplication: it reads and
-//! writes a table the way the official clients do (§13).
+//! writes a table the way the official clients do (`docs/protocol.md` §15).
 //!
-//! What flows through it: an operation's key is hashed (§13.5) to a partition of the table's
+//! What flows through it: an operation's key is hashed (§15.5) to a partition of the table's
 //! routing ([`route::Router`], from query_config through any MetaServer address, the proxy
 //! included); the request goes to that partition's primary over a pipelined connection
 //! ([`session::Session`]) with the header a Go/Python client writes (v0: gpid, thread_hash,
 //! partition_hash) or the Java one (v1); the reply comes back by seqid.
 //!
-//! Errors follow the Java client (§13.6), the one that retries within the operation's budget:
+//! Errors follow the Java client (§15.6), the one that retries within the operation's budget:
 //!
 //! | outcome of an attempt | reaction |
 //! |---|---|
@@ -93,7 +93,7 @@ pub enum OpError {
     /// The last attempt found no connection (`ERR_SESSION_RESET`).
     #[error("ERR_SESSION_RESET: {0}")]
     SessionReset(String),
-    /// The reply's application-level error (a rocksdb code, §13.2).
+    /// The reply's application-level error (a rocksdb code, §15.2).
     #[error("storage error {0}")]
     App(i32),
     /// No routing for the table.

@@ -1,5 +1,5 @@
 //! A table's routing as the official clients keep it: the query_config answer, asked again only
-//! when a replica's answer says the routing is stale (§13.6), never on a timer, and then at most
+//! when a replica's answer says the routing is stale (§15.6), never on a timer, and then at most
 //! once per `requery_interval` per table (Java's `operationTimeout / 3`, 333 ms by default), with
 //! one query in flight at a time. A new answer replaces the old one even when the app id changed,
 //! as the Java and Go clients accept it.
@@ -25,7 +25,7 @@ pub struct TableConfig {
 
 impl TableConfig {
     /// The partition to send a key of hash `hash` to: `hash mod count`, or the parent of a split
-    /// child that is not ready yet (ballot < 0), as every client does (§13.5).
+    /// child that is not ready yet (ballot < 0), as every client does (§15.5).
     pub fn partition_for(&self, hash: u64) -> Option<&PartitionConfiguration> {
         let pidx = pegasus_rpc::codec::key::partition_index(hash, self.partition_count)?;
         let pc = self.partitions.get(usize::try_from(pidx).ok()?)?;

@@ -35,7 +35,7 @@ pub struct TableSpec {
     /// Whether replies for this table carry the 2.6 `hp_*` fields. Default: the cluster setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port_fields: Option<bool>,
-    /// App envs, validated as `RPC_CM_UPDATE_APP_ENV` would (§12.1).
+    /// App envs, validated as `RPC_CM_UPDATE_APP_ENV` would (`docs/protocol.md` §14.4).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub envs: BTreeMap<String, String>,
     /// A duplication to another cluster, set up at start.

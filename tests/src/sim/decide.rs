@@ -1,6 +1,6 @@
 //! What a simulated replica server does with a request before touching storage: answer it, drop
-//! it, or refuse it with an rpc-level error. The checks run in the real server's order (§13.4,
-//! §13.10), first match wins:
+//! it, or refuse it with an rpc-level error. The checks run in the real server's order
+//! (`docs/protocol.md` §15.4), first match wins:
 //!
 //! | # | check | answer |
 //! |---|---|---|
@@ -97,7 +97,7 @@ impl Op {
         !matches!(self, Op::Incr | Op::CheckAndSet)
     }
 
-    /// Writes a duplication source ships to its follower (§13.8).
+    /// Writes a duplication source ships to its follower (§15.8).
     pub fn is_shipped(self) -> bool {
         matches!(self, Op::Put | Op::MultiPut | Op::Remove | Op::MultiRemove)
     }
@@ -242,7 +242,7 @@ pub struct Routing {
     pub header_hash: u64,
     /// The v0 header's `thread_hash` (v1 headers have none).
     pub thread_hash: Option<i32>,
-    /// The hash of the request's key (§13.5), when the request has one.
+    /// The hash of the request's key (§15.5), when the request has one.
     pub key_hash: Option<u64>,
 }
 

@@ -1,6 +1,6 @@
 //! Duplication shipping: per duplication and partition, a task that sends the partition's
 //! committed idempotent writes to the follower cluster, in decree order, as the source replica
-//! servers do (§13.8).
+//! servers do (`docs/protocol.md` §15.8).
 //!
 //! ```text
 //!  write on the primary --> partition log (decree, µs, rpc name, args)

@@ -1,5 +1,6 @@
-//! App envs: what the MetaServer accepts in `RPC_CM_UPDATE_APP_ENV` (§12.1) and what a replica
-//! makes of `replica.deny_client_request` (§12.2, §13.7). Pure functions, tested from tables.
+//! App envs: what the MetaServer accepts in `RPC_CM_UPDATE_APP_ENV` (`docs/protocol.md` §14.4) and
+//! what a replica makes of `replica.deny_client_request` (§15.7). Pure functions, tested from
+//! tables.
 //!
 //! The meta validates every SET pair against the keys it knows; an unknown key or a value its
 //! validator refuses fails the whole request and nothing is applied. The hints for refused values
@@ -73,7 +74,7 @@ enum Rule {
     Any,
 }
 
-/// The keys of §12.1 and their validators.
+/// The keys of §14.4 and their validators.
 fn rule(key: &str) -> Option<Rule> {
     const MIB: i64 = 1 << 20;
     Some(match key {

@@ -1,4 +1,4 @@
-//! The MetaServer admin RPCs a failover uses (§12): `RPC_CM_UPDATE_APP_ENV`,
+//! The MetaServer admin RPCs a failover uses (`docs/protocol.md` §14): `RPC_CM_UPDATE_APP_ENV`,
 //! `RPC_CM_QUERY_DUPLICATION` and `RPC_CM_ADD_DUPLICATION`. The same operations back the
 //! [`super::SimHandle`] methods and the admin HTTP API.
 //!
@@ -6,7 +6,7 @@
 //! |---|---|
 //! | any of them, meta switched to not active | `ERR_SERVICE_NOT_ACTIVE`, other fields default |
 //! | any of them, to a meta that is not the leader | `ERR_FORWARD_TO_OTHERS` and **no** leader address |
-//! | update_app_env | §12.1, see [`super::envs::update`]; `ERR_OK` means stored on the meta, the replica nodes apply it at their next config sync |
+//! | update_app_env | §14.4, see [`super::envs::update`]; `ERR_OK` means stored on the meta, the replica nodes apply it at their next config sync |
 //! | query_duplication, table missing | `ERR_APP_NOT_EXIST`, appid 0, no entries |
 //! | query_duplication | one entry per duplication: dupid, `DS_LOG`, remote, create_ts, `FAIL_SLOW`; with `DupProgress::Full` (2.6) also remote_app_name, remote_replica_count and `partition_states` (confirmed, last committed decree per partition) |
 //! | add_duplication, remote is this cluster or unknown, or a negative replica count | `ERR_INVALID_PARAMETERS` with a hint |

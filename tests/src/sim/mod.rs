@@ -19,7 +19,7 @@
 //! | the same, to the leader, table missing | `ERR_OBJECT_NOT_FOUND`, other fields default |
 //! | the same, to the leader, table present | `ERR_OK`, app_id, partition_count, is_stateful true, the partitions at the valid requested indices (in the order asked, duplicates kept), or all of them when none was asked or none is valid |
 //! | `RPC_NEGOTIATION` | `negotiation_response{SASL_AUTH_DISABLE, ""}` |
-//! | `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_QUERY_DUPLICATION`, `RPC_CM_ADD_DUPLICATION` | §12, on the leader only; see `meta_rpc.rs` |
+//! | `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_QUERY_DUPLICATION`, `RPC_CM_ADD_DUPLICATION` | §14, on the leader only; see `meta_rpc.rs` |
 //! | any other RPC | rpc-level `ERR_HANDLER_NOT_FOUND`, no body; the connection stays open |
 //! | a frame the codec rejects | the connection is closed, after the replies owed before it |
 //!
@@ -45,7 +45,7 @@
 //! addresses (the demo's `10.0.0.1:34801`, the proxy tests' `127.0.0.1:34801`) is reported by
 //! query_config and never served, as before. The nodes serve PUT, MULTI_PUT, REMOVE,
 //! MULTI_REMOVE, GET, MULTI_GET, TTL, SORTKEY_COUNT, INCR, CHECK_AND_SET and DUPLICATE with the
-//! checks of [`decide`] in the real server's order, replies byte-exact to §13 (every non-optional
+//! checks of [`decide`] in the real server's order, replies byte-exact to §15 (every non-optional
 //! field, id order; `server` is the node's own address), one decree per applied write, TTLs in
 //! Pegasus epoch seconds on a clock that follows `tokio::time`. Other data RPCs (scans,
 //! BATCH_GET, CHECK_AND_MUTATE) get `ERR_HANDLER_NOT_FOUND`; CLEAR_SCANNER, which a real server
@@ -60,7 +60,7 @@
 //! # App envs and duplication
 //!
 //! App envs are the meta's ([`envs`]); each node applies `replica.deny_client_request` at its
-//! config sync, every `config_sync_interval` (default 30 s as in Pegasus), as §13.7 says:
+//! config sync, every `config_sync_interval` (default 30 s as in Pegasus), as §15.7 says:
 //! `timeout*...` drops the denied requests, `reconfig*...` answers them `ERR_INVALID_STATE`.
 //!
 //! A table duplicates to another cluster's table (`duplication:` in `tables.yaml`,
@@ -788,7 +788,7 @@ impl SimHandle {
         })
     }
 
-    /// Changes a table's app envs as `RPC_CM_UPDATE_APP_ENV` does (§12.1); the replica nodes
+    /// Changes a table's app envs as `RPC_CM_UPDATE_APP_ENV` does (§14.4); the replica nodes
     /// pick the change up at their next config sync.
     pub fn update_app_env(&self, table: &str, update: &EnvUpdate) -> EnvAnswer {
         meta_rpc::update_app_env(&self.shared, table, update)

@@ -7,7 +7,7 @@
 //!
 //! Each node also runs its config sync: every `config_sync_interval` (and when it starts) it reads
 //! the tables' `replica.deny_client_request` from the cluster view, so an env change reaches the
-//! nodes one by one within an interval, as on a real cluster (§12.2).
+//! nodes one by one within an interval, as on a real cluster (`docs/protocol.md` §14.1, §15.7).
 
 use std::collections::HashMap;
 use std::io;
@@ -173,7 +173,7 @@ impl Conn {
         if name == rpc::NEGOTIATION {
             return Some((ErrorCode::OK, shared.bodies.negotiation.clone()));
         }
-        // The server never answers CLEAR_SCANNER (§13.1).
+        // The server never answers CLEAR_SCANNER (§15.1).
         if name == rpc::RRDB_CLEAR_SCANNER || frame.message.kind == MessageKind::Oneway {
             return None;
         }

@@ -2,7 +2,7 @@
 //! decree (one per applied write), and the log of committed writes a duplication ships.
 //!
 //! Values are kept in key order, so that the sort keys of one hash key are contiguous: the storage
-//! key starts with the hash key's length and bytes (§13.5). Expiry is in Pegasus epoch seconds
+//! key starts with the hash key's length and bytes (`docs/protocol.md` §15.5). Expiry is in Pegasus epoch seconds
 //! (seconds since 2016-01-01 UTC); a value with `0 < expire_ts <= now` is gone for every read.
 //! The operations here are plain functions of the data and `now`, driven by the replica server.
 

@@ -129,7 +129,7 @@ fn encode(spec: &TableSpec, partitions: Vec<PartitionConfiguration>) -> Bytes {
 
 /// The partition configurations of a layout: max_replica_count is the number of replicas,
 /// last_committed_decree `100 * (i + 1)` (the values of the captured vectors, `vectors/README.md`,
-/// table `temp`; a real meta's value lags the replicas' anyway, §12.3).
+/// table `temp`; a real meta's value lags the replicas' anyway).
 fn partitions(
     spec: &TableSpec,
     replicas: &[SocketAddrV4],
