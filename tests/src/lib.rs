@@ -3,8 +3,10 @@
 //! operator binary) and the Pegasus MetaServer simulator.
 
 pub mod chart;
+pub mod client;
 pub mod harness;
 pub mod k8s;
+pub mod kv;
 pub mod load;
 pub mod operator;
 pub mod relay;
