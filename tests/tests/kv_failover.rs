@@ -113,7 +113,7 @@ fn assert_nothing_lost(report: &KvReport) {
 #[tokio::test]
 async fn kv_through_the_proxy_loses_nothing_across_a_replica_move() {
     require!(ZOOKEEPER);
-    let zk = ZkServer::start().expect("zookeeper");
+    let zk = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&zk).await;
     let a = cluster(SimConfig::with_replicas(3, 3, vec![temp()])).await;
     put(&zkc, "temp", &record("c-a", &a)).await;
@@ -177,7 +177,7 @@ async fn drained(group: &MetaGroup) -> bool {
 #[tokio::test]
 async fn a_fenced_manual_flip_loses_no_acknowledged_write() {
     require!(ZOOKEEPER);
-    let zk = ZkServer::start().expect("zookeeper");
+    let zk = ZkServer::launch().await.expect("zookeeper");
     let zkc = zk_client(&zk).await;
     let backup = cluster(SimConfig::with_replicas(1, 3, vec![temp()])).await;
     let mut config = SimConfig::with_replicas(
