@@ -11,26 +11,56 @@
 //! that holds the znode keeps the table until it is deleted, across operator restarts.
 //! Equal records with equal owners give equal bytes, so an unchanged route never rewrites its
 //! znode.
+//!
+//! A route that has switched clusters also keeps its [`RouteState`] there, under `state` (absent
+//! while there is nothing to remember); readers ignore it too.
 
 use metaproxy::route::RouteRecord;
 use serde_json::Value;
 
+use crate::reconcile::state::RouteState;
+
 /// The JSON key naming the owner.
 pub const OWNER_KEY: &str = "owner";
+/// The JSON key of the operator's state.
+pub const STATE_KEY: &str = "state";
 
 /// The bytes written to a table's znode: `record` owned by route `owner`.
 pub fn to_json(record: &RouteRecord, owner: &str) -> Vec<u8> {
+    with_state(record, owner, &RouteState::default())
+}
+
+/// The bytes written to a table's znode: `record` owned by route `owner`, with `state` unless
+/// it is empty.
+pub fn with_state(record: &RouteRecord, owner: &str, state: &RouteState) -> Vec<u8> {
     let mut out = record.to_json();
-    // to_json writes one object and ends with its closing brace; the owner goes before it.
+    // to_json writes one object and ends with its closing brace; the rest goes before it.
     if out.last() == Some(&b'}') {
         out.pop();
         out.extend_from_slice(b",\"");
         out.extend_from_slice(OWNER_KEY.as_bytes());
         out.extend_from_slice(b"\":");
         out.extend_from_slice(Value::String(owner.to_owned()).to_string().as_bytes());
+        if !state.is_empty() {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(STATE_KEY.as_bytes());
+            out.extend_from_slice(b"\":");
+            // A struct of strings, numbers and enums: serializing cannot fail.
+            out.extend_from_slice(&serde_json::to_vec(state).unwrap_or_else(|_| b"{}".to_vec()));
+        }
         out.push(b'}');
     }
     out
+}
+
+/// The operator's state in a znode's data; empty when there is none or it does not parse (a
+/// hand edit: the record is then put back, see [`crate::reconcile::decide`]).
+pub fn state(data: &[u8]) -> RouteState {
+    serde_json::from_slice::<Value>(data)
+        .ok()
+        .and_then(|v| v.get(STATE_KEY).cloned())
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default()
 }
 
 /// The owner a znode's data names, if it is a JSON object with a string `owner`.
@@ -80,5 +110,39 @@ mod tests {
             assert_eq!(owner(foreign), None, "{}", String::from_utf8_lossy(foreign));
         }
         assert_eq!(route(b"not json"), None);
+    }
+
+    #[test]
+    fn the_state_rides_along_and_readers_ignore_it() {
+        use crate::crd::ActiveCluster;
+        use crate::reconcile::state::{Aborted, RouteState};
+        let record = RouteRecord::new("c1", ["h:1"]).expect("record");
+        assert_eq!(
+            with_state(&record, "o", &RouteState::default()),
+            to_json(&record, "o"),
+            "an empty state is not written"
+        );
+        let s = RouteState {
+            flipped_at: Some(5),
+            aborted: Some(Aborted {
+                to: ActiveCluster::Backup,
+                at: 6,
+                reason: "why \"not\"".into(),
+            }),
+            ..RouteState::default()
+        };
+        let data = with_state(&record, "o", &s);
+        assert_eq!(
+            String::from_utf8(data.clone()).expect("utf8"),
+            r#"{"cluster":"c1","meta-addrs":["h:1"],"cluster_name":"c1","meta_addrs":"h:1","owner":"o","state":{"flippedAt":5,"aborted":{"to":"backup","at":6,"reason":"why \"not\""}}}"#
+        );
+        assert_eq!(state(&data), s);
+        assert_eq!(RouteRecord::parse(&data), Ok(record.clone()));
+        assert_eq!(owner(&data).as_deref(), Some("o"));
+        assert_eq!(
+            state(br#"{"state":{"flippedAt":"soon"}}"#),
+            RouteState::default()
+        );
+        assert_eq!(state(b"not json"), RouteState::default());
     }
 }

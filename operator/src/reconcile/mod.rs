@@ -15,9 +15,12 @@
 
 pub mod apply;
 pub mod decide;
+pub mod failover;
 pub mod observe;
 pub mod schedule;
+pub mod state;
 pub mod status;
+pub mod switchover;
 pub mod validate;
 
 use std::collections::BTreeMap;
