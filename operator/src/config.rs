@@ -9,7 +9,8 @@
 //! Zones are `--zone NAME=HOSTS/ROOT` (repeatable; in the environment, separated by `;`). In the
 //! file, `zones:` is a list whose items are either that same string or a mapping
 //! `{name, hosts, root}` (the older form, still accepted). Zones given as flags or in the
-//! environment replace the file's list.
+//! environment replace the file's list. Observers, the proxy sets asked before an automatic
+//! failover, are `--observer ZONE=URL` the same way (`observers:` in the file).
 //!
 //! ```yaml
 //! zones:
@@ -18,6 +19,8 @@
 //! default-zone: az1
 //! routes-dir: /etc/metaproxy/routes      # omit to watch the Kubernetes API
 //! admin-listen: 0.0.0.0:8081
+//! observers:                             # each zone's proxies, asked before a failover
+//!   - az1=http://metaproxy-az1-admin:34602
 //! resync: 60s
 //! zk-session-timeout: 10s
 //! ```
@@ -36,6 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use crate::leader::LeaseConfig;
+use crate::observers::Observer;
 use crate::reconcile::schedule::Timing;
 use crate::zk::ZkTimeouts;
 use crate::zone::{Zone, ZoneError, Zones};
@@ -67,6 +71,17 @@ pub struct Settings {
     #[arg(long = "zone", env = "METAPROXY_OPERATOR_ZONES", value_delimiter = ';')]
     #[serde(default)]
     pub zones: Vec<ZoneSetting>,
+    /// A failover observer, ZONE=http://HOST:PORT: that zone's proxies' admin port, whose
+    /// GET /clusters says what their traffic saw of each cluster (repeat for more). With
+    /// observers, an automatic failover needs a quorum of them to see the primary down. In the
+    /// environment, observers are separated by ';'.
+    #[arg(
+        long = "observer",
+        env = "METAPROXY_OPERATOR_OBSERVERS",
+        value_delimiter = ';'
+    )]
+    #[serde(default)]
+    pub observers: Vec<String>,
     /// The zone of routes that name none (needed with more than one zone).
     #[arg(long, env = "METAPROXY_OPERATOR_DEFAULT_ZONE")]
     pub default_zone: Option<String>,
@@ -214,6 +229,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8081";
 #[derive(Clone, Debug)]
 pub struct Config {
     pub zones: Zones,
+    /// Asked before an automatic failover; none: the operator's probes decide alone.
+    pub observers: Vec<Observer>,
     pub source: Source,
     pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
@@ -275,6 +292,14 @@ impl Config {
             .map(ZoneSetting::to_zone)
             .collect::<Result<Vec<_>, _>>()?;
         let zones = Zones::new(zones, s.default_zone)?;
+        let mut observers: Vec<Observer> = Vec::new();
+        for text in &s.observers {
+            let o = Observer::parse(text).map_err(|e| invalid(format!("observer: {e}")))?;
+            if observers.iter().any(|x| x.zone == o.zone) {
+                return Err(invalid(format!("observer: zone {} is given twice", o.zone)));
+            }
+            observers.push(o);
+        }
 
         let zk = ZkTimeouts {
             session: duration(
@@ -335,6 +360,7 @@ impl Config {
         })?;
         Ok(Config {
             zones,
+            observers,
             source,
             admin_listen,
             zk,
@@ -366,6 +392,7 @@ impl Config {
         let summary = Summary {
             zones: self.zones.iter().collect(),
             default_zone: self.zones.default_name(),
+            observers: self.observers.iter().map(ToString::to_string).collect(),
             source,
             admin_listen: self.admin_listen,
             zk_session_timeout: format_duration(self.zk.session),
@@ -433,6 +460,7 @@ fn lease_config(given: LeaseSettings) -> Result<LeaseConfig, ConfigError> {
 struct Summary<'a> {
     zones: Vec<&'a Zone>,
     default_zone: &'a str,
+    observers: Vec<String>,
     source: SourceSummary<'a>,
     admin_listen: SocketAddr,
     zk_session_timeout: String,
@@ -635,6 +663,21 @@ mod tests {
                 &["--zone", "a=h:1/r", "--admin-listen", "nowhere"],
                 "admin-listen: \"nowhere\" is not an ip:port address",
             ),
+            (
+                &["--zone", "a=h:1/r", "--observer", "az1=https://h:1"],
+                "observer: \"az1=https://h:1\": https is not supported",
+            ),
+            (
+                &[
+                    "--zone",
+                    "a=h:1/r",
+                    "--observer",
+                    "az1=http://h:1",
+                    "--observer",
+                    "az1=http://h:2",
+                ],
+                "observer: zone az1 is given twice",
+            ),
         ];
         for (flags, want) in cases {
             let err = Config::validate(args(flags)).expect_err("invalid");
@@ -720,6 +763,7 @@ mod tests {
         assert_eq!(json["resync"], "10m");
         assert_eq!(json["source"]["routes-dir"]["poll"], "100ms");
         assert_eq!(json["log-format"], "text");
+        assert_eq!(json["observers"], serde_json::json!([]));
 
         let k8s = Config::validate(args(&["--zone", "a=h:1/r", "--lease-name", "l"]))
             .expect("valid")
@@ -748,6 +792,7 @@ mod tests {
         assert_eq!(file.zones.len(), 2);
         assert_eq!(file.default_zone.as_deref(), Some("az1"));
         assert_eq!(file.admin_listen.as_deref(), Some("0.0.0.0:8081"));
+        assert_eq!(file.observers, ["az1=http://metaproxy-az1-admin:34602"]);
         let zones: Vec<Zone> = file
             .zones
             .iter()

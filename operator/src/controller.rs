@@ -128,6 +128,13 @@ pub async fn run(
     }
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Touched>();
     drift::spawn(reconciler.clone(), wake_tx.clone(), stop.clone());
+    // Only while leading: a new leader starts with no probe history.
+    tokio::spawn(
+        reconciler
+            .prober()
+            .clone()
+            .run(wake_tx.clone(), stop.clone()),
+    );
 
     // Touched tables become reconciles of the routes that claim them.
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<PegasusTableRoute>>();
@@ -512,10 +519,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn automatic_failover_is_reported_as_not_active() {
+    async fn automatic_failover_replaces_the_placeholder_condition() {
         let obj = route(serde_json::json!({
             "metadata": {"finalizers": [FINALIZER]},
             "spec": {"failover": {"mode": "Automatic"}, "active": "backup"},
+            "status": {"conditions": [{
+                "type": "AutomaticFailover", "status": "False", "reason": "NotImplemented",
+                "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }]},
         }));
         let f = fixture(answers(&obj));
         reconcile(Arc::new(obj), f.ctx.clone())
@@ -525,7 +536,7 @@ mod tests {
         assert_eq!(
             f.zk.get(PATH).map(|z| z.data),
             Some(record::to_json(&backup, "default/temp")),
-            "the spec's active cluster is written"
+            "a new znode gets the spec's active cluster at once"
         );
         let calls = f.calls().await;
         let status = calls
@@ -533,21 +544,21 @@ mod tests {
             .find(|c| c.path == format!("{ROUTES}/temp/status"))
             .map(|c| &c.body["status"])
             .expect("status patched");
-        let c = condition(status, "AutomaticFailover").expect("condition");
-        assert_eq!(
-            (c["status"].as_str(), c["reason"].as_str()),
-            (Some("False"), Some("NotImplemented"))
-        );
+        assert!(condition(status, "AutomaticFailover").is_none(), "{status}");
+        let c = condition(status, "FailedOver").expect("FailedOver");
+        assert_eq!(c["status"], "False");
         assert_eq!(condition(status, "Ready").expect("Ready")["status"], "True");
+        assert_eq!(status["activeSide"], "backup");
         let events: Vec<&Value> = calls
             .iter()
             .filter(|c| c.path.contains("/events"))
             .map(|c| &c.body)
             .collect();
-        assert_eq!(
-            events.first().map(|e| e["reason"].clone()),
-            Some(Value::from("AutomaticFailoverNotActive")),
-            "a Warning event first: {events:?}"
+        assert!(
+            events
+                .iter()
+                .all(|e| e["reason"] != "AutomaticFailoverNotActive"),
+            "{events:?}"
         );
     }
 

@@ -3,6 +3,8 @@
 
 pub mod admin;
 mod app;
+pub mod clock;
+pub mod clusters;
 pub mod config;
 pub mod controller;
 pub mod crd;
@@ -11,6 +13,8 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod observers;
+pub mod probe;
 pub mod reconcile;
 pub mod record;
 pub mod route_file;

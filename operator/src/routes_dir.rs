@@ -82,7 +82,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut touched) = mpsc::unbounded_channel();
-    drift::spawn(reconciler.clone(), tx, shutdown.clone());
+    drift::spawn(reconciler.clone(), tx.clone(), shutdown.clone());
+    tokio::spawn(reconciler.prober().clone().run(tx, shutdown.clone()));
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut ready = Some(ready);
     loop {

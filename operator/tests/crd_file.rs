@@ -38,7 +38,7 @@ fn crd_names_what_scripts_rely_on() {
     assert_eq!(
         columns,
         [
-            "Table", "Zone", "Active", "Primary", "Backup", "Mode", "Ready", "Age"
+            "Table", "Zone", "Active", "Primary", "Backup", "Mode", "Phase", "Ready", "Age"
         ]
     );
 }

@@ -19,10 +19,12 @@ const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
 
 const WAIT: Duration = Duration::from_secs(40);
 
+/// A route whose primary is on closed loopback ports: nothing answers there, and a switchover's
+/// calls to it fail at once without leaving the machine.
 fn route(name: &str, table: &str, extra: &str) -> String {
     format!(
         "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: {name}, namespace: default}}\n\
-         spec:\n  table: {table}\n  primary: {{cluster: c3srv-ad, metaServers: [\"10.0.0.1:34601\", \"meta-0.pegasus-ad:34601\"]}}\n\
+         spec:\n  table: {table}\n  primary: {{cluster: c3srv-ad, metaServers: [\"127.0.0.1:1\", \"localhost:1\"]}}\n\
          \x20 backup: {{cluster: c3srv-bk, metaServers: [\"10.1.0.1:34601\"]}}\n{extra}"
     )
 }
@@ -132,8 +134,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // Create.
     apply(&api, &route("temp", "temp", "")).await;
-    let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
-        .expect("record");
+    let primary = RouteRecord::new("c3srv-ad", ["127.0.0.1:1", "localhost:1"]).expect("record");
     assert_eq!(wait_record(&zk, path, &primary, "default/temp").await, 0);
     let obj = eventually(WAIT, "Ready=True", async || {
         get_json(&api, &["ptr", "temp"])
@@ -196,7 +197,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     assert_eq!(
         header,
         [
-            "NAME", "TABLE", "ZONE", "ACTIVE", "PRIMARY", "BACKUP", "MODE", "READY", "AGE"
+            "NAME", "TABLE", "ZONE", "ACTIVE", "PRIMARY", "BACKUP", "MODE", "PHASE", "READY", "AGE"
         ],
         "{table}"
     );
@@ -208,25 +209,43 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         .collect();
     assert_eq!(
         &row[..8],
+        // No switchover yet: the Phase column is empty.
         [
             "temp", "temp", "az1", "c3srv-ad", "c3srv-ad", "c3srv-bk", "Manual", "True"
         ],
         "{table}"
     );
 
-    // Update: switch to the backup.
-    apply(&api, &route("temp", "temp", "  active: backup\n")).await;
+    // Update: switch to the backup, without fencing: the record flips at once, then the
+    // primary (which does not answer) is given up on sending its clients away after fenceTimeout.
+    apply(
+        &api,
+        &route(
+            "temp",
+            "temp",
+            "  active: backup\n  switchover: {fence: false, fenceTimeout: 1s}\n",
+        ),
+    )
+    .await;
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
-    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 1);
-    let obj = eventually(WAIT, "status for generation 2", async || {
-        get_json(&api, &["ptr", "temp"])
-            .await
-            .filter(|o| o["status"]["observedGeneration"] == 2)
-    })
+    let (flipped, _) = operator::wait_route(&zk, path, &backup, "default/temp", WAIT).await;
+    assert_eq!(flipped, 1);
+    let obj = eventually(
+        WAIT,
+        "the switchover of generation 2 completed",
+        async || {
+            get_json(&api, &["ptr", "temp"]).await.filter(|o| {
+                o["status"]["observedGeneration"] == 2
+                    && condition(o, "Switchover").is_some_and(|c| c["reason"] == "Completed")
+            })
+        },
+    )
     .await
     .expect("observed");
     assert_eq!(obj["status"]["activeCluster"], "c3srv-bk");
-    assert_eq!(obj["status"]["znodeVersion"], 1);
+    assert_eq!(obj["status"]["activeSide"], "backup");
+    assert_eq!(obj["status"]["znodeVersion"], 2);
+    assert_eq!(obj["status"]["switchover"]["phase"], "Completed");
 
     // Events went to events.k8s.io (served by the stand-in here).
     let events = eventually(WAIT, "events for the route", async || {
@@ -237,8 +256,10 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
             .filter(|e| e["regarding"]["name"] == "temp")
             .filter_map(|e| e["reason"].as_str().map(String::from))
             .collect();
-        (reasons.contains(&"Created".to_string()) && reasons.contains(&"Updated".to_string()))
-            .then_some(reasons)
+        (reasons.contains(&"Created".to_string())
+            && reasons.contains(&"Flipped".to_string())
+            && reasons.contains(&"SwitchoverCompleted".to_string()))
+        .then_some(reasons)
     })
     .await
     .expect("events published");
@@ -252,7 +273,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     )
     .await
     .expect("hand edit");
-    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 3);
+    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 4);
 
     // Delete: the finalizer removes the znode, then the object goes.
     let out = api
@@ -421,8 +442,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
         .expect("Lease CRD");
     let mut op = start_operator(&api, &zk_server, "op-1").await;
 
-    let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
-        .expect("record");
+    let primary = RouteRecord::new("c3srv-ad", ["127.0.0.1:1", "localhost:1"]).expect("record");
     wait_record(&zk, path, &primary, "default/older").await;
     let newer = eventually(WAIT, "Conflict=True on the newer route", async || {
         get_json(&api, &["ptr", "newer"])
@@ -511,8 +531,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     let mut second = start_operator(&api, &zk_server, "op-2").await;
 
     apply(&api, &route("one", "t_one", "")).await;
-    let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
-        .expect("record");
+    let primary = RouteRecord::new("c3srv-ad", ["127.0.0.1:1", "localhost:1"]).expect("record");
     wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
     leading(&first).await;
     let standby = scrape(second.admin).await.expect("the standby's metrics");

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use metaproxy::route::RouteRecord;
-use metaproxy_tests::harness::{Metrics, eventually, http_get, scrape};
+use metaproxy_tests::harness::{Metrics, eventually, free_port, http_get, scrape};
 use metaproxy_tests::operator::{self, Operator, znode};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
@@ -141,19 +141,40 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     assert_eq!(view["status"]["znode"], path);
     assert_eq!(view["status"]["activeCluster"], "c1");
 
-    // Changed file: switch to the backup.
+    // Changed file: switch to the backup. Without fencing the record flips at once; clients are
+    // then sent away from c1, which does not answer (a closed loopback port), so that part gives
+    // up after fenceTimeout and the switchover completes with a note.
+    let closed = free_port().expect("a free port");
     write(
         dir.path(),
         "a-temp.yaml",
         &route_yaml("temp", "temp", "c1", "10.0.0.1:34601")
-            .replace("spec:\n", "spec:\n  active: backup\n"),
+            .replace("10.0.0.1:34601", &format!("127.0.0.1:{closed}"))
+            .replace(
+                "spec:\n",
+                "spec:\n  active: backup\n  switchover: {fence: false, fenceTimeout: 1s}\n",
+            ),
     );
     let bk = RouteRecord::new("c1-bk", ["10.9.0.1:34601"]).expect("record");
-    assert_eq!(
-        wait_record(&zk, path, &bk, "a-temp.yaml").await,
-        1,
-        "one set_data"
+    let (flipped, state) = operator::wait_route(&zk, path, &bk, "a-temp.yaml", WAIT).await;
+    assert_eq!(flipped, 1, "flipped in one set_data");
+    assert_eq!(state["switchover"]["phase"], "reconfiguring", "{state}");
+    let view = eventually(WAIT, "the switchover to complete", async || {
+        route_view(&op, "a-temp.yaml")
+            .await
+            .filter(|v| condition(v, "Switchover") == Some(("False".into(), "Completed".into())))
+    })
+    .await
+    .expect("completed");
+    assert!(
+        view["status"]["switchover"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("clients were not sent away from c1")),
+        "{view}"
     );
+    assert_eq!(view["status"]["activeSide"], "backup");
+    let done = view["status"]["znodeVersion"].as_i64().expect("version");
+    assert_eq!(done, 2, "the end of the switchover written once");
 
     // A second, newer file for the same table yields and says so; the znode is untouched.
     write(
@@ -174,7 +195,7 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     );
     assert_eq!(
         znode(&zk, path).await.map(|z| z.1),
-        Some(1),
+        Some(2),
         "the loser wrote nothing"
     );
 
@@ -186,7 +207,7 @@ async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     )
     .await
     .expect("hand edit");
-    assert_eq!(wait_record(&zk, path, &bk, "a-temp.yaml").await, 3);
+    assert_eq!(wait_record(&zk, path, &bk, "a-temp.yaml").await, 4);
     eventually(WAIT, "a log line about the hand edit", async || {
         op.log()
             .contains(r#"was changed outside the operator; found {"cluster_name":"by-hand""#)

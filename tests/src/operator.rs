@@ -102,8 +102,34 @@ pub async fn znode(zk: &zkc::Client, path: &str) -> Option<(Vec<u8>, i32)> {
     }
 }
 
+/// Waits until the znode routes to `record` for route `owner`, whatever operator state it holds
+/// beside the record (a switchover's phase, the fence it left); returns its version and that
+/// state (`null` when there is none).
+pub async fn wait_route(
+    zk: &zkc::Client,
+    path: &str,
+    record: &RouteRecord,
+    owner: &str,
+    timeout: Duration,
+) -> (i32, serde_json::Value) {
+    eventually(
+        timeout,
+        &format!("{path} to route to {record} for {owner}"),
+        async || {
+            let (data, version) = znode(zk, path).await?;
+            let routes = RouteRecord::parse(&data).ok()? == *record
+                && metaproxy_operator::record::owner(&data).as_deref() == Some(owner);
+            let json: serde_json::Value = serde_json::from_slice(&data).ok()?;
+            routes.then(|| (version, json["state"].clone()))
+        },
+    )
+    .await
+    .expect("znode routes there")
+}
+
 /// Waits until the znode holds exactly what the operator writes for `record` owned by route
-/// `owner` (`namespace/name`, or a route file's name); returns its version.
+/// `owner` (`namespace/name`, or a route file's name), with no operator state beside it; returns
+/// its version.
 pub async fn wait_record(
     zk: &zkc::Client,
     path: &str,

@@ -40,6 +40,9 @@ pub async fn apply(
             Ok(Applied::Removed)
         }
         Plan::AlreadyGone => Ok(Applied::Removed),
-        Plan::Yield { .. } | Plan::LeaveForeign { .. } => Ok(Applied::Untouched),
+        // A call is the reconciler's to make (it never hands one here); the znode is untouched.
+        Plan::Yield { .. } | Plan::LeaveForeign { .. } | Plan::Call { .. } => {
+            Ok(Applied::Untouched)
+        }
     }
 }

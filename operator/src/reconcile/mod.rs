@@ -2,12 +2,18 @@
 //!
 //! ```text
 //!  route (spec, status, deleting) + other routes' claims
-//!    │ validate  (pure)  spec + zones ─► Target (znode, both clusters' records) or Invalid
-//!    │ observe           read the znode
-//!    │ decide    (pure)  target + znode (its owner) + claims + status (+ health, now) ─► plan
-//!    │ apply             CAS write / delete; a lost race goes back to observe
+//!    │ validate  (pure)  spec + zones ─► Target (znode, both clusters' records, settings) or Invalid
+//!    │ observe           read the znode (record, owner, the operator's state)
+//!    │ decide    (pure)  target + znode + claims + status + health + now + call results ─► plan
+//!    │ apply             CAS write / delete (a lost race goes back to observe), or a call to a
+//!    │                   cluster (its result goes back to decide)
 //!    ▼ status    (pure)  outcome ─► status and conditions; notices for events and logs
 //! ```
+//!
+//! A switchover step that wrote the znode goes round again at once, so one reconcile carries a
+//! switchover as far as it can go without waiting; a phase that waits asks to be looked at again
+//! when the wait is over ([`Report::recheck`]). The routes of `Automatic` routes' clusters are
+//! probed by [`crate::probe`], which wakes them when their clusters' health moves.
 //!
 //! A deleted route, or one that moved to another table or zone, leaves its old znode through
 //! the same loop with a [`Removal`] in place of the target. When each route is reconciled again
@@ -25,23 +31,38 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{Instrument, info, warn};
 
-use crate::crd::{PegasusTableRouteSpec, PegasusTableRouteStatus};
+use crate::clock::{Clock, rfc3339};
+use crate::clusters::{ClusterCalls, MetaClusters};
+use crate::crd::{
+    ActiveCluster, ClusterHealthStatus, FailoverMode, HealthStatus, PegasusTableRouteSpec,
+    PegasusTableRouteStatus,
+};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::observers::Observer;
+use crate::probe::{Prober, Registration};
 use crate::zk::{Records, ZkError, ZkStore, ZkTimeouts};
 use crate::zone::Zones;
 use apply::Applied;
-use decide::{Claim, Decision, Failover, Health, Inputs, Plan};
+use decide::{Claim, Decision, Event, Health, Inputs, Plan};
+use failover::Probes;
 use schedule::Settled;
-use status::{Outcome, reason};
+use status::{Outcome, Switching, reason};
+use switchover::{Effect, Observation};
 use validate::{Invalid, Removal, Target};
 
 /// Reads and writes before a route whose znode keeps changing under it gives up (and retries
 /// later with backoff).
 const MAX_ATTEMPTS: u32 = 5;
+/// Switchover calls one reconcile makes at most; it is looked at again soon after.
+const MAX_CALLS: u32 = 8;
+/// The time a switchover call to a cluster may take (an automatic failover's calls get the
+/// probe interval, if shorter: the old primary is failing).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One route as the reconciler sees it, whatever its source.
 #[derive(Clone, Debug)]
@@ -81,6 +102,8 @@ pub struct Report {
     pub cleaned_up: bool,
     /// Another route may now own the table (this one was deleted or moved).
     pub released: Option<(String, String)>,
+    /// A switchover phase waits: look again after this long rather than at the next resync.
+    pub recheck: Option<Duration>,
 }
 
 impl Report {
@@ -88,6 +111,8 @@ impl Report {
     pub fn settled(&self) -> Settled {
         if self.result.is_err() {
             Settled::Failed
+        } else if let Some(wait) = self.recheck {
+            Settled::Waiting(wait)
         } else if self
             .status
             .as_ref()
@@ -122,13 +147,21 @@ pub fn claim_of(
 pub struct Reconciler {
     zones: Zones,
     stores: BTreeMap<String, Arc<dyn Records>>,
-    health: Health,
+    calls: Arc<dyn ClusterCalls>,
+    prober: Arc<Prober>,
+    clock: Clock,
     pub metrics: Arc<Metrics>,
 }
 
 impl Reconciler {
-    /// A reconciler writing to each zone's ZooKeeper.
-    pub fn new(zones: Zones, timeouts: ZkTimeouts, metrics: Arc<Metrics>) -> Self {
+    /// A reconciler writing to each zone's ZooKeeper, calling the clusters over Pegasus RPC,
+    /// asking `observers` before an automatic failover.
+    pub fn new(
+        zones: Zones,
+        timeouts: ZkTimeouts,
+        observers: Vec<Observer>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let stores = zones
             .iter()
             .map(|z| {
@@ -136,7 +169,14 @@ impl Reconciler {
                 (z.name.clone(), store)
             })
             .collect();
-        Self::with_stores(zones, stores, metrics)
+        Self::with_parts(
+            zones,
+            stores,
+            Arc::new(MetaClusters::default()),
+            observers,
+            Clock::system(),
+            metrics,
+        )
     }
 
     /// A reconciler over the given stores, by zone name (tests use in-memory ones).
@@ -145,12 +185,49 @@ impl Reconciler {
         stores: BTreeMap<String, Arc<dyn Records>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::with_parts(
+            zones,
+            stores,
+            Arc::new(MetaClusters::default()),
+            Vec::new(),
+            Clock::system(),
+            metrics,
+        )
+    }
+
+    /// A reconciler with every part given (tests: in-memory stores, scripted clusters, a clock
+    /// that starts at a chosen time).
+    pub fn with_parts(
+        zones: Zones,
+        stores: BTreeMap<String, Arc<dyn Records>>,
+        calls: Arc<dyn ClusterCalls>,
+        observers: Vec<Observer>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let prober = Arc::new(Prober::new(
+            calls.clone(),
+            observers,
+            clock,
+            metrics.clone(),
+        ));
         Reconciler {
             zones,
             stores,
-            health: Health::default(),
+            calls,
+            prober,
+            clock,
             metrics,
         }
+    }
+
+    /// The prober of the `Automatic` routes' clusters; the route source runs it while it leads.
+    pub fn prober(&self) -> &Arc<Prober> {
+        &self.prober
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn zones(&self) -> &Zones {
@@ -233,6 +310,7 @@ impl Reconciler {
                     result: Ok(()),
                     cleaned_up: false,
                     released: None,
+                    recheck: None,
                 };
             }
         };
@@ -242,18 +320,20 @@ impl Reconciler {
             zone: target.zone.clone(),
             table: target.table.clone(),
         };
-        let failover = decide::failover(&target, &self.health, tokio::time::Instant::now());
-        if failover == Failover::AutomaticNotActive
-            && prev
-                .and_then(|p| p.condition(status::AUTOMATIC_FAILOVER))
-                .is_none()
-        {
-            notices.push(Notice {
-                warning: true,
-                reason: "AutomaticFailoverNotActive",
-                action: "Decide",
-                note: status::AUTOMATIC_NOT_ACTIVE.to_owned(),
-            });
+        let automatic = target.mode == FailoverMode::Automatic && target.backup.is_some();
+        if automatic {
+            self.prober.register(
+                route.id,
+                Registration {
+                    zone: target.zone.clone(),
+                    table: target.table.clone(),
+                    primary: target.primary.clone(),
+                    backup: target.backup.clone(),
+                    interval: target.policy.probe_interval,
+                },
+            );
+        } else {
+            self.prober.unregister(route.id);
         }
 
         // The route used to live elsewhere (its table or zone changed): release the old znode.
@@ -266,21 +346,29 @@ impl Reconciler {
                 .await
             {
                 Ok(r) => released = r,
-                Err(e) => return self.failed(route, e, Some(failover), notices, now),
+                Err(e) => return self.failed(route, e, notices, now),
             }
         }
 
         let result = self
             .converge(&Want::Keep(&target), &me, others, prev, &mut notices)
             .await;
-        let outcome = match result {
-            Ok((Applied::Holds { version }, Some(decision))) => Outcome::Synced {
-                zone: target.zone.clone(),
-                znode: target.path.clone(),
-                version,
-                active_cluster: target.record(decision.active).cluster.clone(),
-            },
-            Ok((_, decision)) => {
+        let (outcome, decision, events) = match result {
+            Ok(Converged {
+                applied: Applied::Holds { version },
+                decision: Some(decision),
+                events,
+            }) => (
+                Outcome::Synced {
+                    zone: target.zone.clone(),
+                    znode: target.path.clone(),
+                    version,
+                    active_cluster: target.record(decision.active).cluster.clone(),
+                },
+                Some(decision),
+                events,
+            ),
+            Ok(Converged { decision, .. }) => {
                 let (owner, holds) = match decision.map(|d| d.plan) {
                     Some(Plan::Yield { owner, holds_znode }) => (owner, holds_znode),
                     _ => (String::from("another route"), false),
@@ -300,35 +388,63 @@ impl Reconciler {
                         ),
                     });
                 }
-                Outcome::Yielded {
-                    zone: target.zone.clone(),
-                    message: format!(
-                        "{owner} {why} and routes table {} in zone {}",
-                        target.table, target.zone
-                    ),
-                    owner,
-                }
+                (
+                    Outcome::Yielded {
+                        zone: target.zone.clone(),
+                        message: format!(
+                            "{owner} {why} and routes table {} in zone {}",
+                            target.table, target.zone
+                        ),
+                        owner,
+                    },
+                    None,
+                    Vec::new(),
+                )
             }
-            Err(e) => return self.failed(route, e, Some(failover), notices, now),
+            Err(e) => return self.failed(route, e, notices, now),
         };
+        let health = automatic.then(|| {
+            let h = self.prober.health(&target.primary, target.backup.as_ref());
+            HealthStatus {
+                primary: Some(cluster_health(&target.primary.cluster, h.primary.as_ref())),
+                backup: target
+                    .backup
+                    .as_ref()
+                    .map(|b| cluster_health(&b.cluster, h.backup.as_ref())),
+                observers: None,
+            }
+        });
+        let switching = decision.as_ref().map(|d| Switching {
+            failover: &d.failover,
+            state: &d.state,
+            active: d.active,
+            events: &events,
+            health,
+            settings: &target.switchover,
+            primary: &target.primary.cluster,
+            backup: target.backup.as_ref().map(|b| b.cluster.as_str()),
+            now_ms: self.clock.now_ms(),
+        });
         Report {
             status: Some(status::next_status(
                 prev,
                 route.generation,
                 &outcome,
-                Some(failover),
+                switching.as_ref(),
                 now,
             )),
             notices,
             result: Ok(()),
             cleaned_up: false,
             released,
+            recheck: decision.and_then(|d| d.recheck),
         }
     }
 
     /// Deletes the znode the route owned, if it owned one.
     async fn remove(&self, route: &RouteView<'_>, others: &[Claim]) -> Report {
         let mut notices = Vec::new();
+        self.prober.unregister(route.id);
         // What this operator wrote wins over what the spec says now (the zones may have changed).
         let place = written_at(route.status).or_else(|| {
             validate::validate(route.spec, &self.zones)
@@ -343,6 +459,7 @@ impl Reconciler {
                 result: Ok(()),
                 cleaned_up: true,
                 released: None,
+                recheck: None,
             };
         };
         match self
@@ -355,9 +472,10 @@ impl Reconciler {
                 result: Ok(()),
                 cleaned_up: true,
                 released,
+                recheck: None,
             },
             Err(e) => {
-                let report = self.failed(route, e, None, notices, "");
+                let report = self.failed(route, e, notices, "");
                 Report {
                     status: None,
                     ..report
@@ -408,13 +526,15 @@ impl Reconciler {
         match self
             .converge(&Want::Remove(&removal), &me, others, route.status, notices)
             .await?
+            .applied
         {
-            (Applied::Removed, _) => Ok(Some((me.zone, me.table))),
-            (Applied::Untouched | Applied::Holds { .. }, _) => Ok(None),
+            Applied::Removed => Ok(Some((me.zone, me.table))),
+            Applied::Untouched | Applied::Holds { .. } => Ok(None),
         }
     }
 
-    /// Observe, decide, apply; again after a lost race.
+    /// Observe, decide, apply; again after a lost race, after a call to a cluster, and after a
+    /// switchover step that wrote the znode.
     async fn converge(
         &self,
         want: &Want<'_>,
@@ -422,7 +542,7 @@ impl Reconciler {
         others: &[Claim],
         prev: Option<&PegasusTableRouteStatus>,
         notices: &mut Vec<Notice>,
-    ) -> Result<(Applied, Option<Decision>), Error> {
+    ) -> Result<Converged, Error> {
         let (zone, path) = match want {
             Want::Keep(t) => (&t.zone, &t.path),
             Want::Remove(r) => (&r.zone, &r.path),
@@ -431,51 +551,176 @@ impl Reconciler {
             .stores
             .get(zone)
             .ok_or_else(|| Error::UnknownZone(zone.clone()))?;
-        for _ in 0..MAX_ATTEMPTS {
+        let health = match want {
+            Want::Keep(t) if t.mode == FailoverMode::Automatic => {
+                self.prober.health(&t.primary, t.backup.as_ref())
+            }
+            _ => Health::default(),
+        };
+        let mut lost = 0;
+        let mut calls = 0;
+        let mut events = Vec::new();
+        // The results of the calls made since the znode was read at `done_at`.
+        let mut done: Vec<Observation> = Vec::new();
+        let mut done_at: Option<i32> = None;
+        loop {
+            if lost >= MAX_ATTEMPTS {
+                return Err(Error::Contended {
+                    path: path.clone(),
+                    attempts: MAX_ATTEMPTS,
+                });
+            }
             let znode = observe::observe(store.as_ref(), path).await?;
+            let version = znode.as_ref().map(|z| z.version);
+            if done_at != version {
+                done.clear();
+            }
             let inputs = Inputs {
                 me,
                 others,
                 znode: znode.as_ref(),
                 status: prev,
-                health: &self.health,
-                now: tokio::time::Instant::now(),
+                health: &health,
+                now: self.clock.now(),
+                now_ms: self.clock.now_ms(),
+                done: &done,
             };
-            let (plan, decision) = match want {
+            let (plan, mut decision) = match want {
                 Want::Keep(target) => {
                     let d = decide::decide(target, &inputs);
                     (d.plan.clone(), Some(d))
                 }
                 Want::Remove(removal) => (decide::decide_removal(removal, &inputs), None),
             };
+            if let (Plan::Call { effect }, Want::Keep(target), Some(d)) =
+                (&plan, want, &mut decision)
+            {
+                if calls >= MAX_CALLS {
+                    // Not stuck, only busy: the rest after a breath.
+                    d.recheck = Some(validate::SWITCHOVER_RETRY);
+                    let version = version.unwrap_or_default();
+                    return Ok(Converged {
+                        applied: Applied::Holds { version },
+                        decision: decision.map(|d| Decision {
+                            plan: Plan::InSync { version },
+                            ..d
+                        }),
+                        events,
+                    });
+                }
+                calls += 1;
+                let automatic = d.state.switchover.as_ref().is_some_and(|sw| sw.automatic);
+                let observation = self.call(target, effect, automatic).await;
+                done_at = version;
+                done.push(observation);
+                continue;
+            }
             match apply::apply(store.as_ref(), path, &plan, &self.metrics).await {
                 Ok(applied) => {
-                    if let Some(n) = notice_for(&plan, path) {
-                        if n.reason == "ZnodeReverted" {
-                            self.metrics.reverts.inc();
+                    let event = decision.as_ref().and_then(|d| d.event.clone());
+                    match (&event, want) {
+                        (Some(e), Want::Keep(target)) => {
+                            self.count(e);
+                            notices.push(notice_of(e, target, path));
                         }
-                        notices.push(n);
+                        _ => {
+                            if let Some(n) = notice_for(&plan, path) {
+                                if n.reason == "ZnodeReverted" {
+                                    self.metrics.reverts.inc();
+                                }
+                                notices.push(n);
+                            }
+                        }
                     }
-                    return Ok((applied, decision));
+                    // A switchover step goes on at once; anything else is where it should be.
+                    if let Some(e) = event {
+                        events.push(e);
+                        if matches!(plan, Plan::Create { .. } | Plan::Replace { .. }) {
+                            continue;
+                        }
+                    }
+                    return Ok(Converged {
+                        applied,
+                        decision,
+                        events,
+                    });
                 }
                 Err(ZkError::LostRace { path }) => {
+                    lost += 1;
                     self.metrics.lost_races.inc();
                     info!(%path, "lost a compare-and-set race; reading again");
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Contended {
-            path: path.clone(),
-            attempts: MAX_ATTEMPTS,
-        })
+    }
+
+    /// Makes a switchover's call to one of the route's clusters.
+    async fn call(&self, target: &Target, effect: &Effect, automatic: bool) -> Observation {
+        let timeout = if automatic {
+            CALL_TIMEOUT.min(target.policy.probe_interval)
+        } else {
+            CALL_TIMEOUT
+        };
+        let deadline = self.clock.now() + timeout;
+        let table = target.table.as_str();
+        let (name, result) = match effect {
+            Effect::Deny { side, value } => {
+                let cluster = target.record(*side);
+                info!(cluster = %cluster.cluster, %table, value = %value, "setting {}", switchover::DENY_KEY);
+                let r = self.calls.deny(cluster, table, value, deadline).await;
+                ("deny", r.map(|()| None))
+            }
+            Effect::Lift { side } => {
+                let cluster = target.record(*side);
+                info!(cluster = %cluster.cluster, %table, "deleting {}", switchover::DENY_KEY);
+                let r = self.calls.lift(cluster, table, deadline).await;
+                ("lift", r.map(|()| None))
+            }
+            Effect::Progress { side, to_cluster } => {
+                let cluster = target.record(*side);
+                let r = self
+                    .calls
+                    .progress(cluster, table, to_cluster, deadline)
+                    .await;
+                ("progress", r.map(Some))
+            }
+        };
+        self.metrics.switchover_call(name, result.is_ok());
+        match result {
+            Ok(Some(drain)) => {
+                info!(%table, ?drain, "duplication progress");
+                Observation::Progress { drain }
+            }
+            Ok(None) => Observation::Done {
+                effect: effect.clone(),
+            },
+            Err(error) => {
+                warn!(%table, call = name, %error, "switchover call failed");
+                Observation::Failed {
+                    effect: effect.clone(),
+                    error,
+                }
+            }
+        }
+    }
+
+    fn count(&self, event: &Event) {
+        match event {
+            Event::Flipped(sw) => self.metrics.flipped(sw.automatic),
+            Event::SwitchoverStarted(sw) if sw.phase == state::Phase::Reconfiguring => {
+                self.metrics.flipped(sw.automatic)
+            }
+            Event::Completed { .. } => self.metrics.switchover_finished(true),
+            Event::Aborted { .. } => self.metrics.switchover_finished(false),
+            _ => {}
+        }
     }
 
     fn failed(
         &self,
         route: &RouteView<'_>,
         e: Error,
-        failover: Option<Failover>,
         mut notices: Vec<Notice>,
         now: &str,
     ) -> Report {
@@ -503,14 +748,175 @@ impl Reconciler {
                 route.status,
                 route.generation,
                 &outcome,
-                failover,
+                None,
                 now,
             )),
             notices,
             result: Err(e),
             cleaned_up: false,
             released: None,
+            recheck: None,
         }
+    }
+}
+
+/// Where a converge ended.
+struct Converged {
+    applied: Applied,
+    /// The last decision (for a kept route).
+    decision: Option<Decision>,
+    /// The switchover steps carried out, in order.
+    events: Vec<Event>,
+}
+
+fn cluster_health(cluster: &str, probes: Option<&Probes>) -> ClusterHealthStatus {
+    let p = probes.cloned().unwrap_or_default();
+    ClusterHealthStatus {
+        cluster: cluster.to_owned(),
+        healthy: p.healthy(),
+        consecutive_failures: p.consecutive_failures,
+        since: p.changed_at_ms.map(rfc3339),
+        last_error: if p.consecutive_failures > 0 {
+            p.last_error
+        } else {
+            None
+        },
+    }
+}
+
+/// The event and log line of a switchover step.
+fn notice_of(event: &Event, target: &Target, path: &str) -> Notice {
+    let table = &target.table;
+    let n = |warning, reason, note| Notice {
+        warning,
+        reason,
+        action: "Switchover",
+        note,
+    };
+    match event {
+        Event::SwitchoverStarted(sw) if sw.automatic => n(
+            true,
+            "FailoverStarted",
+            format!(
+                "failing table {table} over from {} to {}: {}",
+                sw.from_cluster,
+                sw.to_cluster,
+                sw.evidence
+                    .as_ref()
+                    .map_or(String::new(), |e| e.reason.clone())
+            ),
+        ),
+        Event::SwitchoverStarted(sw) if sw.phase == state::Phase::Reconfiguring => n(
+            false,
+            "Flipped",
+            format!(
+                "{path} routes table {table} to {} now (was {}): nothing to fence first; sending clients away from {}",
+                sw.to_cluster, sw.from_cluster, sw.from_cluster
+            ),
+        ),
+        Event::SwitchoverStarted(sw) => n(
+            false,
+            "SwitchoverStarted",
+            format!(
+                "switching table {table} from {} to {}: {}",
+                sw.from_cluster,
+                sw.to_cluster,
+                status::phase_message(sw, &target.switchover)
+            ),
+        ),
+        Event::PhaseChanged(sw) => n(
+            sw.phase == state::Phase::Aborting,
+            if sw.phase == state::Phase::Aborting {
+                "SwitchoverAborting"
+            } else {
+                "SwitchoverPhase"
+            },
+            format!(
+                "table {table}, {} → {}: {}: {}",
+                sw.from_cluster,
+                sw.to_cluster,
+                sw.phase.name(),
+                status::phase_message(sw, &target.switchover)
+            ),
+        ),
+        Event::Flipped(sw) if sw.automatic => n(
+            true,
+            "FailedOver",
+            format!(
+                "{path} routes table {table} to {} now (failed over from {}{}){}",
+                sw.to_cluster,
+                sw.from_cluster,
+                if sw.fencing_skipped {
+                    "; FencingSkipped: it did not answer the fence"
+                } else {
+                    ""
+                },
+                if sw.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", sw.note)
+                }
+            ),
+        ),
+        Event::Flipped(sw) => n(
+            false,
+            "Flipped",
+            format!(
+                "{path} routes table {table} to {} now (was {}){}",
+                sw.to_cluster,
+                sw.from_cluster,
+                if sw.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", sw.note)
+                }
+            ),
+        ),
+        Event::Completed { switchover, note } => n(
+            false,
+            "SwitchoverCompleted",
+            format!(
+                "table {table} switched from {} to {}{}",
+                switchover.from_cluster,
+                switchover.to_cluster,
+                if note.is_empty() {
+                    format!(
+                        "; {} is left with {}={}",
+                        switchover.from_cluster,
+                        switchover::DENY_KEY,
+                        switchover::SEND_AWAY
+                    )
+                } else {
+                    format!("; {note}")
+                }
+            ),
+        ),
+        Event::Aborted {
+            switchover,
+            reason,
+            note,
+        } => n(
+            true,
+            "SwitchoverAborted",
+            format!(
+                "the switchover of table {table} from {} to {} was given up: {reason}{}",
+                switchover.from_cluster,
+                switchover.to_cluster,
+                if note.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {note}")
+                }
+            ),
+        ),
+        Event::Acknowledged => n(
+            false,
+            "FailoverAcknowledged",
+            format!(
+                "spec.active names the {} table {table} failed over to: acknowledged",
+                switchover::side_name(ActiveCluster::Backup)
+            ),
+        ),
     }
 }
 
@@ -592,7 +998,7 @@ fn notice_for(plan: &Plan, path: &str) -> Option<Notice> {
                 "{path} is left in place: it is not this route's (version {version}); it holds {found}"
             ),
         ),
-        Plan::InSync { .. } | Plan::AlreadyGone | Plan::Yield { .. } => None,
+        Plan::InSync { .. } | Plan::AlreadyGone | Plan::Yield { .. } | Plan::Call { .. } => None,
     }
 }
 
@@ -605,7 +1011,10 @@ pub fn now_rfc3339() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod claims {
     use super::*;
 
     #[test]

@@ -6,6 +6,7 @@
 //!  znode changed (drift watch) ──► wakes the routes that claim that table in that zone
 //!  reconcile settled ──► Synced: again after `resync`
 //!                        Yielded (another route owns the table): again after `conflict-recheck`
+//!                        Waiting (a switchover phase waits): again when the wait is over
 //!                        Failed: again after a backoff, 1 s doubling to 60 s, reset by a success
 //! ```
 
@@ -46,6 +47,8 @@ pub enum Settled {
     Synced,
     /// Another route owns the table.
     Yielded,
+    /// A switchover phase waits this long (never longer than a resync).
+    Waiting(Duration),
     /// ZooKeeper or the API failed: retry with backoff.
     Failed,
 }
@@ -56,6 +59,7 @@ pub fn next(settled: Settled, failures: u32, timing: &Timing) -> (Duration, u32)
     match settled {
         Settled::Synced => (timing.resync, 0),
         Settled::Yielded => (timing.conflict_recheck, 0),
+        Settled::Waiting(wait) => (wait.min(timing.resync), 0),
         Settled::Failed => (backoff(failures), failures.saturating_add(1)),
     }
 }
@@ -83,6 +87,9 @@ mod tests {
             (Settled::Synced, 5, s(60), 0),
             (Settled::Yielded, 0, s(10), 0),
             (Settled::Yielded, 3, s(10), 0),
+            (Settled::Waiting(s(3)), 0, s(3), 0),
+            (Settled::Waiting(s(3)), 4, s(3), 0),
+            (Settled::Waiting(s(600)), 0, s(60), 0),
             (Settled::Failed, 0, s(1), 1),
             (Settled::Failed, 1, s(2), 2),
             (Settled::Failed, 3, s(8), 4),

@@ -5,10 +5,17 @@
 //! The API server checks most of this already from the CRD schema; routes read from files are
 //! not checked by anyone else, and zones are known only to the operator.
 
+use std::time::Duration;
+
 use metaproxy::route::{RouteRecord, valid_table_name, validate_meta_addr};
 
 use crate::crd::{ActiveCluster, ClusterRef, FailoverMode, PegasusTableRouteSpec};
+use crate::reconcile::failover::Policy;
+use crate::reconcile::switchover::Settings;
 use crate::zone::Zones;
+
+/// Between two attempts of a switchover call that failed, or two drain checks.
+pub const SWITCHOVER_RETRY: Duration = Duration::from_secs(1);
 
 /// A valid route: where its record goes, and the records it may write there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +31,10 @@ pub struct Target {
     /// The cluster the spec asks for (a backup exists when this is `Backup`).
     pub active: ActiveCluster,
     pub mode: FailoverMode,
+    /// `spec.failover`, parsed.
+    pub policy: Policy,
+    /// `spec.switchover`, parsed.
+    pub switchover: Settings,
 }
 
 impl Target {
@@ -129,6 +140,7 @@ pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, I
                 .join(", ")
         ))
     })?;
+    let (policy, switchover) = settings(spec)?;
     Ok(Target {
         zone: zone.name.clone(),
         table: spec.table.clone(),
@@ -137,7 +149,84 @@ pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, I
         backup: spec.backup.as_ref().map(record_of).transpose()?,
         active: spec.active,
         mode: spec.failover.mode,
+        policy,
+        switchover,
     })
+}
+
+/// A duration field of the spec: the CRD's pattern (checked here too, for route files), more
+/// than zero.
+fn duration(field: &str, text: &str) -> Result<Duration, Invalid> {
+    let parsed = metaproxy::startup::parse_duration(text)
+        .ok()
+        .filter(|_| fits_duration_pattern(text));
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(Invalid::Spec(format!(
+            "{field}: {text:?} is not a duration like 500ms, 5s, 10m"
+        ))),
+    }
+}
+
+/// Whether `text` matches [`crate::crd::DURATION_PATTERN`]: one or more whole numbers, each with `ms`, `s`,
+/// `m` or `h`.
+fn fits_duration_pattern(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        rest = if let Some(r) = rest.strip_prefix("ms") {
+            r
+        } else if let Some(r) = rest
+            .strip_prefix('s')
+            .or_else(|| rest.strip_prefix('m'))
+            .or_else(|| rest.strip_prefix('h'))
+        {
+            r
+        } else {
+            return false;
+        };
+    }
+    true
+}
+
+/// `spec.failover` and `spec.switchover`, parsed and checked.
+fn settings(spec: &PegasusTableRouteSpec) -> Result<(Policy, Settings), Invalid> {
+    let f = &spec.failover;
+    let s = &spec.switchover;
+    if !(1..=1000).contains(&f.failure_threshold) {
+        return Err(Invalid::Spec(format!(
+            "failover.failureThreshold: {} is not between 1 and 1000",
+            f.failure_threshold
+        )));
+    }
+    if f.quorum.is_some_and(|q| !(1..=64).contains(&q)) {
+        return Err(Invalid::Spec(
+            "failover.quorum: must be between 1 and 64".into(),
+        ));
+    }
+    let policy = Policy {
+        probe_interval: duration("failover.probeInterval", &f.probe_interval)?,
+        failure_threshold: f.failure_threshold,
+        cooldown: duration("failover.cooldown", &f.cooldown)?,
+        quorum: f.quorum,
+    };
+    let settings = Settings {
+        fence: s.fence,
+        fence_settle: duration("switchover.fenceSettle", &s.fence_settle)?,
+        fence_timeout: duration("switchover.fenceTimeout", &s.fence_timeout)?,
+        drain_timeout: duration("switchover.drainTimeout", &s.drain_timeout)?,
+        drain_delay: duration("switchover.drainDelay", &s.drain_delay)?,
+        retry: SWITCHOVER_RETRY,
+        pending_retry: policy.probe_interval,
+    };
+    Ok((policy, settings))
 }
 
 #[cfg(test)]
@@ -233,6 +322,22 @@ mod tests {
                 }
                 _ => panic!("{}: got {got:?}", case.name),
             }
+        }
+    }
+
+    /// The hand-written matcher accepts what the CRD's pattern does, as the API server compiles it.
+    #[test]
+    fn the_duration_matcher_is_the_crds_pattern() {
+        let pattern = regex::Regex::new(crate::crd::DURATION_PATTERN).expect("compiles");
+        for text in [
+            "5s", "500ms", "10m", "1h", "1h30m", "1m30s", "0s", "90s", "", "5", "s", "5 s", "5S",
+            "5sec", "1.5s", "-5s", "5s ", "ms", "5mss", "1h1", "10us", "5m5",
+        ] {
+            assert_eq!(
+                fits_duration_pattern(text),
+                pattern.is_match(text),
+                "{text:?}"
+            );
         }
     }
 }
