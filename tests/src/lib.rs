@@ -3,6 +3,7 @@
 //! operator binary) and the Pegasus MetaServer simulator.
 
 pub mod chart;
+pub mod fuzz_seeds;
 pub mod harness;
 pub mod k8s;
 pub mod load;
