@@ -5,6 +5,10 @@
 pub mod admin;
 mod app;
 pub mod config;
+// The properties shared by the route fuzz targets (proxy/fuzz) and the property tests: public so
+// that both can call them, hidden because they are no API (docs/robustness.md, "Fuzzing").
+#[doc(hidden)]
+pub mod fuzz_logic;
 pub mod metrics;
 pub mod route;
 pub mod server;
