@@ -1,6 +1,8 @@
 //! The seed corpora of the codec's fuzz targets (`pegasus-rpc/fuzz/seeds/<target>/`), built from
-//! the wire vectors: each request and reply whole, each request's body inside every header kind,
-//! the args and result bodies of the query_config and admin RPCs, and two streams of two frames.
+//! the wire vectors: each request and reply whole, each request's body inside every header kind
+//! (a v0 body under v1 with the Java client's request_meta), the args and result bodies of the
+//! query_config and admin RPCs, and two streams of two frames. Every seed of a frame decodes, so
+//! that the fuzzer starts past the header checks.
 //! Regenerate with `METAPROXY_WRITE_FUZZ_SEEDS=1 cargo test -p pegasus-rpc --test fuzz_seeds`.
 
 use bytes::BytesMut;
@@ -49,18 +51,22 @@ fn request_seeds(seeds: &mut Seeds, stem: &str, bytes: &[u8]) {
         format!("raw-{stem}"),
         [&[RAW], bytes].concat(),
     );
-    let (meta, body) = if bytes[4..8] == [0, 0, 0, 0] {
-        (&[][..], &bytes[V0_HEADER_LEN..])
-    } else {
-        let meta_len = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        bytes[16..].split_at(meta_len)
+    // A v0 body goes under v1 with the request_meta the Java client writes.
+    let (meta, body) = match split_v1(bytes) {
+        Some((meta, body)) => (meta.to_vec(), body),
+        None => (java_meta(), &bytes[V0_HEADER_LEN..]),
     };
     let meta_len = u8::try_from(meta.len()).expect("a request_meta this short");
     for kind in HeaderKind::ALL {
         let inner = match kind {
             HeaderKind::V0 => body.to_vec(),
-            HeaderKind::V1 => [&[meta_len], meta, body].concat(),
+            HeaderKind::V1 => [&[meta_len], &meta[..], body].concat(),
         };
+        let framed = codec::decode_request(&mut BytesMut::from(&kind.frame(&inner)[..]), MAX_FRAME);
+        assert!(
+            matches!(framed, Ok(Some(_))),
+            "{stem} under {kind:?}: {framed:?}"
+        );
         let input = kind.input(&inner);
         seeds.add(
             "request_frame",
@@ -71,6 +77,20 @@ fn request_seeds(seeds: &mut Seeds, stem: &str, bytes: &[u8]) {
     if let Some(target) = payload_target(frame.name()) {
         seeds.add(target, format!("{stem}.args"), frame.args.to_vec());
     }
+}
+
+/// The request_meta and the body of a v1 request; `None` for v0.
+fn split_v1(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    if bytes[4..8] != [0, 0, 0, 1] {
+        return None;
+    }
+    let meta_len = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    Some(bytes[16..].split_at(meta_len))
+}
+
+fn java_meta() -> Vec<u8> {
+    let java = vectors::load("doc-java-v1-query-temp.req.hex");
+    split_v1(&java).expect("a v1 vector").0.to_vec()
 }
 
 fn reply_seeds(seeds: &mut Seeds, stem: &str, bytes: &[u8]) {
