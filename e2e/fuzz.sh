@@ -137,8 +137,8 @@ for t in "${selected[@]}"; do
   if [ "$status" -ne 0 ]; then
     crashes=1
     failed+=("$krate/$target")
-    echo "fuzz.sh: $krate/$target FAILED (exit $status); the end of its log:" >&2
-    tail -40 "$log" >&2
+    echo "fuzz.sh: $krate/$target FAILED (exit $status):" >&2
+    grep -m1 -A6 -E 'panicked at|ERROR: libFuzzer|==ERROR' "$log" >&2 || tail -40 "$log" >&2
     grep -h 'Test unit written to' "$log" >&2 || true
     echo "fuzz.sh: reproduce with: cargo +nightly fuzz run --fuzz-dir $krate/fuzz --sanitizer $sanitizer --target-dir target/fuzz $target <artifact>" >&2
   fi

@@ -353,6 +353,27 @@ proptest! {
         }
     }
 
+    /// Headers whose length words sit near the boundaries the decoders check (a reply shorter
+    /// than its length field, a v0 header length off by a little, lengths just past the bytes).
+    #[test]
+    fn boundary_headers_hold_the_frame_properties(
+        word in prop_oneof![0u32..80, (0u32..8).prop_map(|d| 0x8000_0000 - 4 + d), any::<u32>()],
+        version in 0u32..3,
+        meta_len in 0u32..40,
+        rest in prop::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let reply = [&word.to_be_bytes()[..], &rest].concat();
+        fuzz_logic::reply_stream(&reply);
+        let mut request = b"THFT".to_vec();
+        request.extend_from_slice(&version.to_be_bytes());
+        if version == 1 {
+            request.extend_from_slice(&meta_len.to_be_bytes());
+        }
+        request.extend_from_slice(&word.to_be_bytes());
+        request.extend_from_slice(&rest);
+        fuzz_logic::request_stream(&request);
+    }
+
     /// Streams of valid frames, some with one byte changed: the round trips of the properties
     /// run on frames that decode.
     #[test]

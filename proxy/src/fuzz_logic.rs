@@ -38,6 +38,16 @@ pub fn routes_file(data: &[u8]) {
         Ok(routes) => {
             for (table, record) in &routes {
                 assert!(valid_table_name(table), "table {table:?} was accepted");
+                // Independently of valid_table_name: the name is one ZooKeeper path segment
+                // under the root, never a way out of it.
+                assert!(
+                    !table.is_empty()
+                        && table != "."
+                        && table != ".."
+                        && !table.contains(['/', '\0'])
+                        && !table.chars().any(char::is_whitespace),
+                    "table {table:?} is no single path segment"
+                );
                 record_properties(record);
             }
         }
