@@ -19,11 +19,10 @@ cargo build --locked --workspace --bins -q
 bin="${CARGO_TARGET_DIR:-target}/debug"
 export PATH="$PWD/.tools/bin:$PATH"
 
-shared=""
-for d in "${METAPROXY_SHARED:-}" ../shared /work/shared; do
-  if [ -n "$d" ] && [ -f "$d/k8s/crdserver-up.sh" ]; then shared=$d; break; fi
-done
-[ -n "$shared" ] || { echo "k8s: no shared/k8s found (set METAPROXY_SHARED)" >&2; exit 1; }
+. scripts/lib.sh
+shared=$(shared_dir)
+[ -n "$shared" ] || { echo "k8s: no shared/k8s found beside the repository (set METAPROXY_SHARED)" >&2; exit 1; }
+zk_cp=$(zk_classpath) || { echo "k8s: no ZooKeeper jars (apt-get install zookeeper, or set ZOOKEEPER_CLASSPATH)" >&2; exit 1; }
 
 run=$(mktemp -d /tmp/metaproxy-k8s.XXXXXX)
 pids=()
@@ -82,7 +81,7 @@ clientPortAddress=127.0.0.1
 admin.enableServer=false
 4lw.commands.whitelist=*
 EOF
-java -Xmx128m -XX:+UseSerialGC -cp /usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar \
+"$(java_bin)" -Xmx128m -XX:+UseSerialGC -cp "$zk_cp" \
   org.apache.zookeeper.server.ZooKeeperServerMain "$run/zk/zoo.cfg" > "$run/zk.log" 2>&1 &
 pids+=($!)
 cat > "$run/tables-ad.yaml" <<'EOF'
@@ -221,7 +220,7 @@ echo "  Lease metaproxy-operator held by $(leader)"
 
 say "kubectl delete: the znode goes, az1's clients get ERR_OBJECT_NOT_FOUND"
 k delete ptr temp-az1 -n pegasus --wait=true --timeout=30s
-zk_get() { /usr/share/zookeeper/bin/zkCli.sh -server "127.0.0.1:$zk_port" get "$1" 2>&1 || true; }
+zk_get() { "$(java_bin)" -cp "$zk_cp" org.apache.zookeeper.ZooKeeperMain -server "127.0.0.1:$zk_port" get "$1" 2>&1 || true; }
 # Captured before grep: grep -q stopping early would fail the pipeline (pipefail).
 az1_node=$(zk_get /metaproxy/az1/temp); az2_node=$(zk_get /metaproxy/az2/temp)
 grep -q 'Node does not exist' <<< "$az1_node" || fail "/metaproxy/az1/temp is still there: $az1_node"

@@ -1,13 +1,20 @@
-//! The operator's configuration, on the same conventions as `metaproxy`'s: flags, over
-//! `METAPROXY_OPERATOR_*` environment variables, over a YAML file (`--config`) whose keys are the
-//! flag names (`--admin-listen` is `admin-listen:`). Durations carry a unit (`500ms`, `3s`, `10m`,
-//! `1h`). Everything is checked before anything starts; an invalid configuration is a one-line
-//! reason and exit status 64.
+//! The operator's configuration, on the same conventions as `metaproxy`'s (see
+//! [`metaproxy::startup`]): one [`Settings`] type gives the flags, the `METAPROXY_OPERATOR_*`
+//! environment variables and the keys of the YAML file named by `--config` (the flag names:
+//! `--admin-listen` is `admin-listen:`); flags win over the environment, which wins over the file.
+//! Durations carry a unit (`500ms`, `3s`, `10m`, `1h`). Unknown keys are refused. Everything is
+//! checked before anything starts; an invalid configuration is a one-line reason and exit status
+//! 64.
+//!
+//! Zones are `--zone NAME=HOSTS/ROOT` (repeatable; in the environment, separated by `;`). In the
+//! file, `zones:` is a list whose items are either that same string or a mapping
+//! `{name, hosts, root}` (the older form, still accepted). Zones given as flags or in the
+//! environment replace the file's list.
 //!
 //! ```yaml
 //! zones:
 //!   - {name: az1, hosts: "zk-1:2181,zk-2:2181", root: /metaproxy/c3srv-pegasus}
-//!   - {name: az2, hosts: "zk-b:2181", root: /metaproxy/c3srv-pegasus}
+//!   - az2=zk-b:2181/metaproxy/c3srv-pegasus
 //! default-zone: az1
 //! routes-dir: /etc/metaproxy/routes      # omit to watch the Kubernetes API
 //! admin-listen: 0.0.0.0:8081
@@ -15,40 +22,51 @@
 //! zk-session-timeout: 10s
 //! ```
 
+use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
-use metaproxy::startup::{format_duration, parse_duration};
-use serde::{Deserialize, Serialize};
+use metaproxy::startup::{self, Startup, duration_setting, format_duration};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use crate::leader::LeaseConfig;
-use crate::routes_dir::DirTiming;
+use crate::reconcile::schedule::Timing;
 use crate::zk::ZkTimeouts;
 use crate::zone::{Zone, ZoneError, Zones};
 
-/// Command line of `metaproxy-operator`.
-#[derive(Parser, Debug, Default)]
+/// The settings of `metaproxy-operator`, declared once: each is a flag, a
+/// `METAPROXY_OPERATOR_*` environment variable, and a key of the `--config` YAML file (the flag's
+/// name: `admin-listen:`; the repeatable `--zone` is the list `zones:`). Every value is checked
+/// by [`Config::from_settings`].
+#[derive(Debug, Default, Parser, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[command(
     name = "metaproxy-operator",
     version,
     about = "Keeps PegasusTableRoute resources (from Kubernetes or a directory of files) in the \
              ZooKeeper route records that MetaProxy reads."
 )]
-pub struct Args {
+pub struct Settings {
     /// YAML file with the same keys as the flags (flags and METAPROXY_OPERATOR_* variables
     /// override it).
     #[arg(long, env = "METAPROXY_OPERATOR_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
+    #[serde(skip)]
     pub check_config: bool,
     /// A zone, NAME=HOSTS/ROOT (repeat for more); e.g. az1=127.0.0.1:2181/metaproxy/c3srv.
     /// In the environment, zones are separated by ';'.
     #[arg(long = "zone", env = "METAPROXY_OPERATOR_ZONES", value_delimiter = ';')]
-    pub zones: Vec<String>,
+    #[serde(default)]
+    pub zones: Vec<ZoneSetting>,
     /// The zone of routes that name none (needed with more than one zone).
     #[arg(long, env = "METAPROXY_OPERATOR_DEFAULT_ZONE")]
     pub default_zone: Option<String>,
@@ -102,35 +120,71 @@ pub struct Args {
     pub log_format: Option<String>,
 }
 
-/// The configuration file: the flags' names as keys; `zones` is a list of `{name, hosts, root}`.
-#[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct FileConfig {
-    #[serde(default)]
-    pub zones: Vec<Zone>,
-    pub default_zone: Option<String>,
-    pub routes_dir: Option<PathBuf>,
-    pub admin_listen: Option<String>,
-    pub namespace: Option<String>,
-    pub lease_name: Option<String>,
-    pub lease_namespace: Option<String>,
-    pub identity: Option<String>,
-    pub lease_duration: Option<String>,
-    pub renew_deadline: Option<String>,
-    pub retry_period: Option<String>,
-    pub zk_session_timeout: Option<String>,
-    pub zk_request_timeout: Option<String>,
-    pub resync: Option<String>,
-    pub conflict_recheck: Option<String>,
-    pub poll: Option<String>,
-    pub log: Option<String>,
-    pub log_format: Option<String>,
+/// A zone as the settings give it: `NAME=HOSTS/ROOT` (the flag's form, also accepted in the
+/// file), or in the file the older mapping `{name, hosts, root}`. Checked by
+/// [`Config::from_settings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZoneSetting {
+    /// `NAME=HOSTS/ROOT`.
+    Text(String),
+    /// `{name: az1, hosts: "zk-1:2181", root: /metaproxy/c3srv}`.
+    Fields(Zone),
 }
 
+impl ZoneSetting {
+    fn to_zone(&self) -> Result<Zone, ZoneError> {
+        match self {
+            ZoneSetting::Text(text) => Zone::parse(text),
+            ZoneSetting::Fields(z) => Zone::new(&z.name, &z.hosts, &z.root),
+        }
+    }
+}
+
+impl FromStr for ZoneSetting {
+    type Err = Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Infallible> {
+        Ok(ZoneSetting::Text(s.to_owned()))
+    }
+}
+
+impl Serialize for ZoneSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ZoneSetting::Text(text) => s.serialize_str(text),
+            ZoneSetting::Fields(zone) => zone.serialize(s),
+        }
+    }
+}
+
+/// By hand rather than `#[serde(untagged)]`: an untagged enum reports only "did not match any
+/// variant", and a misspelt key of the mapping form must be named.
+impl<'de> Deserialize<'de> for ZoneSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = ZoneSetting;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("NAME=HOSTS/ROOT or {name, hosts, root}")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ZoneSetting, E> {
+                Ok(ZoneSetting::Text(v.to_owned()))
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<ZoneSetting, M::Error> {
+                Zone::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(ZoneSetting::Fields)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+/// Why a configuration is refused: one line naming the setting.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("config: {path}: {reason}")]
-    File { path: String, reason: String },
     #[error(transparent)]
     Zone(#[from] ZoneError),
     #[error("{0}")]
@@ -153,6 +207,9 @@ pub enum Source {
     Dir(PathBuf),
 }
 
+/// The admin port, unless `--admin-listen` says otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:8081";
+
 /// The effective configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -160,75 +217,93 @@ pub struct Config {
     pub source: Source,
     pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
-    pub timing: DirTiming,
+    /// Resync and conflict re-check, in both modes.
+    pub timing: Timing,
+    /// Between two scans of the routes directory.
+    pub poll: Duration,
     /// The `tracing` filter.
     pub log: String,
     pub log_format: LogFormat,
 }
 
 /// A duration setting: `value`, else `default`; zero is refused.
-fn duration(field: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
-    let text = value.unwrap_or_else(|| default.to_owned());
-    let d = parse_duration(&text).map_err(|e| invalid(format!("{field}: {e}")))?;
-    if d.is_zero() {
-        return Err(invalid(format!("{field}: must be more than zero")));
+fn duration(
+    field: &str,
+    value: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    duration_setting(field, value.as_deref(), default).map_err(invalid)
+}
+
+impl Startup for Config {
+    const PROGRAM: &'static str = "metaproxy-operator";
+    type Settings = Settings;
+
+    fn config_file(settings: &Settings) -> Option<&Path> {
+        settings.config.as_deref()
     }
-    Ok(d)
+
+    fn check_only(settings: &Settings) -> bool {
+        settings.check_config
+    }
+
+    fn from_settings(settings: Settings) -> Result<Self, String> {
+        Config::validate(settings).map_err(|e| e.to_string())
+    }
+
+    fn summary(&self) -> String {
+        Config::summary(self)
+    }
+
+    fn logging(&self) -> (&str, LogFormat) {
+        (&self.log, self.log_format)
+    }
 }
 
 impl Config {
-    /// Merges flags and environment (`args`) over the file they name, then checks the result.
-    pub fn load(args: Args) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_config_file(path)?,
-            None => FileConfig::default(),
-        };
-        Self::merge(args, file)
+    /// Layers the settings over the file named by `--config` (flags and environment win), and
+    /// checks the result.
+    pub fn load(settings: Settings) -> Result<Config, ConfigError> {
+        startup::load::<Config>(settings).map_err(ConfigError::Invalid)
     }
 
-    pub fn merge(args: Args, file: FileConfig) -> Result<Config, ConfigError> {
-        let zones = if args.zones.is_empty() {
-            file.zones
-                .into_iter()
-                .map(|z| Zone::new(&z.name, &z.hosts, &z.root))
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            args.zones
-                .iter()
-                .map(|z| Zone::parse(z))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let zones = Zones::new(zones, args.default_zone.or(file.default_zone))?;
+    /// Checks every setting (already layered) and fills in the defaults.
+    pub fn validate(s: Settings) -> Result<Config, ConfigError> {
+        let zones = s
+            .zones
+            .iter()
+            .map(ZoneSetting::to_zone)
+            .collect::<Result<Vec<_>, _>>()?;
+        let zones = Zones::new(zones, s.default_zone)?;
 
         let zk = ZkTimeouts {
             session: duration(
                 "zk-session-timeout",
-                args.zk_session_timeout.or(file.zk_session_timeout),
-                "10s",
+                s.zk_session_timeout,
+                ZkTimeouts::default().session,
             )?,
             request: duration(
                 "zk-request-timeout",
-                args.zk_request_timeout.or(file.zk_request_timeout),
-                "5s",
+                s.zk_request_timeout,
+                ZkTimeouts::default().request,
             )?,
         };
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&zk.session) {
             return Err(invalid("zk-session-timeout: must be between 1s and 60s"));
         }
-        let timing = DirTiming {
-            poll: duration("poll", args.poll.or(file.poll), "1s")?,
-            resync: duration("resync", args.resync.or(file.resync), "60s")?,
+        let poll = duration("poll", s.poll, Duration::from_secs(1))?;
+        let timing = Timing {
+            resync: duration("resync", s.resync, Duration::from_secs(60))?,
             conflict_recheck: duration(
                 "conflict-recheck",
-                args.conflict_recheck.or(file.conflict_recheck),
-                "10s",
+                s.conflict_recheck,
+                Duration::from_secs(10),
             )?,
         };
-        let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
-        metaproxy::startup::check_log_filter(&log).map_err(invalid)?;
-        let log_format =
-            LogFormat::parse(args.log_format.or(file.log_format).as_deref()).map_err(invalid)?;
-        let source = match args.routes_dir.or(file.routes_dir) {
+        let log = s.log.unwrap_or_else(|| "info".into());
+        startup::check_log_filter(&log).map_err(invalid)?;
+        let log_format = LogFormat::parse(s.log_format.as_deref()).map_err(invalid)?;
+        let source = match s.routes_dir {
             Some(dir) => {
                 if !dir.is_dir() {
                     return Err(invalid(format!(
@@ -239,21 +314,20 @@ impl Config {
                 Source::Dir(dir)
             }
             None => Source::Kubernetes {
-                namespace: args.namespace.or(file.namespace),
+                namespace: s.namespace,
                 lease: lease_config(LeaseSettings {
-                    name: args.lease_name.or(file.lease_name),
-                    namespace: args.lease_namespace.or(file.lease_namespace),
-                    identity: args.identity.or(file.identity),
-                    duration: args.lease_duration.or(file.lease_duration),
-                    renew_deadline: args.renew_deadline.or(file.renew_deadline),
-                    retry_period: args.retry_period.or(file.retry_period),
+                    name: s.lease_name,
+                    namespace: s.lease_namespace,
+                    identity: s.identity,
+                    duration: s.lease_duration,
+                    renew_deadline: s.renew_deadline,
+                    retry_period: s.retry_period,
                 })?,
             },
         };
-        let admin_listen = args
+        let admin_listen = s
             .admin_listen
-            .or(file.admin_listen)
-            .unwrap_or_else(|| "0.0.0.0:8081".to_owned());
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
         let admin_listen = admin_listen.parse().map_err(|_| {
             invalid(format!(
                 "admin-listen: {admin_listen:?} is not an ip:port address"
@@ -265,6 +339,7 @@ impl Config {
             admin_listen,
             zk,
             timing,
+            poll,
             log,
             log_format,
         })
@@ -285,7 +360,7 @@ impl Config {
             },
             Source::Dir(path) => SourceSummary::RoutesDir {
                 path,
-                poll: format_duration(self.timing.poll),
+                poll: format_duration(self.poll),
             },
         };
         let summary = Summary {
@@ -325,9 +400,13 @@ fn lease_config(given: LeaseSettings) -> Result<LeaseConfig, ConfigError> {
             .identity
             .or_else(|| std::env::var("POD_NAME").ok())
             .unwrap_or_else(default_identity),
-        duration: duration("lease-duration", given.duration, "15s")?,
-        renew_deadline: duration("renew-deadline", given.renew_deadline, "10s")?,
-        retry: duration("retry-period", given.retry_period, "2s")?,
+        duration: duration("lease-duration", given.duration, Duration::from_secs(15))?,
+        renew_deadline: duration(
+            "renew-deadline",
+            given.renew_deadline,
+            Duration::from_secs(10),
+        )?,
+        retry: duration("retry-period", given.retry_period, Duration::from_secs(2))?,
     };
     // The Lease object counts in whole seconds: a rounded-down duration would let another replica
     // take over while this one still works.
@@ -382,19 +461,6 @@ enum SourceSummary<'a> {
     },
 }
 
-fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let fail = |reason: String| ConfigError::File {
-        path: path.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if text.trim().is_empty() {
-        return Ok(FileConfig::default());
-    }
-    serde_saphyr::from_str(&text)
-        .map_err(|e| fail(e.to_string().lines().next().unwrap_or_default().to_owned()))
-}
-
 fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -413,20 +479,29 @@ fn default_identity() -> String {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Args {
+    fn args(list: &[&str]) -> Settings {
         let mut argv = vec!["metaproxy-operator"];
         argv.extend_from_slice(list);
-        Args::try_parse_from(argv).expect("flags parse")
+        Settings::try_parse_from(argv).expect("flags parse")
+    }
+
+    /// `flags` over a configuration file holding `yaml`, as `main` layers them.
+    fn with_file(flags: &[&str], yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("operator.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let mut list = vec!["--config", path.to_str().expect("utf8")];
+        list.extend_from_slice(flags);
+        Config::load(args(&list))
     }
 
     #[test]
     fn flags_override_the_file() {
-        let file: FileConfig = serde_saphyr::from_str(
+        let cfg = with_file(
+            &["--default-zone", "az2", "--resync", "1500ms"],
             "zones:\n  - {name: az1, hosts: '127.0.0.1:2181', root: /m/a}\n  - {name: az2, hosts: '127.0.0.1:2182', root: /m/b}\ndefault-zone: az1\nresync: 30s\nlease-name: from-file\nadmin-listen: 127.0.0.1:1001\nzk-session-timeout: 4s\n",
         )
-        .expect("file parses");
-        let cfg = Config::merge(args(&["--default-zone", "az2", "--resync", "1500ms"]), file)
-            .expect("valid");
+        .expect("valid");
         assert_eq!(cfg.zones.default_name(), "az2");
         assert_eq!(
             cfg.timing.resync,
@@ -444,8 +519,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let cfg =
-            Config::merge(args(&["--zone", "a=h:1/r"]), FileConfig::default()).expect("valid");
+        let cfg = Config::validate(args(&["--zone", "a=h:1/r"])).expect("valid");
         assert_eq!(cfg.admin_listen, SocketAddr::from(([0, 0, 0, 0], 8081)));
         assert_eq!(
             cfg.zk,
@@ -454,10 +528,10 @@ mod tests {
                 request: Duration::from_secs(5)
             }
         );
+        assert_eq!(cfg.poll, Duration::from_secs(1));
         assert_eq!(
             cfg.timing,
-            DirTiming {
-                poll: Duration::from_secs(1),
+            Timing {
                 resync: Duration::from_secs(60),
                 conflict_recheck: Duration::from_secs(10),
             }
@@ -480,10 +554,11 @@ mod tests {
 
     #[test]
     fn flag_zones_replace_file_zones() {
-        let file: FileConfig =
-            serde_saphyr::from_str("zones: [{name: az1, hosts: '127.0.0.1:2181', root: /m/a}]\n")
-                .expect("file parses");
-        let cfg = Config::merge(args(&["--zone", "z9=127.0.0.1:2999/x"]), file).expect("valid");
+        let cfg = with_file(
+            &["--zone", "z9=127.0.0.1:2999/x"],
+            "zones: [{name: az1, hosts: '127.0.0.1:2181', root: /m/a}]\n",
+        )
+        .expect("valid");
         assert_eq!(
             cfg.zones
                 .iter()
@@ -491,6 +566,24 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["z9"]
         );
+    }
+
+    #[test]
+    fn file_zones_in_either_form() {
+        let cfg = with_file(
+            &[],
+            "zones:\n  - az1=127.0.0.1:2181/m/a\n  - {name: az2, hosts: '127.0.0.1:2182', root: /m/b/}\ndefault-zone: az2\n",
+        )
+        .expect("valid");
+        let zones: Vec<String> = cfg.zones.iter().map(Zone::to_string).collect();
+        assert_eq!(zones, ["az1=127.0.0.1:2181/m/a", "az2=127.0.0.1:2182/m/b"]);
+        let err = with_file(&[], "zones: [az1=127.0.0.1:2181]\n").expect_err("no root");
+        assert!(
+            err.to_string().contains("expected NAME=HOSTS/ROOT"),
+            "{err}"
+        );
+        let err = with_file(&[], "zones: [7]\n").expect_err("a number is no zone");
+        assert!(err.to_string().contains("NAME=HOSTS/ROOT"), "{err}");
     }
 
     #[test]
@@ -544,7 +637,7 @@ mod tests {
             ),
         ];
         for (flags, want) in cases {
-            let err = Config::merge(args(flags), FileConfig::default()).expect_err("invalid");
+            let err = Config::validate(args(flags)).expect_err("invalid");
             let err = err.to_string();
             assert!(err.contains(want), "{flags:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
@@ -561,8 +654,12 @@ mod tests {
                 "zones: [{name: a, hosts: 'h:1', root: /r, rot: /s}]\n",
                 "rot",
             ),
+            ("config: other.yaml\n", "config"),
+            ("check-config: true\n", "check-config"),
         ] {
-            let err = serde_saphyr::from_str::<FileConfig>(text).expect_err("typo refused");
+            let err = serde_saphyr::from_str::<Settings>(text).expect_err("typo refused");
+            assert!(err.to_string().contains(key), "{text}: {err}");
+            let err = with_file(&[], text).expect_err("refused through the file");
             assert!(err.to_string().contains(key), "{text}: {err}");
         }
     }
@@ -580,7 +677,7 @@ mod tests {
         )
         .expect("write");
         let cfg = Config::load(args(&["--config", path.to_str().expect("utf8")])).expect("valid");
-        assert_eq!(cfg.timing.poll, Duration::from_millis(250));
+        assert_eq!(cfg.poll, Duration::from_millis(250));
         assert!(matches!(&cfg.source, Source::Dir(d) if d == dir.path()));
 
         std::fs::write(&path, "").expect("write");
@@ -602,19 +699,16 @@ mod tests {
     #[test]
     fn summary_is_one_line_keyed_by_flag_names() {
         let dir = tempfile::tempdir().expect("dir");
-        let cfg = Config::merge(
-            args(&[
-                "--zone",
-                "az1=127.0.0.1:2181/m/a",
-                "--routes-dir",
-                dir.path().to_str().expect("utf8"),
-                "--poll",
-                "100ms",
-                "--resync",
-                "10m",
-            ]),
-            FileConfig::default(),
-        )
+        let cfg = Config::validate(args(&[
+            "--zone",
+            "az1=127.0.0.1:2181/m/a",
+            "--routes-dir",
+            dir.path().to_str().expect("utf8"),
+            "--poll",
+            "100ms",
+            "--resync",
+            "10m",
+        ]))
         .expect("valid");
         let line = cfg.summary();
         assert!(!line.contains('\n'), "{line}");
@@ -627,12 +721,9 @@ mod tests {
         assert_eq!(json["source"]["routes-dir"]["poll"], "100ms");
         assert_eq!(json["log-format"], "text");
 
-        let k8s = Config::merge(
-            args(&["--zone", "a=h:1/r", "--lease-name", "l"]),
-            FileConfig::default(),
-        )
-        .expect("valid")
-        .summary();
+        let k8s = Config::validate(args(&["--zone", "a=h:1/r", "--lease-name", "l"]))
+            .expect("valid")
+            .summary();
         let json: serde_json::Value = serde_json::from_str(&k8s).expect("JSON");
         assert_eq!(json["source"]["kubernetes"]["lease-name"], "l");
         assert_eq!(json["source"]["kubernetes"]["retry-period"], "2s");
@@ -653,9 +744,18 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let file: FileConfig = serde_saphyr::from_str(&yaml).expect("example parses");
+        let file: Settings = serde_saphyr::from_str(&yaml).expect("example parses");
         assert_eq!(file.zones.len(), 2);
         assert_eq!(file.default_zone.as_deref(), Some("az1"));
         assert_eq!(file.admin_listen.as_deref(), Some("0.0.0.0:8081"));
+        let zones: Vec<Zone> = file
+            .zones
+            .iter()
+            .map(|z| z.to_zone().expect("valid zone"))
+            .collect();
+        assert_eq!(
+            zones[1].to_string(),
+            "az2=zk-b:2181/metaproxy/c3srv-pegasus"
+        );
     }
 }

@@ -120,12 +120,18 @@ pub struct FailoverPolicy {
     pub mode: FailoverMode,
 }
 
+/// How the active cluster changes. `Manual`: only the spec's `active` field decides.
+/// `Automatic`: the operator may flip to the backup when the primary fails; this version does
+/// not do that yet: it routes to `active` as in `Manual`, and the status carries the condition
+/// `AutomaticFailover` with status `False` and reason `NotImplemented` (and a Warning event when
+/// it first appears), so nobody relies on a failover that will not happen.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum FailoverMode {
     /// The spec's `active` field alone decides.
     #[default]
     Manual,
-    /// The operator may flip to the backup when the primary fails (not implemented yet).
+    /// The operator may flip to the backup when the primary fails. Not active yet: see the
+    /// `AutomaticFailover` condition.
     Automatic,
 }
 
@@ -148,7 +154,8 @@ pub struct PegasusTableRouteStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `RouteSynced` and `Conflict`.
+    /// `Ready`, `RouteSynced` and `Conflict`; with `failover.mode: Automatic` also
+    /// `AutomaticFailover` (`False`, reason `NotImplemented`, until automatic failover exists).
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

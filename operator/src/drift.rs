@@ -6,18 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
-use zookeeper_client as zkc;
+use tracing::{debug, info};
 
-use crate::reconcile::{Reconciler, backoff};
+use crate::reconcile::Reconciler;
+use crate::reconcile::schedule::backoff;
+use crate::zk::Change;
 
-/// A request to reconcile the routes of a table (`None`: every table) in a zone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Touched {
-    pub zone: String,
-    pub table: Option<String>,
-}
+pub use crate::reconcile::schedule::Touched;
 
 /// Spawns one watching task per zone; they end when `shutdown` turns true.
 pub fn spawn(
@@ -50,7 +47,7 @@ async fn watch_zone(
     };
     let mut failures = 0;
     loop {
-        let mut watcher = match store.watch_below(root).await {
+        let mut changes = match store.watch(root).await {
             Ok(w) => w,
             Err(e) => {
                 debug!(zone, error = %e, "cannot watch the zone root yet");
@@ -62,32 +59,18 @@ async fn watch_zone(
         failures = 0;
         info!(zone, root, "watching route records for outside changes");
         // The watch may have missed changes made before it was set.
-        if tx
-            .send(Touched {
-                zone: zone.to_owned(),
-                table: None,
-            })
-            .is_err()
-        {
+        let all = || Touched {
+            zone: zone.to_owned(),
+            table: None,
+        };
+        if tx.send(all()).is_err() {
             return;
         }
-        loop {
-            let event = watcher.changed().await;
-            let touched = match event.event_type {
-                zkc::EventType::Session if event.session_state.is_terminated() => {
-                    warn!(zone, state = ?event.session_state, "ZooKeeper session ended; watching again");
-                    break;
-                }
-                zkc::EventType::Session
-                    if event.session_state == zkc::SessionState::SyncConnected =>
-                {
-                    Touched {
-                        zone: zone.to_owned(),
-                        table: None,
-                    }
-                }
-                zkc::EventType::Session => continue,
-                _ => match table_of(root, &event.path) {
+        // The stream ends with the session: watch again.
+        while let Some(change) = changes.next().await {
+            let touched = match change {
+                Change::Reconnected => all(),
+                Change::Node(path) => match table_of(root, &path) {
                     Some(table) => Touched {
                         zone: zone.to_owned(),
                         table: Some(table.to_owned()),

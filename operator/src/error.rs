@@ -24,6 +24,10 @@ pub enum Error {
     RouteFile { path: String, reason: String },
     #[error("the resource has no {0}")]
     MissingField(&'static str),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("stopped before the reconcile finished")]
+    Stopped,
 }
 
 impl Error {
@@ -37,6 +41,14 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::RouteFile { .. } => "route_file",
             Error::MissingField(_) => "missing_field",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                kube::runtime::finalizer::Error::AddFinalizer(_)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(_) => "kube_api",
+                _ => "finalizer",
+            },
+            Error::Stopped => "stopped",
         }
     }
 }

@@ -5,18 +5,19 @@
 //!   both take the lease (the loser gets 409 Conflict);
 //! - a lease held by another is taken over only after it went unchanged for its whole duration,
 //!   measured on this replica's monotonic clock from when the change was seen (clock skew
-//!   between replicas does not matter);
+//!   between replicas does not matter; it is tokio's clock, so tests can pause it);
 //! - the holder renews every `retry` and steps down when it could not renew for `renew_deadline`
 //!   (shorter than the duration, so it stops before anyone else may take over);
 //! - on shutdown the holder releases the lease so a standby takes over at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,5 +241,114 @@ pub async fn lead<F, Fut>(
             elector.release().await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn config() -> LeaseConfig {
+        LeaseConfig {
+            name: "metaproxy-operator".into(),
+            namespace: "default".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(4),
+            renew_deadline: Duration::from_secs(3),
+            retry: Duration::from_secs(1),
+        }
+    }
+
+    fn lease(holder: &str, rv: &str) -> Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "metaproxy-operator", "namespace": "default", "resourceVersion": rv},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 4, "leaseTransitions": 0},
+        })
+    }
+
+    /// An API server holding one Lease: GET answers it, PUT replaces it with a new
+    /// resourceVersion. `puts` counts the replacements.
+    fn api_server(held: Arc<Mutex<Value>>) -> (Client, Arc<Mutex<u32>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let puts = Arc::new(Mutex::new(0));
+        let counter = puts.clone();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = handle.next_request().await {
+                let method = request.method().clone();
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                let mut lease = held.lock().unwrap_or_else(PoisonError::into_inner);
+                if method == Method::PUT {
+                    let mut next: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let rv: u64 = lease["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    next["metadata"]["resourceVersion"] = Value::from((rv + 1).to_string());
+                    *lease = next;
+                    *counter.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+                }
+                let response = Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&*lease).unwrap_or_default()))
+                    .expect("response");
+                reply.send_response(response);
+            }
+        });
+        (Client::new(service, "default"), puts)
+    }
+
+    /// On paused time: a lease held by another is taken over once it went unchanged for its
+    /// whole duration as this replica saw it, and a renewal by the holder restarts the count.
+    #[tokio::test(start_paused = true)]
+    async fn takeover_waits_for_a_whole_unchanged_lease_duration() {
+        let held = Arc::new(Mutex::new(lease("other", "1")));
+        let (client, puts) = api_server(held.clone());
+        let mut elector = LeaderElector::new(client, config());
+        let step = Duration::from_secs(1);
+        // (seconds since start, what the holder does first, leading after the round)
+        let rounds = [
+            (0, None, false),
+            (3, None, false),
+            // The holder renews just before 4 s: the count starts again.
+            (4, Some("2"), false),
+            (7, None, false),
+            (8, None, true),
+        ];
+        let start = Instant::now();
+        for (at, renew, leading) in rounds {
+            tokio::time::sleep_until(start + step * at).await;
+            if let Some(rv) = renew {
+                *held.lock().unwrap_or_else(PoisonError::into_inner) = lease("other", rv);
+            }
+            assert_eq!(
+                elector.try_acquire_or_renew().await.expect("API answers"),
+                leading,
+                "at {at}s"
+            );
+        }
+        assert_eq!(
+            *puts.lock().unwrap_or_else(PoisonError::into_inner),
+            1,
+            "one takeover write"
+        );
+        let now_held = held.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(now_held["spec"]["holderIdentity"], "me");
+        assert_eq!(now_held["spec"]["leaseTransitions"], 1);
+        // The leader must step down once it could not renew for the renew deadline.
+        assert!(!elector.must_step_down());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(elector.must_step_down());
     }
 }

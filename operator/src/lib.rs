@@ -2,6 +2,7 @@
 //! directory of YAML files, in the ZooKeeper route records that the proxies read.
 
 pub mod admin;
+mod app;
 pub mod config;
 pub mod controller;
 pub mod crd;
@@ -11,8 +12,11 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod record;
+pub mod route_file;
 pub mod routes_dir;
 pub mod zk;
 pub mod zone;
 
+pub use app::{App, AppError};
 pub use error::Error;

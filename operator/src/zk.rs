@@ -7,13 +7,63 @@
 //!
 //! Every write names the version it was computed from. A write that loses a race comes back as
 //! [`ZkError::LostRace`]; the reconciler then reads again and decides again.
+//!
+//! The reconciler and the drift watch use a zone's records through [`Records`], so that tests
+//! can put an in-memory store in ZooKeeper's place.
+//!
+//! While the ensemble is unreachable, a failed attempt to start a session is remembered for
+//! [`CONNECT_HOLD_OFF`]: the requests queued behind it fail at once with the same reason instead
+//! of each waiting out a connect timeout of its own (200 routes would take 200 timeouts).
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use thiserror::Error;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use zookeeper_client as zkc;
+
+#[cfg(test)]
+pub mod memory;
+
+/// How long a failed attempt to start a session answers for the requests that follow it.
+pub const CONNECT_HOLD_OFF: Duration = Duration::from_secs(1);
+
+/// What a watch below a zone root reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The znode at this path was created, changed or deleted.
+    Node(String),
+    /// The session reconnected: changes may have been missed, anything may have changed.
+    Reconnected,
+}
+
+/// A zone's route records: read, compare-and-set writes, and a watch for outside changes.
+pub trait Records: Send + Sync {
+    /// The znode at `path`, or `None` when it does not exist.
+    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Znode>, ZkError>>;
+    /// Creates `path` (and missing parents) holding `data`; the new version (0).
+    /// [`ZkError::LostRace`] when it exists already.
+    fn create<'a>(&'a self, path: &'a str, data: &'a [u8]) -> BoxFuture<'a, Result<i32, ZkError>>;
+    /// Replaces the data of `path` if it is still at `version`; the new version.
+    fn set<'a>(
+        &'a self,
+        path: &'a str,
+        data: &'a [u8],
+        version: i32,
+    ) -> BoxFuture<'a, Result<i32, ZkError>>;
+    /// Deletes `path` if it is still at `version`; gone already is fine.
+    fn delete<'a>(&'a self, path: &'a str, version: i32) -> BoxFuture<'a, Result<(), ZkError>>;
+    /// Every change below `root` (created when missing), until the session ends (the stream
+    /// ends; watch again).
+    fn watch<'a>(
+        &'a self,
+        root: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Change>, ZkError>>;
+}
 
 /// The data of a znode and the version it was read at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +124,14 @@ impl Default for ZkTimeouts {
 pub struct ZkStore {
     hosts: String,
     timeouts: ZkTimeouts,
-    client: Mutex<Option<zkc::Client>>,
+    client: Mutex<Session>,
+}
+
+/// The session, or why the last attempt to start one failed and when.
+#[derive(Default)]
+struct Session {
+    client: Option<zkc::Client>,
+    failed: Option<(Instant, ZkError)>,
 }
 
 impl ZkStore {
@@ -83,7 +140,7 @@ impl ZkStore {
         ZkStore {
             hosts: hosts.into(),
             timeouts,
-            client: Mutex::new(None),
+            client: Mutex::new(Session::default()),
         }
     }
 
@@ -93,13 +150,18 @@ impl ZkStore {
 
     /// A live client: the cached one, or a new session when there is none or it is dead.
     async fn client(&self) -> Result<zkc::Client, ZkError> {
-        let mut slot = self.client.lock().await;
-        if let Some(c) = slot.as_ref() {
+        let mut session = self.client.lock().await;
+        if let Some(c) = session.client.as_ref() {
             if !c.state().is_terminated() {
                 return Ok(c.clone());
             }
             warn!(hosts = %self.hosts, state = ?c.state(), "ZooKeeper session ended; starting a new one");
-            *slot = None;
+            session.client = None;
+        }
+        if let Some((at, e)) = &session.failed
+            && at.elapsed() < CONNECT_HOLD_OFF
+        {
+            return Err(e.clone());
         }
         let connect = zkc::Client::connector()
             .with_session_timeout(self.timeouts.session)
@@ -108,11 +170,20 @@ impl ZkStore {
         let limit = self.timeouts.session + self.timeouts.request;
         let client = match tokio::time::timeout(limit, connect).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(self.unavailable(e.to_string())),
-            Err(_) => return Err(self.unavailable(format!("no session within {limit:?}"))),
+            Ok(Err(e)) => {
+                let e = self.unavailable(e.to_string());
+                session.failed = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+            Err(_) => {
+                let e = self.unavailable(format!("no session within {limit:?}"));
+                session.failed = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
         };
         info!(hosts = %self.hosts, session = ?client.session_id(), "ZooKeeper session established");
-        *slot = Some(client.clone());
+        session.client = Some(client.clone());
+        session.failed = None;
         Ok(client)
     }
 
@@ -152,9 +223,13 @@ impl ZkStore {
     }
 
     async fn forget_session(&self) {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_some_and(|c| c.state().is_terminated()) {
-            *slot = None;
+        let mut session = self.client.lock().await;
+        if session
+            .client
+            .as_ref()
+            .is_some_and(|c| c.state().is_terminated())
+        {
+            session.client = None;
         }
     }
 
@@ -268,6 +343,62 @@ impl ZkStore {
             Err(e) => Err(Self::refused("watch", path, e)),
         }
     }
+}
+
+impl Records for ZkStore {
+    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Znode>, ZkError>> {
+        ZkStore::read(self, path).boxed()
+    }
+
+    fn create<'a>(&'a self, path: &'a str, data: &'a [u8]) -> BoxFuture<'a, Result<i32, ZkError>> {
+        ZkStore::create(self, path, data).boxed()
+    }
+
+    fn set<'a>(
+        &'a self,
+        path: &'a str,
+        data: &'a [u8],
+        version: i32,
+    ) -> BoxFuture<'a, Result<i32, ZkError>> {
+        ZkStore::set(self, path, data, version).boxed()
+    }
+
+    fn delete<'a>(&'a self, path: &'a str, version: i32) -> BoxFuture<'a, Result<(), ZkError>> {
+        ZkStore::delete(self, path, version).boxed()
+    }
+
+    fn watch<'a>(
+        &'a self,
+        root: &'a str,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Change>, ZkError>> {
+        async move {
+            let watcher = self.watch_below(root).await?;
+            Ok(changes(watcher).boxed())
+        }
+        .boxed()
+    }
+}
+
+/// The watcher's events as changes, until the session ends.
+fn changes(watcher: zkc::PersistentWatcher) -> impl futures::Stream<Item = Change> {
+    futures::stream::unfold(watcher, |mut watcher| async move {
+        loop {
+            let event = watcher.changed().await;
+            match event.event_type {
+                zkc::EventType::Session if event.session_state.is_terminated() => {
+                    warn!(state = ?event.session_state, "ZooKeeper session ended under a watch");
+                    return None;
+                }
+                zkc::EventType::Session
+                    if event.session_state == zkc::SessionState::SyncConnected =>
+                {
+                    return Some((Change::Reconnected, watcher));
+                }
+                zkc::EventType::Session => continue,
+                _ => return Some((Change::Node(event.path), watcher)),
+            }
+        }
+    })
 }
 
 fn parent_of(path: &str) -> &str {

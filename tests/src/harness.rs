@@ -509,23 +509,6 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut BTreeMap<String, String>) -> Re
     }
 }
 
-/// The status code and body of a raw HTTP/1.x response; status 0 when there is no status line.
-///
-/// Only for `crate::operator`, until its HTTP calls move to [`http`]; nothing else should parse
-/// HTTP by hand.
-pub fn parse_http_response(text: &str) -> (u16, String) {
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

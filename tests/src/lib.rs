@@ -3,9 +3,11 @@
 //! operator binary) and the Pegasus MetaServer simulator.
 
 pub mod chart;
+pub mod client;
 pub mod fuzz_seeds;
 pub mod harness;
 pub mod k8s;
+pub mod kv;
 pub mod load;
 pub mod operator;
 pub mod relay;

@@ -88,7 +88,7 @@ pub enum LoadError {
 }
 
 /// Latency percentiles in microseconds (within 1% of the exact values).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Latency {
     pub p50: u64,
     pub p90: u64,

@@ -279,52 +279,6 @@ impl ZkServer {
     }
 }
 
-/// Blocking twins of the async API, for callers that are not async yet (the operator's process
-/// tests, `tests/tests/operator_*.rs`). They block the calling thread, and with it a runtime that
-/// calls them: remove them once those callers use [`ZkServer::launch`] and friends.
-impl ZkServer {
-    /// Blocking [`ZkServer::launch`].
-    pub fn start() -> Result<Self> {
-        block_on(Self::launch)
-    }
-
-    /// Blocking [`ZkServer::launch_with`].
-    pub fn start_with(opts: ZkOptions) -> Result<Self> {
-        block_on(|| Self::launch_with(opts))
-    }
-
-    /// Blocking [`ZkServer::restart`].
-    pub fn start_again(&mut self) -> Result<()> {
-        block_on(|| self.restart())
-    }
-
-    /// Blocking [`ZkServer::kill`].
-    pub fn stop(&mut self) {
-        if let Err(e) = block_on(|| self.kill()) {
-            eprintln!("stopping ZooKeeper: {e:#}");
-        }
-    }
-}
-
-/// Runs the future `make` returns on a runtime of its own, on a thread of its own, so that it
-/// works from sync code called inside an async test too (where `Runtime::block_on` would panic).
-fn block_on<F: Future>(make: impl FnOnce() -> F + Send) -> F::Output
-where
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the blocking ZooKeeper calls")
-                .block_on(make())
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
 /// A ZooKeeper ensemble of three (or more) members on loopback.
 pub struct ZkEnsemble {
     nodes: Vec<Node>,

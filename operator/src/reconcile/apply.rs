@@ -3,7 +3,7 @@
 
 use crate::metrics::Metrics;
 use crate::reconcile::decide::Plan;
-use crate::zk::{ZkError, ZkStore};
+use crate::zk::{Records, ZkError};
 
 /// What was done.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum Applied {
 }
 
 pub async fn apply(
-    store: &ZkStore,
+    store: &dyn Records,
     path: &str,
     plan: &Plan,
     metrics: &Metrics,

@@ -2,34 +2,39 @@
 //!
 //! ```text
 //!  route (spec, status, deleting) + other routes' claims
-//!    │ validate  (pure)  spec + zones ─► target znode and record, or Invalid
+//!    │ validate  (pure)  spec + zones ─► Target (znode, both clusters' records) or Invalid
 //!    │ observe           read the znode
-//!    │ decide    (pure)  claims + znode ─► plan
+//!    │ decide    (pure)  target + znode (its owner) + claims + status (+ health, now) ─► plan
 //!    │ apply             CAS write / delete; a lost race goes back to observe
 //!    ▼ status    (pure)  outcome ─► status and conditions; notices for events and logs
 //! ```
+//!
+//! A deleted route, or one that moved to another table or zone, leaves its old znode through
+//! the same loop with a [`Removal`] in place of the target. When each route is reconciled again
+//! is [`schedule`]'s business.
 
 pub mod apply;
 pub mod decide;
 pub mod observe;
+pub mod schedule;
 pub mod status;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, warn};
 
 use crate::crd::{PegasusTableRouteSpec, PegasusTableRouteStatus};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::zk::{ZkError, ZkStore, ZkTimeouts};
+use crate::zk::{Records, ZkError, ZkStore, ZkTimeouts};
 use crate::zone::Zones;
 use apply::Applied;
-use decide::{Claim, Intent, Plan};
+use decide::{Claim, Decision, Failover, Health, Inputs, Plan};
+use schedule::Settled;
 use status::{Outcome, reason};
-use validate::{Invalid, Target};
+use validate::{Invalid, Removal, Target};
 
 /// Reads and writes before a route whose znode keeps changing under it gives up (and retries
 /// later with backoff).
@@ -40,7 +45,8 @@ const MAX_ATTEMPTS: u32 = 5;
 pub struct RouteView<'a> {
     /// `namespace/name`, or the file name.
     pub id: &'a str,
-    /// Creation (or first-seen) time in milliseconds since the epoch, for seniority.
+    /// Creation time in milliseconds since the epoch, for seniority (0 for route files: see
+    /// [`decide`]).
     pub created_ms: i64,
     pub generation: Option<i64>,
     pub spec: &'a PegasusTableRouteSpec,
@@ -74,6 +80,24 @@ pub struct Report {
     pub released: Option<(String, String)>,
 }
 
+impl Report {
+    /// How the reconcile ended, for [`schedule::next`].
+    pub fn settled(&self) -> Settled {
+        if self.result.is_err() {
+            Settled::Failed
+        } else if self
+            .status
+            .as_ref()
+            .and_then(|s| s.condition(status::CONFLICT))
+            .is_some_and(|c| c.status == "True")
+        {
+            Settled::Yielded
+        } else {
+            Settled::Synced
+        }
+    }
+}
+
 /// A route's claim on its table, for finding conflicts: `None` when the route is invalid, so a
 /// route that can never be written does not keep a valid one waiting.
 pub fn claim_of(
@@ -91,27 +115,37 @@ pub fn claim_of(
     })
 }
 
-/// Keeps routes in ZooKeeper, one [`ZkStore`] per zone.
+/// Keeps routes in ZooKeeper, one store of records per zone.
 pub struct Reconciler {
     zones: Zones,
-    stores: BTreeMap<String, Arc<ZkStore>>,
+    stores: BTreeMap<String, Arc<dyn Records>>,
+    health: Health,
     pub metrics: Arc<Metrics>,
 }
 
 impl Reconciler {
+    /// A reconciler writing to each zone's ZooKeeper.
     pub fn new(zones: Zones, timeouts: ZkTimeouts, metrics: Arc<Metrics>) -> Self {
         let stores = zones
             .iter()
             .map(|z| {
-                (
-                    z.name.clone(),
-                    Arc::new(ZkStore::new(z.hosts.clone(), timeouts)),
-                )
+                let store: Arc<dyn Records> = Arc::new(ZkStore::new(z.hosts.clone(), timeouts));
+                (z.name.clone(), store)
             })
             .collect();
+        Self::with_stores(zones, stores, metrics)
+    }
+
+    /// A reconciler over the given stores, by zone name (tests use in-memory ones).
+    pub fn with_stores(
+        zones: Zones,
+        stores: BTreeMap<String, Arc<dyn Records>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Reconciler {
             zones,
             stores,
+            health: Health::default(),
             metrics,
         }
     }
@@ -120,14 +154,15 @@ impl Reconciler {
         &self.zones
     }
 
-    pub fn store(&self, zone: &str) -> Option<&Arc<ZkStore>> {
+    pub fn store(&self, zone: &str) -> Option<&Arc<dyn Records>> {
         self.stores.get(zone)
     }
 
     /// Brings one route's znode in line with its spec (or removes it when `route.deleting`).
     /// `claims` are the other routes' claims; the route's own entry, if any, is ignored.
     pub async fn reconcile(&self, route: &RouteView<'_>, claims: &[Claim], now: &str) -> Report {
-        let started = Instant::now();
+        // Real time, not tokio's: this measures work, and paused test clocks would hide it.
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("reconcile", route = route.id, table = %route.spec.table);
         let others: Vec<Claim> = claims
             .iter()
@@ -184,7 +219,13 @@ impl Reconciler {
                     message,
                 };
                 return Report {
-                    status: Some(status::next_status(prev, route.generation, &outcome, now)),
+                    status: Some(status::next_status(
+                        prev,
+                        route.generation,
+                        &outcome,
+                        None,
+                        now,
+                    )),
                     notices,
                     result: Ok(()),
                     cleaned_up: false,
@@ -198,6 +239,19 @@ impl Reconciler {
             zone: target.zone.clone(),
             table: target.table.clone(),
         };
+        let failover = decide::failover(&target, &self.health, tokio::time::Instant::now());
+        if failover == Failover::AutomaticNotActive
+            && prev
+                .and_then(|p| p.condition(status::AUTOMATIC_FAILOVER))
+                .is_none()
+        {
+            notices.push(Notice {
+                warning: true,
+                reason: "AutomaticFailoverNotActive",
+                action: "Decide",
+                note: status::AUTOMATIC_NOT_ACTIVE.to_owned(),
+            });
+        }
 
         // The route used to live elsewhere (its table or zone changed): release the old znode.
         let mut released = None;
@@ -205,26 +259,30 @@ impl Reconciler {
             && (old_zone != target.zone || old_path != target.path)
         {
             match self
-                .release_old(route, &old_zone, &old_path, others, &mut notices)
+                .release(route, &old_zone, &old_path, others, &mut notices)
                 .await
             {
                 Ok(r) => released = r,
-                Err(e) => return self.failed(route, e, notices, now),
+                Err(e) => return self.failed(route, e, Some(failover), notices, now),
             }
         }
 
         let result = self
-            .converge(&target, &me, others, false, prev, &mut notices)
+            .converge(&Want::Keep(&target), &me, others, prev, &mut notices)
             .await;
         let outcome = match result {
-            Ok(Applied::Holds { version }) => Outcome::Synced {
+            Ok((Applied::Holds { version }, Some(decision))) => Outcome::Synced {
                 zone: target.zone.clone(),
                 znode: target.path.clone(),
                 version,
-                active_cluster: target.record.cluster.clone(),
+                active_cluster: target.record(decision.active).cluster.clone(),
             },
-            Ok(Applied::Untouched) | Ok(Applied::Removed) => {
-                let owner = decide::owner(&me, others).id.clone();
+            Ok((_, decision)) => {
+                let (owner, holds) = match decision.map(|d| d.plan) {
+                    Some(Plan::Yield { owner, holds_znode }) => (owner, holds_znode),
+                    _ => (String::from("another route"), false),
+                };
+                let why = if holds { "holds the znode" } else { "is older" };
                 if prev
                     .and_then(|p| p.condition(status::CONFLICT))
                     .is_none_or(|c| c.status != "True")
@@ -234,7 +292,7 @@ impl Reconciler {
                         reason: reason::CONFLICTING_ROUTE,
                         action: "Yield",
                         note: format!(
-                            "{} is not written: {owner}, older, already routes table {} in zone {}",
+                            "{} is not written: {owner}, which {why}, already routes table {} in zone {}",
                             target.path, target.table, target.zone
                         ),
                     });
@@ -242,16 +300,22 @@ impl Reconciler {
                 Outcome::Yielded {
                     zone: target.zone.clone(),
                     message: format!(
-                        "{owner} is older and routes table {} in zone {}",
+                        "{owner} {why} and routes table {} in zone {}",
                         target.table, target.zone
                     ),
                     owner,
                 }
             }
-            Err(e) => return self.failed(route, e, notices, now),
+            Err(e) => return self.failed(route, e, Some(failover), notices, now),
         };
         Report {
-            status: Some(status::next_status(prev, route.generation, &outcome, now)),
+            status: Some(status::next_status(
+                prev,
+                route.generation,
+                &outcome,
+                Some(failover),
+                now,
+            )),
             notices,
             result: Ok(()),
             cleaned_up: false,
@@ -279,7 +343,7 @@ impl Reconciler {
             };
         };
         match self
-            .release_old(route, &zone, &path, others, &mut notices)
+            .release(route, &zone, &path, others, &mut notices)
             .await
         {
             Ok(released) => Report {
@@ -290,7 +354,7 @@ impl Reconciler {
                 released,
             },
             Err(e) => {
-                let report = self.failed(route, e, notices, "");
+                let report = self.failed(route, e, None, notices, "");
                 Report {
                     status: None,
                     ..report
@@ -299,9 +363,9 @@ impl Reconciler {
         }
     }
 
-    /// Removes `path` in `zone` on behalf of `route`, unless another route owns it.
+    /// Removes `path` in `zone` on behalf of `route`, unless it is not the route's.
     /// Returns the released key when a znode was removed or already gone.
-    async fn release_old(
+    async fn release(
         &self,
         route: &RouteView<'_>,
         zone: &str,
@@ -319,15 +383,18 @@ impl Reconciler {
             });
             return Ok(None);
         }
-        let target = Target {
+        // The records this route may have written there: its spec's, when the spec still
+        // names that place.
+        let records = validate::validate(route.spec, &self.zones)
+            .ok()
+            .filter(|t| t.zone == zone && t.path == path)
+            .map(|t| Removal::of(&t).records)
+            .unwrap_or_default();
+        let removal = Removal {
             zone: zone.to_owned(),
             table: table.clone(),
             path: path.to_owned(),
-            // Unused when removing.
-            record: metaproxy::route::RouteRecord {
-                cluster: String::new(),
-                meta_addrs: Vec::new(),
-            },
+            records,
         };
         let me = Claim {
             id: route.id.to_owned(),
@@ -336,47 +403,57 @@ impl Reconciler {
             table,
         };
         match self
-            .converge(&target, &me, others, true, route.status, notices)
+            .converge(&Want::Remove(&removal), &me, others, route.status, notices)
             .await?
         {
-            Applied::Removed => Ok(Some((me.zone, me.table))),
-            Applied::Untouched | Applied::Holds { .. } => Ok(None),
+            (Applied::Removed, _) => Ok(Some((me.zone, me.table))),
+            (Applied::Untouched | Applied::Holds { .. }, _) => Ok(None),
         }
     }
 
     /// Observe, decide, apply; again after a lost race.
     async fn converge(
         &self,
-        target: &Target,
+        want: &Want<'_>,
         me: &Claim,
         others: &[Claim],
-        removing: bool,
         prev: Option<&PegasusTableRouteStatus>,
         notices: &mut Vec<Notice>,
-    ) -> Result<Applied, Error> {
-        let intent = decide::intent(me, others, removing, &target.record);
-        if let Intent::Yield { .. } = intent {
-            return Ok(Applied::Untouched);
-        }
+    ) -> Result<(Applied, Option<Decision>), Error> {
+        let (zone, path) = match want {
+            Want::Keep(t) => (&t.zone, &t.path),
+            Want::Remove(r) => (&r.zone, &r.path),
+        };
         let store = self
             .stores
-            .get(&target.zone)
-            .ok_or_else(|| Error::UnknownZone(target.zone.clone()))?;
-        let last_version = prev
-            .filter(|p| p.znode.as_deref() == Some(&target.path))
-            .and_then(|p| p.znode_version);
+            .get(zone)
+            .ok_or_else(|| Error::UnknownZone(zone.clone()))?;
         for _ in 0..MAX_ATTEMPTS {
-            let znode = observe::observe(store, &target.path).await?;
-            let plan = decide::plan(&intent, znode.as_ref(), last_version);
-            match apply::apply(store, &target.path, &plan, &self.metrics).await {
+            let znode = observe::observe(store.as_ref(), path).await?;
+            let inputs = Inputs {
+                me,
+                others,
+                znode: znode.as_ref(),
+                status: prev,
+                health: &self.health,
+                now: tokio::time::Instant::now(),
+            };
+            let (plan, decision) = match want {
+                Want::Keep(target) => {
+                    let d = decide::decide(target, &inputs);
+                    (d.plan.clone(), Some(d))
+                }
+                Want::Remove(removal) => (decide::decide_removal(removal, &inputs), None),
+            };
+            match apply::apply(store.as_ref(), path, &plan, &self.metrics).await {
                 Ok(applied) => {
-                    if let Some(n) = notice_for(&plan, &target.path, &target.record.to_string()) {
+                    if let Some(n) = notice_for(&plan, path) {
                         if n.reason == "ZnodeReverted" {
                             self.metrics.reverts.inc();
                         }
                         notices.push(n);
                     }
-                    return Ok(applied);
+                    return Ok((applied, decision));
                 }
                 Err(ZkError::LostRace { path }) => {
                     self.metrics.lost_races.inc();
@@ -386,7 +463,7 @@ impl Reconciler {
             }
         }
         Err(Error::Contended {
-            path: target.path.clone(),
+            path: path.clone(),
             attempts: MAX_ATTEMPTS,
         })
     }
@@ -395,6 +472,7 @@ impl Reconciler {
         &self,
         route: &RouteView<'_>,
         e: Error,
+        failover: Option<Failover>,
         mut notices: Vec<Notice>,
         now: &str,
     ) -> Report {
@@ -422,6 +500,7 @@ impl Reconciler {
                 route.status,
                 route.generation,
                 &outcome,
+                failover,
                 now,
             )),
             notices,
@@ -430,6 +509,12 @@ impl Reconciler {
             released: None,
         }
     }
+}
+
+/// What a route wants of a znode.
+enum Want<'a> {
+    Keep(&'a Target),
+    Remove(&'a Removal),
 }
 
 /// Where the operator last wrote this route's record, from its status.
@@ -444,7 +529,7 @@ fn same_ready_reason(status: Option<&PegasusTableRouteStatus>, why: &str) -> boo
         .is_some_and(|c| c.reason == why)
 }
 
-fn notice_for(plan: &Plan, path: &str, record: &str) -> Option<Notice> {
+fn notice_for(plan: &Plan, path: &str) -> Option<Notice> {
     let n = |warning, reason, action, note| {
         Some(Notice {
             warning,
@@ -454,13 +539,27 @@ fn notice_for(plan: &Plan, path: &str, record: &str) -> Option<Notice> {
         })
     };
     match plan {
-        Plan::Create { .. } => n(
+        Plan::Create { data } => n(
             false,
             "Created",
             "WriteZnode",
-            format!("created {path}: {record}"),
+            format!("created {path}: {data}"),
         ),
         Plan::Replace {
+            took_over_from: Some(from),
+            data,
+            found,
+            ..
+        } => n(
+            false,
+            "TookOver",
+            "WriteZnode",
+            format!(
+                "took {path} over from {from}, which no longer routes the table: {data} (was {found})"
+            ),
+        ),
+        Plan::Replace {
+            data,
             found,
             drift: false,
             ..
@@ -468,15 +567,18 @@ fn notice_for(plan: &Plan, path: &str, record: &str) -> Option<Notice> {
             false,
             "Updated",
             "WriteZnode",
-            format!("updated {path} to {record} (was {found})"),
+            format!("updated {path} to {data} (was {found})"),
         ),
         Plan::Replace {
-            found, drift: true, ..
+            data,
+            found,
+            drift: true,
+            ..
         } => n(
             true,
             "ZnodeReverted",
             "WriteZnode",
-            format!("{path} was changed outside the operator; found {found}; put back {record}"),
+            format!("{path} was changed outside the operator; found {found}; put back {data}"),
         ),
         Plan::Delete { .. } => n(false, "Deleted", "DeleteZnode", format!("deleted {path}")),
         Plan::LeaveForeign { version, found } => n(
@@ -484,16 +586,11 @@ fn notice_for(plan: &Plan, path: &str, record: &str) -> Option<Notice> {
             "ZnodeLeftInPlace",
             "DeleteZnode",
             format!(
-                "{path} is left in place: it changed (version {version}) since this operator wrote it; it holds {found}"
+                "{path} is left in place: it is not this route's (version {version}); it holds {found}"
             ),
         ),
         Plan::InSync { .. } | Plan::AlreadyGone | Plan::Yield { .. } => None,
     }
-}
-
-/// Backoff for a route whose reconcile failed `failures` times in a row: 1 s doubling to 60 s.
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
 }
 
 /// Now, as Kubernetes writes times (RFC 3339, seconds).
@@ -532,13 +629,5 @@ mod tests {
         let bad_zone =
             spec("table: t\nzone: nowhere\nprimary: {cluster: c, metaServers: ['h:1']}\n");
         assert_eq!(claim_of("ns/c", 1, &bad_zone, &zones), None);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(6), Duration::from_secs(60));
-        assert_eq!(backoff(40), Duration::from_secs(60));
     }
 }

@@ -1,23 +1,70 @@
 //! Validate: a route's spec, checked against the operator's zones, becomes a [`Target`] (the
-//! znode and the record to keep there) or the reason it cannot. Pure.
+//! znode, and the records of its clusters) or the reason it cannot. Pure. Which cluster is
+//! active is [`crate::reconcile::decide`]'s business, not this module's.
 //!
 //! The API server checks most of this already from the CRD schema; routes read from files are
 //! not checked by anyone else, and zones are known only to the operator.
 
 use metaproxy::route::{RouteRecord, valid_table_name, validate_meta_addr};
 
-use crate::crd::{ActiveCluster, ClusterRef, PegasusTableRouteSpec};
+use crate::crd::{ActiveCluster, ClusterRef, FailoverMode, PegasusTableRouteSpec};
 use crate::zone::Zones;
 
-/// Where a valid route's record goes and what it says.
+/// A valid route: where its record goes, and the records it may write there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub zone: String,
     pub table: String,
     /// `<root>/<table>`.
     pub path: String,
-    /// The record for the active cluster.
-    pub record: RouteRecord,
+    /// The record routing to the primary cluster.
+    pub primary: RouteRecord,
+    /// The record routing to the backup cluster, if the route has one.
+    pub backup: Option<RouteRecord>,
+    /// The cluster the spec asks for (a backup exists when this is `Backup`).
+    pub active: ActiveCluster,
+    pub mode: FailoverMode,
+}
+
+impl Target {
+    /// The record routing to `active` (the primary when there is no backup).
+    pub fn record(&self, active: ActiveCluster) -> &RouteRecord {
+        match (active, &self.backup) {
+            (ActiveCluster::Backup, Some(backup)) => backup,
+            _ => &self.primary,
+        }
+    }
+}
+
+/// Where a route that is going away (deleted, or moved to another table or zone) had its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub zone: String,
+    pub table: String,
+    /// `<root>/<table>`.
+    pub path: String,
+    /// The records the route may have written there, when its spec is still valid: a znode
+    /// without an owner that holds one of them is taken for this route's.
+    pub records: Vec<RouteRecord>,
+}
+
+impl Removal {
+    /// The place a target's record goes, for when the route leaves it.
+    pub fn of(target: &Target) -> Removal {
+        Removal {
+            zone: target.zone.clone(),
+            table: target.table.clone(),
+            path: target.path.clone(),
+            records: std::iter::once(target.primary.clone())
+                .chain(target.backup.clone())
+                .collect(),
+        }
+    }
+}
+
+fn record_of(c: &ClusterRef) -> Result<RouteRecord, Invalid> {
+    RouteRecord::new(c.cluster.trim(), c.meta_servers.iter().map(String::as_str))
+        .map_err(|e| Invalid::Spec(e.to_string()))
 }
 
 /// Why a route cannot be written.
@@ -66,15 +113,11 @@ pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, I
             ));
         }
     }
-    let active = match (spec.active, &spec.backup) {
-        (ActiveCluster::Primary, _) => &spec.primary,
-        (ActiveCluster::Backup, Some(b)) => b,
-        (ActiveCluster::Backup, None) => {
-            return Err(Invalid::Spec(
-                "active: backup needs a backup cluster".into(),
-            ));
-        }
-    };
+    if spec.active == ActiveCluster::Backup && spec.backup.is_none() {
+        return Err(Invalid::Spec(
+            "active: backup needs a backup cluster".into(),
+        ));
+    }
     let zone = zones.resolve(spec.zone.as_deref()).ok_or_else(|| {
         Invalid::UnknownZone(format!(
             "zone {:?} is not one of this operator's zones ({})",
@@ -86,16 +129,14 @@ pub fn validate(spec: &PegasusTableRouteSpec, zones: &Zones) -> Result<Target, I
                 .join(", ")
         ))
     })?;
-    let record = RouteRecord::new(
-        active.cluster.trim(),
-        active.meta_servers.iter().map(String::as_str),
-    )
-    .map_err(|e| Invalid::Spec(e.to_string()))?;
     Ok(Target {
         zone: zone.name.clone(),
         table: spec.table.clone(),
         path: zone.path_of(&spec.table),
-        record,
+        primary: record_of(&spec.primary)?,
+        backup: spec.backup.as_ref().map(record_of).transpose()?,
+        active: spec.active,
+        mode: spec.failover.mode,
     })
 }
 
@@ -120,11 +161,30 @@ mod tests {
         Ok {
             zone: String,
             path: String,
-            cluster: String,
-            meta_addrs: Vec<String>,
+            primary: RecordFixture,
+            #[serde(default)]
+            backup: Option<RecordFixture>,
+            #[serde(default)]
+            active: ActiveCluster,
+            #[serde(default)]
+            mode: FailoverMode,
         },
         InvalidSpec(String),
         UnknownZone(String),
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct RecordFixture {
+        cluster: String,
+        meta_addrs: Vec<String>,
+    }
+
+    fn fixture(r: &RouteRecord) -> RecordFixture {
+        RecordFixture {
+            cluster: r.cluster.clone(),
+            meta_addrs: r.meta_addrs.clone(),
+        }
     }
 
     #[test]
@@ -148,16 +208,19 @@ mod tests {
                     Expect::Ok {
                         zone,
                         path,
-                        cluster,
-                        meta_addrs,
+                        primary,
+                        backup,
+                        active,
+                        mode,
                     },
                 ) => {
                     assert_eq!((&t.zone, &t.path), (zone, path), "{}", case.name);
+                    assert_eq!(&fixture(&t.primary), primary, "{}", case.name);
+                    assert_eq!(&t.backup.as_ref().map(fixture), backup, "{}", case.name);
+                    assert_eq!((&t.active, &t.mode), (active, mode), "{}", case.name);
                     assert_eq!(
-                        (&t.record.cluster, &t.record.meta_addrs),
-                        (cluster, meta_addrs),
-                        "{}",
-                        case.name
+                        Removal::of(t).records.len(),
+                        1 + usize::from(backup.is_some())
                     );
                 }
                 (Err(Invalid::Spec(m)), Expect::InvalidSpec(want))

@@ -17,6 +17,12 @@
 //!                                         9 remote_replica_count i32?  10 mode i32?
 //!                                         11 partition_states map<i32,duplication_partition_state>?
 //!  duplication_partition_state            1 confirmed_decree i64  2 last_committed_decree i64
+//!  duplication_add_request                1 app_name string    2 remote_cluster_name string
+//!                                         3 is_duplicating_checkpoint bool?
+//!                                         4 remote_app_name string?  5 remote_replica_count i32?
+//!  duplication_add_response               1 err error_code     2 appid i32   3 dupid i32
+//!                                         4 hint string?  5 remote_app_name string?
+//!                                         6 remote_replica_count i32?
 //! ```
 //! `?` marks an optional field: `None` here, absent on the wire, written only when set, as the
 //! C++ server does. Enum fields are kept as numbers (newtypes with named constants), so a value
@@ -461,6 +467,142 @@ impl ThriftWire for QueryDuplicationResponse {
     }
 }
 
+/// `duplication_add_request` (§14.3). Fields 4 and 5 exist from 2.6 on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddDuplicationRequest {
+    pub app_name: String,
+    /// The follower cluster's name, as the source's `[pegasus.clusters]` knows it.
+    pub remote_cluster_name: String,
+    /// Copy the checkpoint first (the server's default, true) or ship only the log from now on.
+    pub is_duplicating_checkpoint: Option<bool>,
+    /// The table's name on the follower (default: the same name).
+    pub remote_app_name: Option<String>,
+    /// The follower table's replica count (0 or absent: the source's).
+    pub remote_replica_count: Option<i32>,
+}
+
+impl AddDuplicationRequest {
+    pub fn new(app_name: impl Into<String>, remote_cluster_name: impl Into<String>) -> Self {
+        AddDuplicationRequest {
+            app_name: app_name.into(),
+            remote_cluster_name: remote_cluster_name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Decodes the args struct of an add_duplication request body.
+    pub fn from_args(args: &[u8]) -> Result<Self, CodecError> {
+        wire::decode_args(args, "duplication_add_request")
+    }
+
+    /// Encodes the args struct (the request in field 1).
+    pub fn to_args(&self, out: &mut BytesMut) {
+        wire::encode_args(self, 1, out)
+    }
+}
+
+impl ThriftWire for AddDuplicationRequest {
+    fn read(i: &mut dyn TInputProtocol) -> thrift::Result<Self> {
+        let mut req = AddDuplicationRequest::default();
+        read_struct(i, |i, id, ty| {
+            match (id, ty) {
+                (1, TType::String) => req.app_name = i.read_string()?,
+                (2, TType::String) => req.remote_cluster_name = i.read_string()?,
+                (3, TType::Bool) => req.is_duplicating_checkpoint = Some(i.read_bool()?),
+                (4, TType::String) => req.remote_app_name = Some(i.read_string()?),
+                (5, TType::I32) => req.remote_replica_count = Some(i.read_i32()?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(req)
+    }
+
+    fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+        o.write_struct_begin(&TStructIdentifier::new("duplication_add_request"))?;
+        write_string(o, 1, &self.app_name)?;
+        write_string(o, 2, &self.remote_cluster_name)?;
+        if let Some(checkpoint) = self.is_duplicating_checkpoint {
+            o.write_field_begin(&field(TType::Bool, 3))?;
+            o.write_bool(checkpoint)?;
+            o.write_field_end()?;
+        }
+        if let Some(name) = &self.remote_app_name {
+            write_string(o, 4, name)?;
+        }
+        if let Some(count) = self.remote_replica_count {
+            write_i32(o, 5, count)?;
+        }
+        o.write_field_stop()?;
+        o.write_struct_end()
+    }
+}
+
+/// `duplication_add_response` (§14.3). The MetaServer replies after its ZooKeeper write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddDuplicationResponse {
+    pub err: ErrorCode,
+    pub appid: i32,
+    pub dupid: i32,
+    /// Why the request was refused.
+    pub hint: Option<String>,
+    /// 2.6.
+    pub remote_app_name: Option<String>,
+    /// 2.6.
+    pub remote_replica_count: Option<i32>,
+}
+
+impl AddDuplicationResponse {
+    /// Decodes the result struct of an add_duplication reply body.
+    pub fn from_result(body: &[u8]) -> Result<Self, CodecError> {
+        wire::decode_result(body, "duplication_add_response")
+    }
+
+    /// Encodes the result struct (the response in field 0).
+    pub fn to_result(&self, out: &mut BytesMut) {
+        wire::encode_result(self, out)
+    }
+}
+
+impl ThriftWire for AddDuplicationResponse {
+    fn read(i: &mut dyn TInputProtocol) -> thrift::Result<Self> {
+        let mut resp = AddDuplicationResponse::default();
+        read_struct(i, |i, id, ty| {
+            match (id, ty) {
+                (1, TType::Struct) => resp.err = ErrorCode::read(i)?,
+                (2, TType::I32) => resp.appid = i.read_i32()?,
+                (3, TType::I32) => resp.dupid = i.read_i32()?,
+                (4, TType::String) => resp.hint = Some(i.read_string()?),
+                (5, TType::String) => resp.remote_app_name = Some(i.read_string()?),
+                (6, TType::I32) => resp.remote_replica_count = Some(i.read_i32()?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(resp)
+    }
+
+    fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+        o.write_struct_begin(&TStructIdentifier::new("duplication_add_response"))?;
+        o.write_field_begin(&field(TType::Struct, 1))?;
+        self.err.write(o)?;
+        o.write_field_end()?;
+        write_i32(o, 2, self.appid)?;
+        write_i32(o, 3, self.dupid)?;
+        if let Some(hint) = &self.hint {
+            write_string(o, 4, hint)?;
+        }
+        if let Some(name) = &self.remote_app_name {
+            write_string(o, 5, name)?;
+        }
+        if let Some(count) = self.remote_replica_count {
+            write_i32(o, 6, count)?;
+        }
+        o.write_field_stop()?;
+        o.write_struct_end()
+    }
+}
+
 fn read_strings(i: &mut dyn TInputProtocol) -> thrift::Result<Vec<String>> {
     read_list(i, TType::String, |i| i.read_string())
 }
@@ -500,6 +642,43 @@ mod tests {
         assert_eq!(
             (clear.op, clear.keys, clear.clear_prefix.as_deref()),
             (AppEnvOperation::CLEAR, None, Some(""))
+        );
+    }
+
+    #[test]
+    fn add_duplication_layout() {
+        let req = AddDuplicationRequest {
+            is_duplicating_checkpoint: Some(false),
+            ..AddDuplicationRequest::new("t", "b")
+        };
+        let mut out = BytesMut::new();
+        req.to_args(&mut out);
+        // args { 1: { 1: "t", 2: "b", 3: false } }
+        assert_eq!(
+            &out[..],
+            &[
+                0x0c, 0, 1, 0x0b, 0, 1, 0, 0, 0, 1, b't', 0x0b, 0, 2, 0, 0, 0, 1, b'b', 0x02, 0, 3,
+                0, 0, 0
+            ]
+        );
+        assert_eq!(
+            AddDuplicationRequest::from_args(&out).expect("decodes"),
+            req
+        );
+
+        let resp = AddDuplicationResponse {
+            err: ErrorCode::OK,
+            appid: 2,
+            dupid: 1_700_000_000,
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        resp.to_result(&mut out);
+        // result { 0: { 1: "ERR_OK", 2: 2, 3: dupid } }: no optional field.
+        assert_eq!(out.len(), 3 + 3 + 4 + 6 + 7 + 7 + 1 + 1);
+        assert_eq!(
+            AddDuplicationResponse::from_result(&out).expect("decodes"),
+            resp
         );
     }
 

@@ -38,6 +38,13 @@ impl ErrorCode {
     pub const BUSY_DROPPING: ErrorCode = ErrorCode::from_static("ERR_BUSY_DROPPING");
     pub const TIMEOUT: ErrorCode = ErrorCode::from_static("ERR_TIMEOUT");
     pub const UNKNOWN: ErrorCode = ErrorCode::from_static("ERR_UNKNOWN");
+    // Replica servers (§15.3, §15.4) and admin RPCs (§14).
+    pub const INVALID_STATE: ErrorCode = ErrorCode::from_static("ERR_INVALID_STATE");
+    pub const OPERATION_DISABLED: ErrorCode = ErrorCode::from_static("ERR_OPERATION_DISABLED");
+    pub const PARENT_PARTITION_MISUSED: ErrorCode =
+        ErrorCode::from_static("ERR_PARENT_PARTITION_MISUSED");
+    pub const SESSION_RESET: ErrorCode = ErrorCode::from_static("ERR_SESSION_RESET");
+    pub const NOT_ENOUGH_MEMBER: ErrorCode = ErrorCode::from_static("ERR_NOT_ENOUGH_MEMBER");
     pub const APP_NOT_EXIST: ErrorCode = ErrorCode::from_static("ERR_APP_NOT_EXIST");
 
     pub const fn from_static(name: &'static str) -> Self {

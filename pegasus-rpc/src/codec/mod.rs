@@ -19,14 +19,16 @@ mod admin;
 mod base;
 mod error;
 mod frame;
+pub mod key;
 mod meta;
 mod negotiation;
+mod replica;
 pub mod wire;
 
 pub use admin::{
-    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
-    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
-    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
+    AddDuplicationRequest, AddDuplicationResponse, AppEnvOperation, DuplicationEntry,
+    DuplicationFailMode, DuplicationMode, DuplicationPartitionState, DuplicationStatus,
+    QueryDuplicationRequest, QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
 pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
 pub use error::CodecError;
@@ -37,6 +39,12 @@ pub use frame::{
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
 pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};
+pub use replica::{
+    CasCheckType, CheckAndSetRequest, CheckAndSetResponse, CountResponse, DuplicateEntry,
+    DuplicateRequest, DuplicateResponse, FilterType, IncrRequest, IncrResponse, KeyValue,
+    MultiGetRequest, MultiGetResponse, MultiPutRequest, MultiRemoveRequest, MultiRemoveResponse,
+    Payload, ReadResponse, TtlResponse, UpdateRequest, UpdateResponse, rocksdb,
+};
 
 /// The RPC names (task codes) this project sends or answers.
 pub mod rpc {
@@ -48,6 +56,29 @@ pub mod rpc {
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
     /// A table's duplications and their progress (docs/protocol.md §14.2).
     pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
+    /// Start duplicating a table to another cluster (§14.3).
+    pub const ADD_DUPLICATION: &str = "RPC_CM_ADD_DUPLICATION";
+
+    // Replica-server RPCs (§15.1). Writes:
+    pub const RRDB_PUT: &str = "RPC_RRDB_RRDB_PUT";
+    pub const RRDB_MULTI_PUT: &str = "RPC_RRDB_RRDB_MULTI_PUT";
+    pub const RRDB_REMOVE: &str = "RPC_RRDB_RRDB_REMOVE";
+    pub const RRDB_MULTI_REMOVE: &str = "RPC_RRDB_RRDB_MULTI_REMOVE";
+    pub const RRDB_INCR: &str = "RPC_RRDB_RRDB_INCR";
+    pub const RRDB_CHECK_AND_SET: &str = "RPC_RRDB_RRDB_CHECK_AND_SET";
+    pub const RRDB_CHECK_AND_MUTATE: &str = "RPC_RRDB_RRDB_CHECK_AND_MUTATE";
+    /// What a duplication source ships to its follower (§15.8); a write on the follower.
+    pub const RRDB_DUPLICATE: &str = "RPC_RRDB_RRDB_DUPLICATE";
+    // Reads:
+    pub const RRDB_GET: &str = "RPC_RRDB_RRDB_GET";
+    pub const RRDB_MULTI_GET: &str = "RPC_RRDB_RRDB_MULTI_GET";
+    pub const RRDB_BATCH_GET: &str = "RPC_RRDB_RRDB_BATCH_GET";
+    pub const RRDB_TTL: &str = "RPC_RRDB_RRDB_TTL";
+    pub const RRDB_SORTKEY_COUNT: &str = "RPC_RRDB_RRDB_SORTKEY_COUNT";
+    pub const RRDB_GET_SCANNER: &str = "RPC_RRDB_RRDB_GET_SCANNER";
+    pub const RRDB_SCAN: &str = "RPC_RRDB_RRDB_SCAN";
+    pub const RRDB_CLEAR_SCANNER: &str = "RPC_RRDB_RRDB_CLEAR_SCANNER";
+
     /// The reply name of a request: the request name with `_ACK` appended (§4).
     pub fn ack_name(request: &str) -> String {
         let mut name = String::with_capacity(request.len() + 4);

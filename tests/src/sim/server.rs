@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, trace, warn};
 
+use super::meta_rpc::{self, Gate};
 use super::state::{RecentCounters, Shared, View};
 
 /// Stop reading from a client that does not read its replies once this much is waiting.
@@ -36,6 +37,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// The reply name of query_config, built once.
 const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
 const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
+const UPDATE_APP_ENV_ACK: &str = "RPC_CM_UPDATE_APP_ENV_ACK";
+const QUERY_DUPLICATION_ACK: &str = "RPC_CM_QUERY_DUPLICATION_ACK";
+const ADD_DUPLICATION_ACK: &str = "RPC_CM_ADD_DUPLICATION_ACK";
 
 /// Binds with `SO_REUSEADDR`, so a restarted meta gets its port back while connections it
 /// closed are still in TIME_WAIT.
@@ -241,7 +245,7 @@ impl Connection {
 
 /// Appends the reply to one request to `out`; an error means the request is malformed.
 fn answer(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     view: &View,
     counters: &mut RecentCounters,
     meta: usize,
@@ -274,6 +278,21 @@ fn answer(
             NegotiationRequest::from_args(&frame.args)?;
             Some((NEGOTIATION_ACK, shared.bodies.negotiation.clone()))
         }
+        rpc::UPDATE_APP_ENV => {
+            let gate = Gate::of(not_active, view.leader == Some(meta));
+            let body = meta_rpc::update_app_env_body(shared, gate, &frame.args)?;
+            Some((UPDATE_APP_ENV_ACK, body))
+        }
+        rpc::QUERY_DUPLICATION => {
+            let gate = Gate::of(not_active, view.leader == Some(meta));
+            let body = meta_rpc::query_duplication_body(shared, gate, &frame.args)?;
+            Some((QUERY_DUPLICATION_ACK, body))
+        }
+        rpc::ADD_DUPLICATION => {
+            let gate = Gate::of(not_active, view.leader == Some(meta));
+            let body = meta_rpc::add_duplication_body(shared, gate, &frame.args)?;
+            Some((ADD_DUPLICATION_ACK, body))
+        }
         _ => None,
     };
     // A one-way call expects no reply.
@@ -301,5 +320,8 @@ mod tests {
     fn precomputed_reply_names_are_the_ack_names() {
         assert_eq!(QUERY_CONFIG_ACK, rpc::ack_name(rpc::QUERY_CONFIG));
         assert_eq!(NEGOTIATION_ACK, rpc::ack_name(rpc::NEGOTIATION));
+        assert_eq!(UPDATE_APP_ENV_ACK, rpc::ack_name(rpc::UPDATE_APP_ENV));
+        assert_eq!(QUERY_DUPLICATION_ACK, rpc::ack_name(rpc::QUERY_DUPLICATION));
+        assert_eq!(ADD_DUPLICATION_ACK, rpc::ack_name(rpc::ADD_DUPLICATION));
     }
 }

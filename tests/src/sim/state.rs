@@ -7,9 +7,10 @@
 //! seen by every request read after the call returned, and the hot path costs one atomic load.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{ErrorCode, NegotiationResponse};
@@ -17,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 
-use super::TableSpec;
+use super::config::DupProgress;
+use super::decide::ReplicaMode;
+use super::envs::Deny;
+use super::storage::Clock;
 use super::table::{self, Table};
 
 /// The tables and the leader, as one immutable snapshot.
@@ -25,6 +29,8 @@ use super::table::{self, Table};
 pub(crate) struct View {
     pub version: u64,
     pub tables: HashMap<String, Arc<Table>>,
+    /// The same tables by app id, for the replica servers.
+    pub by_app: HashMap<i32, Arc<Table>>,
     pub leader: Option<usize>,
     /// What a non-leader answers a query with: it names the leader.
     pub forward: Bytes,
@@ -48,6 +54,67 @@ pub(crate) struct MetaSlot {
     pub running: Mutex<Option<Running>>,
 }
 
+/// One replica server node: its address, mode, and the app envs it last synced.
+pub(crate) struct NodeSlot {
+    pub addr: SocketAddrV4,
+    mode: AtomicU8,
+    /// Whether the listener is open, for the state report.
+    pub listening: AtomicBool,
+    /// `Some` while listening.
+    pub running: Mutex<Option<Running>>,
+    /// What `replica.deny_client_request` says per app id, as of this node's last config sync.
+    synced: RwLock<Arc<HashMap<i32, Deny>>>,
+}
+
+impl NodeSlot {
+    pub fn new(addr: SocketAddrV4, mode: ReplicaMode) -> Self {
+        NodeSlot {
+            addr,
+            mode: AtomicU8::new(mode.to_u8()),
+            listening: AtomicBool::new(false),
+            running: Mutex::new(None),
+            synced: RwLock::default(),
+        }
+    }
+
+    pub fn mode(&self) -> ReplicaMode {
+        ReplicaMode::from_u8(self.mode.load(Ordering::Acquire))
+    }
+
+    pub fn set_mode(&self, mode: ReplicaMode) -> ReplicaMode {
+        ReplicaMode::from_u8(self.mode.swap(mode.to_u8(), Ordering::AcqRel))
+    }
+
+    pub fn deny(&self, app_id: i32) -> Deny {
+        self.synced
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&app_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn synced(&self) -> Arc<HashMap<i32, Deny>> {
+        self.synced
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_synced(&self, envs: HashMap<i32, Deny>) {
+        *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(envs);
+    }
+}
+
+/// Cluster-wide settings of the data plane and duplication.
+pub(crate) struct DataSettings {
+    pub config_sync_interval: Duration,
+    pub dup_progress: DupProgress,
+    pub cluster_name: String,
+    pub cluster_id: i8,
+    pub remote_clusters: BTreeMap<String, Vec<String>>,
+}
+
 /// Replies that do not depend on the request, encoded once.
 pub(crate) struct FixedBodies {
     pub not_found: Bytes,
@@ -57,9 +124,16 @@ pub(crate) struct FixedBodies {
 
 pub(crate) struct Shared {
     pub metas: Vec<MetaSlot>,
+    pub nodes: Vec<NodeSlot>,
     pub host_port_fields: bool,
     pub bodies: FixedBodies,
     pub counters: CounterSet,
+    pub data: DataSettings,
+    pub clock: Clock,
+    /// Extra delay before a write is shipped to a follower, in ms.
+    pub dup_lag_ms: AtomicU64,
+    /// The whole cluster is stopped: metas and replica nodes.
+    pub cluster_stopped: AtomicBool,
     view: RwLock<Arc<View>>,
     version: AtomicU64,
 }
@@ -67,25 +141,30 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(
         metas: Vec<MetaSlot>,
+        nodes: Vec<NodeSlot>,
         leader: Option<usize>,
-        tables: Vec<TableSpec>,
+        tables: Vec<Table>,
         host_port_fields: bool,
+        data: DataSettings,
+        dup_lag: Duration,
     ) -> Shared {
         let mut negotiation = BytesMut::new();
         NegotiationResponse::auth_disabled().to_result(&mut negotiation);
         let counters = CounterSet::new(metas.len());
-        let tables = tables
+        let tables: HashMap<String, Arc<Table>> = tables
             .into_iter()
-            .map(|t| (t.name.clone(), Arc::new(Table::build(t, host_port_fields))))
+            .map(|t| (t.spec.name.clone(), Arc::new(t)))
             .collect();
         let view = View {
             version: 0,
             forward: forward(&metas, leader, host_port_fields),
+            by_app: by_app(&tables),
             tables,
             leader,
         };
         Shared {
             metas,
+            nodes,
             host_port_fields,
             bodies: FixedBodies {
                 not_found: table::error_body(ErrorCode::OBJECT_NOT_FOUND, Vec::new()),
@@ -93,9 +172,22 @@ impl Shared {
                 negotiation: negotiation.freeze(),
             },
             counters,
+            data,
+            clock: Clock::new(),
+            dup_lag_ms: AtomicU64::new(u64::try_from(dup_lag.as_millis()).unwrap_or(u64::MAX)),
+            cluster_stopped: AtomicBool::new(false),
             view: RwLock::new(Arc::new(view)),
             version: AtomicU64::new(0),
         }
+    }
+
+    /// The served replica nodes' addresses.
+    pub fn node_addrs(&self) -> Vec<SocketAddrV4> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    pub fn node_index(&self, addr: SocketAddrV4) -> Option<usize> {
+        self.nodes.iter().position(|n| n.addr == addr)
     }
 
     pub fn version(&self) -> u64 {
@@ -120,6 +212,7 @@ impl Shared {
         *slot = Arc::new(View {
             version,
             forward: forward(&self.metas, leader, self.host_port_fields),
+            by_app: by_app(&tables),
             tables,
             leader,
         });
@@ -128,6 +221,13 @@ impl Shared {
         self.version.store(version, Ordering::Release);
         result
     }
+}
+
+fn by_app(tables: &HashMap<String, Arc<Table>>) -> HashMap<i32, Arc<Table>> {
+    tables
+        .values()
+        .map(|t| (t.spec.app_id, t.clone()))
+        .collect()
 }
 
 fn forward(metas: &[MetaSlot], leader: Option<usize>, host_ports: bool) -> Bytes {
@@ -159,6 +259,25 @@ pub struct Counters {
     pub by_rpc: BTreeMap<String, u64>,
     /// query_config requests by table name, whether the table exists or not.
     pub by_table: BTreeMap<String, u64>,
+    /// Requests to the replica nodes.
+    pub replica: ReplicaCounters,
+}
+
+/// What the replica nodes received and how they answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCounters {
+    /// Every data request frame that decoded.
+    pub requests: u64,
+    /// Requests by RPC name.
+    pub by_rpc: BTreeMap<String, u64>,
+    /// Requests answered with an rpc-level error, by error.
+    pub refused: BTreeMap<String, u64>,
+    /// Requests left unanswered (black hole, `timeout*...` deny).
+    pub dropped: u64,
+    /// Requests whose key did not match the header or the partition (logged).
+    pub key_mismatches: u64,
+    /// Connections accepted, over every node.
+    pub connections: u64,
 }
 
 /// Distinct names kept per keyed counter; beyond it they add up under [`OTHER_KEY`], so a client
@@ -174,6 +293,12 @@ pub(crate) struct CounterSet {
     connections_by_meta: Vec<AtomicU64>,
     by_rpc: Keyed,
     by_table: Keyed,
+    pub replica_requests: AtomicU64,
+    pub replica_by_rpc: Keyed,
+    pub replica_refused: Keyed,
+    pub replica_dropped: AtomicU64,
+    pub key_mismatches: AtomicU64,
+    pub replica_connections: AtomicU64,
 }
 
 impl CounterSet {
@@ -187,6 +312,12 @@ impl CounterSet {
             connections_by_meta: zeros(),
             by_rpc: Keyed::default(),
             by_table: Keyed::default(),
+            replica_requests: AtomicU64::new(0),
+            replica_by_rpc: Keyed::default(),
+            replica_refused: Keyed::default(),
+            replica_dropped: AtomicU64::new(0),
+            key_mismatches: AtomicU64::new(0),
+            replica_connections: AtomicU64::new(0),
         }
     }
 
@@ -225,29 +356,52 @@ impl CounterSet {
             connections_by_meta: per_meta(&self.connections_by_meta),
             by_rpc: self.by_rpc.snapshot(),
             by_table: self.by_table.snapshot(),
+            replica: ReplicaCounters {
+                requests: self.replica_requests.load(Ordering::Relaxed),
+                by_rpc: self.replica_by_rpc.snapshot(),
+                refused: self.replica_refused.snapshot(),
+                dropped: self.replica_dropped.load(Ordering::Relaxed),
+                key_mismatches: self.key_mismatches.load(Ordering::Relaxed),
+                connections: self.replica_connections.load(Ordering::Relaxed),
+            },
         }
     }
 
     /// Zeroes every counter. Named counters are zeroed rather than removed, since connections
     /// hold on to them; a snapshot leaves out the zeros.
     pub fn reset(&self) {
-        for c in [&self.requests, &self.malformed, &self.connections]
-            .into_iter()
-            .chain(&self.by_meta)
-            .chain(&self.connections_by_meta)
+        for c in [
+            &self.requests,
+            &self.malformed,
+            &self.connections,
+            &self.replica_requests,
+            &self.replica_dropped,
+            &self.key_mismatches,
+            &self.replica_connections,
+        ]
+        .into_iter()
+        .chain(&self.by_meta)
+        .chain(&self.connections_by_meta)
         {
             c.store(0, Ordering::Relaxed);
         }
         self.by_rpc.reset();
         self.by_table.reset();
+        self.replica_by_rpc.reset();
+        self.replica_refused.reset();
     }
 }
 
 /// Counters by name, each shared so that a connection can keep the ones it uses.
 #[derive(Default)]
-struct Keyed(RwLock<HashMap<String, Arc<AtomicU64>>>);
+pub(crate) struct Keyed(RwLock<HashMap<String, Arc<AtomicU64>>>);
 
 impl Keyed {
+    /// Adds one to the counter of `key`.
+    pub fn add(&self, key: &str) {
+        self.counter(key).fetch_add(1, Ordering::Relaxed);
+    }
+
     fn counter(&self, key: &str) -> Arc<AtomicU64> {
         if let Some(c) = self
             .0

@@ -1,8 +1,9 @@
-//! A table's partition configurations, derived from its replica list, and the encoded reply
+//! A table's partition configurations, derived from its replica layout, and the encoded reply
 //! bodies the serving path hands out. The body for "all partitions" is encoded once when the
-//! table is put, so that answering the common query is a copy.
+//! table is put (or its layout changes), so that answering the common query is a copy.
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
@@ -10,25 +11,86 @@ use pegasus_rpc::codec::{
 };
 
 use super::TableSpec;
+use super::layout::{self, PartitionLayout};
+use super::store::TableStore;
 
-/// A table as served: its spec, its partitions and the encoded result body for all of them.
+/// A table as served: its spec, where its partitions are, its data, and the encoded result body
+/// listing every partition.
 #[derive(Debug)]
 pub(crate) struct Table {
     pub spec: TableSpec,
+    /// The replicas it lives on: the spec's, or every served replica node when it names none.
+    pub replicas: Vec<SocketAddrV4>,
+    pub layout: Vec<PartitionLayout>,
     pub partitions: Vec<PartitionConfiguration>,
     /// The result struct (`{0: query_cfg_response}`) listing every partition.
     pub all: Bytes,
+    pub store: Arc<TableStore>,
+    cluster_host_ports: bool,
 }
 
 impl Table {
-    /// Builds the table; `spec` must have passed [`TableSpec::validate`].
-    pub fn build(spec: TableSpec, cluster_host_ports: bool) -> Table {
-        let partitions = partitions(&spec, spec.host_port_fields.unwrap_or(cluster_host_ports));
+    /// A new table with no data; `spec` must have passed [`TableSpec::validate`]. `nodes` are the
+    /// served replica nodes, for a spec that names no replicas.
+    pub fn new(spec: TableSpec, nodes: &[SocketAddrV4], cluster_host_ports: bool) -> Table {
+        let replicas = if spec.replicas.is_empty() {
+            nodes.to_vec()
+        } else {
+            spec.replicas.clone()
+        };
+        let layout = layout::initial(&replicas, spec.partition_count);
+        let store = Arc::new(TableStore::new(spec.app_id, spec.partition_count));
+        Table::assemble(spec, replicas, layout, store, cluster_host_ports)
+    }
+
+    /// This table with a new spec, keeping its data and layout when the spec keeps the app id,
+    /// partition count and replicas; otherwise a new table (the caller stops the old one's
+    /// duplications).
+    pub fn respec(&self, spec: TableSpec, nodes: &[SocketAddrV4]) -> Table {
+        let same = spec.app_id == self.spec.app_id
+            && spec.partition_count == self.spec.partition_count
+            && spec.replicas == self.spec.replicas;
+        if !same {
+            return Table::new(spec, nodes, self.cluster_host_ports);
+        }
+        Table::assemble(
+            spec,
+            self.replicas.clone(),
+            self.layout.clone(),
+            self.store.clone(),
+            self.cluster_host_ports,
+        )
+    }
+
+    /// This table with another layout.
+    pub fn relayout(&self, layout: Vec<PartitionLayout>) -> Table {
+        Table::assemble(
+            self.spec.clone(),
+            self.replicas.clone(),
+            layout,
+            self.store.clone(),
+            self.cluster_host_ports,
+        )
+    }
+
+    fn assemble(
+        spec: TableSpec,
+        replicas: Vec<SocketAddrV4>,
+        layout: Vec<PartitionLayout>,
+        store: Arc<TableStore>,
+        cluster_host_ports: bool,
+    ) -> Table {
+        let host_ports = spec.host_port_fields.unwrap_or(cluster_host_ports);
+        let partitions = partitions(&spec, &replicas, &layout, host_ports);
         let all = encode(&spec, partitions.clone());
         Table {
             spec,
+            replicas,
+            layout,
             partitions,
             all,
+            store,
+            cluster_host_ports,
         }
     }
 
@@ -65,40 +127,47 @@ fn encode(spec: &TableSpec, partitions: Vec<PartitionConfiguration>) -> Bytes {
     out.freeze()
 }
 
-/// Partition i of a table on replicas R (n of them): ballot i+3, primary R[i % n], the other
-/// replicas as secondaries in list order, last_committed_decree 100*(i+1). These are the values
-/// of the captured vectors (`vectors/README.md`, table `temp`).
-fn partitions(spec: &TableSpec, host_ports: bool) -> Vec<PartitionConfiguration> {
-    let n = spec.replicas.len();
-    let host_port = |k: usize| {
-        let replica: &SocketAddrV4 = &spec.replicas[k];
-        let host = match &spec.replica_hosts {
-            Some(hosts) => hosts[k].clone(),
-            None => replica.ip().to_string(),
-        };
+/// The partition configurations of a layout: max_replica_count is the number of replicas,
+/// last_committed_decree `100 * (i + 1)` (the values of the captured vectors, `vectors/README.md`,
+/// table `temp`; a real meta's value lags the replicas' anyway).
+fn partitions(
+    spec: &TableSpec,
+    replicas: &[SocketAddrV4],
+    layout: &[PartitionLayout],
+    host_ports: bool,
+) -> Vec<PartitionConfiguration> {
+    let host_port = |replica: &SocketAddrV4| {
+        let host = spec
+            .replica_hosts
+            .as_ref()
+            .zip(replicas.iter().position(|r| r == replica))
+            .map(|(hosts, k)| hosts[k].clone())
+            .unwrap_or_else(|| replica.ip().to_string());
         HostPort::new(host, replica.port())
     };
-    (0..spec.partition_count)
-        .map(|i| {
-            let p = i as usize % n;
-            let others = || (0..n).filter(move |&k| k != p);
+    let addrs = |list: &[SocketAddrV4]| list.iter().map(|&a| RpcAddress::from_socket(a)).collect();
+    layout
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let i = i as i32;
             let mut pc = PartitionConfiguration {
                 pid: Gpid::new(spec.app_id, i),
-                ballot: i64::from(i) + 3,
-                max_replica_count: n as i32,
-                primary: RpcAddress::from_socket(spec.replicas[p]),
-                secondaries: others()
-                    .map(|k| RpcAddress::from_socket(spec.replicas[k]))
-                    .collect(),
-                last_drops: Vec::new(),
+                ballot: l.ballot,
+                max_replica_count: replicas.len() as i32,
+                primary: l
+                    .primary
+                    .map_or(RpcAddress::INVALID, RpcAddress::from_socket),
+                secondaries: addrs(&l.secondaries),
+                last_drops: addrs(&l.last_drops),
                 last_committed_decree: 100 * (i64::from(i) + 1),
                 partition_flags: 0,
                 ..Default::default()
             };
             if host_ports {
-                pc.hp_primary = Some(host_port(p));
-                pc.hp_secondaries = Some(others().map(host_port).collect());
-                pc.hp_last_drops = Some(Vec::new());
+                pc.hp_primary = Some(l.primary.as_ref().map_or_else(HostPort::default, host_port));
+                pc.hp_secondaries = Some(l.secondaries.iter().map(host_port).collect());
+                pc.hp_last_drops = Some(l.last_drops.iter().map(host_port).collect());
             }
             pc
         })
@@ -154,7 +223,7 @@ mod tests {
 
     #[test]
     fn partitions_rotate_the_primary() {
-        let t = Table::build(temp(), false);
+        let t = Table::new(temp(), &[], false);
         let p1 = &t.partitions[1];
         assert_eq!(p1.pid, Gpid::new(2, 1));
         assert_eq!(p1.ballot, 4);
@@ -167,15 +236,16 @@ mod tests {
 
     #[test]
     fn host_ports_default_to_the_replica_ip() {
-        let t = Table::build(temp(), true);
+        let t = Table::new(temp(), &[], true);
         assert_eq!(
             t.partitions[0].hp_primary,
             Some(HostPort::new("127.0.0.1", 34801))
         );
-        let t = Table::build(
+        let t = Table::new(
             temp()
                 .with_hosts(["a", "b", "c"])
                 .with_host_port_fields(true),
+            &[],
             false,
         );
         assert_eq!(t.partitions[2].hp_primary, Some(HostPort::new("c", 34803)));
@@ -187,7 +257,7 @@ mod tests {
 
     #[test]
     fn requested_indices_select_partitions() {
-        let t = Table::build(temp(), false);
+        let t = Table::new(temp(), &[], false);
         let pick = |idx: &[i32]| {
             QueryCfgResponse::from_result(&t.body_for(Some(idx)))
                 .expect("decodes")

@@ -5,12 +5,17 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use metaproxy::route::RouteRecord;
+use metaproxy_tests::harness::{eventually, http_get, scrape};
 use metaproxy_tests::k8s::{API_SERVER, ApiServer};
-use metaproxy_tests::operator::{self, Operator, eventually, znode};
+use metaproxy_tests::operator::{self, Operator, znode};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use zookeeper_client as zkc;
+
+/// The binary under test, built by cargo before this test.
+const OPERATOR: &str = env!("CARGO_BIN_EXE_metaproxy-operator");
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -23,23 +28,30 @@ fn route(name: &str, table: &str, extra: &str) -> String {
 }
 
 /// API server with the CRD (and optionally the Lease/Event stand-ins) applied.
-fn api_server(standins: bool) -> ApiServer {
-    let api = ApiServer::start().expect("API server starts");
+async fn api_server(standins: bool) -> ApiServer {
+    let api = ApiServer::launch().await.expect("API server starts");
     let crd = metaproxy_tests::k8s::repo_root().join("crds/pegasustableroutes.yaml");
-    api.apply_file(&crd).expect("the committed CRD applies");
-    api.wait_crd("pegasustableroutes.metaproxy.pegasus.io")
+    api.apply_path(&crd)
+        .await
+        .expect("the committed CRD applies");
+    api.crd_established("pegasustableroutes.metaproxy.pegasus.io")
+        .await
         .expect("CRD established");
     if standins {
-        api.apply_file(&api.builtin_standins())
+        api.apply_path(&api.builtin_standins())
+            .await
             .expect("stand-ins apply");
-        api.wait_crd("leases.coordination.k8s.io")
+        api.crd_established("leases.coordination.k8s.io")
+            .await
             .expect("Lease CRD");
-        api.wait_crd("events.events.k8s.io").expect("Event CRD");
+        api.crd_established("events.events.k8s.io")
+            .await
+            .expect("Event CRD");
     }
     api
 }
 
-fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
+async fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     let args: Vec<String> = [
         "--zone",
         &format!("az1={}/metaproxy/c3srv", zk.connect_string()),
@@ -57,31 +69,25 @@ fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut op = Operator::start(
+    Operator::launch(
+        OPERATOR,
         &args,
         &[("KUBECONFIG", api.kubeconfig().display().to_string())],
+        WAIT,
     )
-    .expect("starts");
-    op.wait_ready(WAIT).expect("ready");
-    op
+    .await
+    .expect("starts and gets ready")
 }
 
-fn apply(api: &ApiServer, yaml: &str) {
-    let out = api
-        .kubectl_stdin(&["apply", "-f", "-"], yaml)
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+async fn apply(api: &ApiServer, yaml: &str) {
+    api.apply_yaml(yaml).await.expect("kubectl apply");
 }
 
-fn get_json(api: &ApiServer, args: &[&str]) -> Option<serde_json::Value> {
+async fn get_json(api: &ApiServer, args: &[&str]) -> Option<serde_json::Value> {
     let mut all = vec!["get"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
-    let out = api.kubectl(&all).ok()?;
+    let out = api.kubectl_output(&all, None).await.ok()?;
     if !out.status.success() {
         return None;
     }
@@ -96,28 +102,42 @@ fn condition(obj: &serde_json::Value, type_: &str) -> Option<serde_json::Value> 
         .cloned()
 }
 
-async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord) -> i32 {
-    operator::wait_record(zk, path, record, WAIT).await
+async fn wait_record(zk: &zkc::Client, path: &str, record: &RouteRecord, owner: &str) -> i32 {
+    operator::wait_record(zk, path, record, owner, WAIT).await
+}
+
+const LEADER: &str = "metaproxy_operator_leader";
+
+/// Waits until `op`'s leader gauge is 1. It is set as the lease is won, before any reconcile;
+/// waiting keeps a test that has just seen the leader's work from depending on that order.
+async fn leading(op: &Operator) {
+    eventually(WAIT, "metaproxy_operator_leader 1", async || {
+        let metrics = scrape(op.admin).await.ok()?;
+        (metrics.value(LEADER, &[]) == 1.0).then_some(())
+    })
+    .await
+    .expect("the leader says so");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(true);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let api = api_server(true).await;
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
-    let mut op = start_operator(&api, &zk_server, "op-1");
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
     let path = "/metaproxy/c3srv/temp";
 
     // Create.
-    apply(&api, &route("temp", "temp", ""));
+    apply(&api, &route("temp", "temp", "")).await;
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    assert_eq!(wait_record(&zk, path, &primary).await, 0);
+    assert_eq!(wait_record(&zk, path, &primary, "default/temp").await, 0);
     let obj = eventually(WAIT, "Ready=True", async || {
         get_json(&api, &["ptr", "temp"])
+            .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
     .await
@@ -147,8 +167,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // The admin port's view of the route, from the controller's cache.
     let view = eventually(WAIT, "/routes to show the route ready", async || {
-        let (_, body) = op.get("/routes").ok()?;
-        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let all = http_get(op.admin, "/routes").await.ok()?.json().ok()?;
         all.as_array()?
             .iter()
             .find(|r| {
@@ -163,7 +182,10 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     assert_eq!(view["status"]["znode"], path);
 
     // The printer columns.
-    let out = api.kubectl(&["get", "ptr"]).expect("kubectl get ptr");
+    let out = api
+        .kubectl_output(&["get", "ptr"], None)
+        .await
+        .expect("kubectl get ptr");
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let header: Vec<&str> = table
         .lines()
@@ -193,11 +215,13 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     );
 
     // Update: switch to the backup.
-    apply(&api, &route("temp", "temp", "  active: backup\n"));
+    apply(&api, &route("temp", "temp", "  active: backup\n")).await;
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
-    assert_eq!(wait_record(&zk, path, &backup).await, 1);
+    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 1);
     let obj = eventually(WAIT, "status for generation 2", async || {
-        get_json(&api, &["ptr", "temp"]).filter(|o| o["status"]["observedGeneration"] == 2)
+        get_json(&api, &["ptr", "temp"])
+            .await
+            .filter(|o| o["status"]["observedGeneration"] == 2)
     })
     .await
     .expect("observed");
@@ -206,7 +230,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // Events went to events.k8s.io (served by the stand-in here).
     let events = eventually(WAIT, "events for the route", async || {
-        let list = get_json(&api, &["events.v1.events.k8s.io", "-n", "default"])?;
+        let list = get_json(&api, &["events.v1.events.k8s.io", "-n", "default"]).await?;
         let reasons: Vec<String> = list["items"]
             .as_array()?
             .iter()
@@ -228,11 +252,15 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     )
     .await
     .expect("hand edit");
-    assert_eq!(wait_record(&zk, path, &backup).await, 3);
+    assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 3);
 
     // Delete: the finalizer removes the znode, then the object goes.
     let out = api
-        .kubectl(&["delete", "ptr", "temp", "--wait=true", "--timeout=40s"])
+        .kubectl_output(
+            &["delete", "ptr", "temp", "--wait=true", "--timeout=40s"],
+            None,
+        )
+        .await
         .expect("kubectl delete");
     assert!(
         out.status.success(),
@@ -243,16 +271,18 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         matches!(zk.get_data(path).await, Err(zkc::Error::NoNode)),
         "znode removed"
     );
-    assert!(get_json(&api, &["ptr", "temp"]).is_none(), "object gone");
+    assert!(
+        get_json(&api, &["ptr", "temp"]).await.is_none(),
+        "object gone"
+    );
     eventually(WAIT, "/routes to drop the deleted route", async || {
-        let (_, body) = op.get("/routes").ok()?;
-        (serde_json::from_str::<serde_json::Value>(&body).ok()? == serde_json::json!([]))
-            .then_some(())
+        let all = http_get(op.admin, "/routes").await.ok()?.json().ok()?;
+        (all == serde_json::json!([])).then_some(())
     })
     .await
     .expect("/routes emptied");
 
-    let status = op.terminate(WAIT).expect("stops");
+    let status = op.terminate(WAIT).await.expect("stops");
     assert!(status.success(), "{status}\n{}", op.log());
     let log = op.log();
     assert!(log.contains("was changed outside the operator"), "{log}");
@@ -261,7 +291,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_routes_are_refused_by_the_api_server() {
     require!(API_SERVER);
-    let api = api_server(false);
+    let api = api_server(false).await;
     let base = |spec: &str| {
         format!(
             "apiVersion: metaproxy.pegasus.io/v1alpha1\nkind: PegasusTableRoute\nmetadata: {{name: bad, namespace: default}}\nspec:\n{spec}"
@@ -321,7 +351,8 @@ async fn invalid_routes_are_refused_by_the_api_server() {
     ];
     for (spec, message) in cases {
         let out = api
-            .kubectl_stdin(&["apply", "-f", "-"], &base(spec))
+            .kubectl_output(&["apply", "-f", "-"], Some(&base(spec)))
+            .await
             .expect("kubectl");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "accepted:\n{spec}");
@@ -337,46 +368,65 @@ async fn invalid_routes_are_refused_by_the_api_server() {
             &base(&format!(
                 "  table: '{table}'\n  primary: {{cluster: c1, metaServers: [\"10.0.0.1:1\"]}}\n"
             )),
-        );
+        )
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(false);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let api = api_server(false).await;
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
     let path = "/metaproxy/c3srv/shared";
-    apply(&api, &route("older", "shared", ""));
-    // Creation timestamps have one-second resolution: make sure the second one is newer.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply(&api, &route("newer", "shared", "  active: backup\n"));
+    apply(&api, &route("older", "shared", "")).await;
+    // Seniority is the creation time, then the name ("default/newer" sorts first), and creation
+    // timestamps have one-second resolution: the second route must be created in a later second
+    // than the first. Wait for the clock (the API server's: same machine) to pass that second.
+    let created = async |name: &str| -> Timestamp {
+        let obj = get_json(&api, &["ptr", name])
+            .await
+            .expect("the route exists");
+        let at = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .expect("creationTimestamp");
+        at.parse().expect("an RFC 3339 time")
+    };
+    let older_created = created("older").await;
+    eventually(
+        WAIT,
+        "the clock to pass the second `older` was created in",
+        async || (Timestamp::now().as_second() > older_created.as_second()).then_some(()),
+    )
+    .await
+    .expect("a later second");
+    apply(&api, &route("newer", "shared", "  active: backup\n")).await;
+    let newer_created = created("newer").await;
+    assert!(
+        newer_created > older_created,
+        "`newer` ({newer_created}) must be created after `older` ({older_created})"
+    );
     // The Lease stand-in only: leader election works, events.k8s.io is not served.
     let standins = std::fs::read_to_string(api.builtin_standins()).expect("stand-ins");
     let lease_only = standins
         .split("\n---\n")
         .find(|d| d.contains("kind: Lease"))
         .expect("Lease CRD");
-    let out = api
-        .kubectl_stdin(&["apply", "-f", "-"], lease_only)
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    api.wait_crd("leases.coordination.k8s.io")
+    apply(&api, lease_only).await;
+    api.crd_established("leases.coordination.k8s.io")
+        .await
         .expect("Lease CRD");
-    let mut op = start_operator(&api, &zk_server, "op-1");
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
 
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    wait_record(&zk, path, &primary).await;
+    wait_record(&zk, path, &primary, "default/older").await;
     let newer = eventually(WAIT, "Conflict=True on the newer route", async || {
         get_json(&api, &["ptr", "newer"])
+            .await
             .filter(|o| condition(o, "Conflict").is_some_and(|c| c["status"] == "True"))
     })
     .await
@@ -400,7 +450,11 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 
     // The older one goes: the newer takes the table over.
     let out = api
-        .kubectl(&["delete", "ptr", "older", "--wait=true", "--timeout=40s"])
+        .kubectl_output(
+            &["delete", "ptr", "older", "--wait=true", "--timeout=40s"],
+            None,
+        )
+        .await
         .expect("delete");
     assert!(
         out.status.success(),
@@ -408,14 +462,16 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
         String::from_utf8_lossy(&out.stderr)
     );
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
-    wait_record(&zk, path, &backup).await;
+    wait_record(&zk, path, &backup, "default/newer").await;
     eventually(WAIT, "the newer route Ready", async || {
         get_json(&api, &["ptr", "newer"])
+            .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
     .await
     .expect("ready");
-    assert!(op.terminate(WAIT).expect("stops").success());
+    let status = op.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", op.log());
     assert!(
         op.log()
             .contains("event skipped: the API server does not serve events.k8s.io/v1"),
@@ -427,12 +483,12 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     require!(API_SERVER, ZOOKEEPER);
-    let api = api_server(true);
-    let zk_server = ZkServer::start().expect("zookeeper");
+    let api = api_server(true).await;
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
     let zk = zkc::Client::connect(&zk_server.connect_string())
         .await
         .expect("zk client");
-    let mut first = start_operator(&api, &zk_server, "op-1");
+    let mut first = start_operator(&api, &zk_server, "op-1").await;
     let lease_holder = async || {
         get_json(
             &api,
@@ -443,6 +499,7 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
                 "default",
             ],
         )
+        .await
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
     };
     assert_eq!(
@@ -451,22 +508,24 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
             .expect("leader"),
         "op-1"
     );
-    let mut second = start_operator(&api, &zk_server, "op-2");
+    let mut second = start_operator(&api, &zk_server, "op-2").await;
 
-    apply(&api, &route("one", "t_one", ""));
+    apply(&api, &route("one", "t_one", "")).await;
     let primary = RouteRecord::new("c3srv-ad", ["10.0.0.1:34601", "meta-0.pegasus-ad:34601"])
         .expect("record");
-    wait_record(&zk, "/metaproxy/c3srv/t_one", &primary).await;
-    assert_eq!(first.metric("metaproxy_operator_leader"), Some(1.0));
-    assert_eq!(second.metric("metaproxy_operator_leader"), Some(0.0));
+    wait_record(&zk, "/metaproxy/c3srv/t_one", &primary, "default/one").await;
+    leading(&first).await;
+    let standby = scrape(second.admin).await.expect("the standby's metrics");
+    assert_eq!(standby.value(LEADER, &[]), 0.0);
     assert_eq!(
-        second.metric("metaproxy_operator_reconciles_total{result=\"ok\"}"),
+        standby.find("metaproxy_operator_reconciles_total", &[("result", "ok")]),
         None,
         "the standby did nothing"
     );
 
     // SIGTERM releases the lease: the standby takes over without waiting for it to expire.
-    assert!(first.terminate(WAIT).expect("stops").success());
+    let status = first.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", first.log());
     assert!(
         first.log().contains("released the lease"),
         "{}",
@@ -478,8 +537,48 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
     .await
     .expect("op-2 leads within 3 s, before the 4 s lease could expire");
     assert_eq!(holder, "op-2");
-    apply(&api, &route("two", "t_two", ""));
-    wait_record(&zk, "/metaproxy/c3srv/t_two", &primary).await;
-    assert_eq!(second.metric("metaproxy_operator_leader"), Some(1.0));
-    assert!(second.terminate(WAIT).expect("stops").success());
+    apply(&api, &route("two", "t_two", "")).await;
+    wait_record(&zk, "/metaproxy/c3srv/t_two", &primary, "default/two").await;
+    leading(&second).await;
+    let status = second.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", second.log());
+}
+
+/// Kubernetes mode, ZooKeeper down, 200 routes retrying: SIGTERM interrupts the reconciles in
+/// flight (the controller's graceful shutdown waits for them), releases the lease and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
+    require!(API_SERVER, ZOOKEEPER);
+    const ROUTES: usize = 200;
+    let api = api_server(true).await;
+    let mut zk_server = ZkServer::launch().await.expect("zookeeper");
+    zk_server.kill().await.expect("zookeeper stops");
+    let all: String = (0..ROUTES)
+        .map(|i| route(&format!("r{i}"), &format!("t{i}"), ""))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    apply(&api, &all).await;
+    let mut op = start_operator(&api, &zk_server, "op-1").await;
+    eventually(WAIT, "every route to report ZooKeeper down", async || {
+        let list = get_json(&api, &["ptr"]).await?;
+        let down = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|o| {
+                condition(o, "Ready").is_some_and(|c| c["reason"] == "ZooKeeperUnavailable")
+            })
+            .count();
+        (down == ROUTES).then_some(())
+    })
+    .await
+    .expect("outage seen");
+    let started = std::time::Instant::now();
+    let status = op.terminate(Duration::from_secs(130)).await.expect("stops");
+    let took = started.elapsed();
+    eprintln!(
+        "Kubernetes mode, SIGTERM with ZooKeeper down and {ROUTES} routes: exited after {took:?}"
+    );
+    assert!(status.success(), "{status}\n{}", op.log());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(op.log().contains("released the lease"), "{}", op.log());
 }
