@@ -8,7 +8,7 @@
 //! | [`request_input`] | `request_frame` | framing contract and round trip of request frames (raw, or the fuzzer's bytes inside a sound header of each [`HeaderKind`]), payload properties of their args |
 //! | [`reply_stream`] | `reply_frame` | framing contract and round trip of reply frames, payload properties of their bodies |
 //! | [`query_config_payloads`] | `query_config` | payload properties of `query_cfg_request` (args) and `query_cfg_response` (result) |
-//! | [`admin_payloads`] | `admin` | payload properties of the update_app_env and query_duplication requests and responses |
+//! | [`admin_payloads`] | `admin` | payload properties of the update_app_env, query_duplication and add_duplication requests and responses |
 //!
 //! The properties, besides "no panic":
 //! - **framing contract** (docs/protocol.md §3.4): a decoder consumes nothing (`Ok(None)`, or an
@@ -31,9 +31,10 @@ use std::fmt::Debug;
 use bytes::BytesMut;
 
 use crate::codec::{
-    self, CodecError, MessageKind, NegotiationRequest, NegotiationResponse, QueryCfgRequest,
-    QueryCfgResponse, QueryDuplicationRequest, QueryDuplicationResponse, ReplyFrame, RequestFrame,
-    RequestHeader, THFT_MAGIC, UpdateAppEnvRequest, UpdateAppEnvResponse, V0_HEADER_LEN,
+    self, AddDuplicationRequest, AddDuplicationResponse, CodecError, MessageKind,
+    NegotiationRequest, NegotiationResponse, QueryCfgRequest, QueryCfgResponse,
+    QueryDuplicationRequest, QueryDuplicationResponse, ReplyFrame, RequestFrame, RequestHeader,
+    THFT_MAGIC, UpdateAppEnvRequest, UpdateAppEnvResponse, V0_HEADER_LEN,
 };
 
 /// The frame limit the properties decode with: well above what a fuzzer writes, so that frames
@@ -148,7 +149,8 @@ pub fn query_config_payloads(data: &[u8]) {
     query_cfg_response(data);
 }
 
-/// The `admin` target: the bytes as the args and the result of both admin RPCs.
+/// The `admin` target: the bytes as the args and the result of the admin RPCs the operator
+/// sends (update_app_env, query_duplication, add_duplication).
 pub fn admin_payloads(data: &[u8]) {
     payload(
         data,
@@ -162,6 +164,11 @@ pub fn admin_payloads(data: &[u8]) {
     );
     payload(
         data,
+        AddDuplicationRequest::from_args,
+        AddDuplicationRequest::to_args,
+    );
+    payload(
+        data,
         UpdateAppEnvResponse::from_result,
         UpdateAppEnvResponse::to_result,
     );
@@ -169,6 +176,11 @@ pub fn admin_payloads(data: &[u8]) {
         data,
         QueryDuplicationResponse::from_result,
         QueryDuplicationResponse::to_result,
+    );
+    payload(
+        data,
+        AddDuplicationResponse::from_result,
+        AddDuplicationResponse::to_result,
     );
 }
 
@@ -190,6 +202,11 @@ fn request_args(args: &[u8]) {
         QueryDuplicationRequest::from_args,
         QueryDuplicationRequest::to_args,
     );
+    payload(
+        args,
+        AddDuplicationRequest::from_args,
+        AddDuplicationRequest::to_args,
+    );
 }
 
 /// Every response payload this project decodes, over the body of a reply.
@@ -209,6 +226,11 @@ fn result_body(body: &[u8]) {
         body,
         QueryDuplicationResponse::from_result,
         QueryDuplicationResponse::to_result,
+    );
+    payload(
+        body,
+        AddDuplicationResponse::from_result,
+        AddDuplicationResponse::to_result,
     );
 }
 

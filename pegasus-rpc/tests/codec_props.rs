@@ -13,9 +13,9 @@ use pegasus_rpc::codec::{
     RequestHeader, RequestMetaV1, RpcAddress,
 };
 use pegasus_rpc::codec::{
-    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
-    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
-    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
+    AddDuplicationRequest, AddDuplicationResponse, AppEnvOperation, DuplicationEntry,
+    DuplicationFailMode, DuplicationMode, DuplicationPartitionState, DuplicationStatus,
+    QueryDuplicationRequest, QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
 use pegasus_rpc::fuzz_logic::{self, HeaderKind};
 use proptest::prelude::*;
@@ -174,6 +174,38 @@ fn query_duplication_response() -> impl Strategy<Value = QueryDuplicationRespons
             appid,
             entry_list,
         })
+}
+
+fn add_duplication() -> impl Strategy<Value = (AddDuplicationRequest, AddDuplicationResponse)> {
+    (
+        (".{0,20}", ".{0,20}", prop::option::of(any::<bool>())),
+        (prop::option::of(".{0,20}"), prop::option::of(any::<i32>())),
+        (
+            "ERR_[A-Z_]{1,20}",
+            any::<i32>(),
+            any::<i32>(),
+            prop::option::of(".{0,30}"),
+        ),
+    )
+        .prop_map(
+            |((app, remote, checkpoint), (remote_app, count), (err, appid, dupid, hint))| {
+                let req = AddDuplicationRequest {
+                    is_duplicating_checkpoint: checkpoint,
+                    remote_app_name: remote_app.clone(),
+                    remote_replica_count: count,
+                    ..AddDuplicationRequest::new(app, remote)
+                };
+                let resp = AddDuplicationResponse {
+                    err: ErrorCode::new(err),
+                    appid,
+                    dupid,
+                    hint,
+                    remote_app_name: remote_app,
+                    remote_replica_count: count,
+                };
+                (req, resp)
+            },
+        )
 }
 
 fn header() -> impl Strategy<Value = RequestHeader> {
@@ -402,12 +434,15 @@ proptest! {
         query in response(),
         update in update_app_env_request(),
         dup in query_duplication_response(),
+        (add, added) in add_duplication(),
         flip in prop::option::of((any::<usize>(), 1u8..=255)),
     ) {
-        let mut bodies = [BytesMut::new(), BytesMut::new(), BytesMut::new()];
+        let mut bodies: [BytesMut; 5] = Default::default();
         query.to_result(&mut bodies[0]);
         update.to_args(&mut bodies[1]);
         dup.to_result(&mut bodies[2]);
+        add.to_args(&mut bodies[3]);
+        added.to_result(&mut bodies[4]);
         for body in &mut bodies {
             if let Some((at, xor)) = flip {
                 let i = at % body.len();
@@ -415,8 +450,9 @@ proptest! {
             }
         }
         fuzz_logic::query_config_payloads(&bodies[0]);
-        fuzz_logic::admin_payloads(&bodies[1]);
-        fuzz_logic::admin_payloads(&bodies[2]);
+        for body in &bodies[1..] {
+            fuzz_logic::admin_payloads(body);
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The seed corpora of the codec's fuzz targets (`pegasus-rpc/fuzz/seeds/<target>/`), built from
 //! the wire vectors: each request and reply whole, each request's body inside every header kind
 //! (a v0 body under v1 with the Java client's request_meta), the args and result bodies of the
-//! query_config and admin RPCs, and two streams of two frames. Every seed of a frame decodes, so
+//! query_config and admin RPCs (add_duplication, without a vector, from its encodings), and two
+//! streams of two frames. Every seed of a frame decodes, so
 //! that the fuzzer starts past the header checks.
 //! Regenerate with `METAPROXY_WRITE_FUZZ_SEEDS=1 cargo test -p pegasus-rpc --test fuzz_seeds`.
 
 use bytes::BytesMut;
 use metaproxy_tests::fuzz_seeds::{self, Seeds};
 use metaproxy_tests::vectors;
-use pegasus_rpc::codec::{self, V0_HEADER_LEN, rpc};
+use pegasus_rpc::codec::{
+    self, AddDuplicationRequest, AddDuplicationResponse, ErrorCode, V0_HEADER_LEN, rpc,
+};
 use pegasus_rpc::fuzz_logic::{self, HeaderKind, MAX_FRAME};
 
 /// The byte before a raw stream in a `request_frame` input: no header kind's selector.
@@ -39,6 +42,28 @@ fn seeds() -> Seeds {
         "doc-reply-handler-not-found.hex",
     ]);
     seeds.add("reply_frame", "stream-ok-then-rpc-error", replies);
+
+    // add_duplication has no vector yet: its encodings, every optional field set.
+    let mut args = BytesMut::new();
+    AddDuplicationRequest {
+        is_duplicating_checkpoint: Some(false),
+        remote_app_name: Some("temp".into()),
+        remote_replica_count: Some(3),
+        ..AddDuplicationRequest::new("temp", "target_cluster")
+    }
+    .to_args(&mut args);
+    seeds.add("admin", "add-duplication.args", args.to_vec());
+    let mut result = BytesMut::new();
+    AddDuplicationResponse {
+        err: ErrorCode::OK,
+        appid: 2,
+        dupid: 1_700_000_000,
+        hint: Some(String::new()),
+        remote_app_name: Some("temp".into()),
+        remote_replica_count: Some(3),
+    }
+    .to_result(&mut result);
+    seeds.add("admin", "add-duplication.result", result.to_vec());
     seeds
 }
 
@@ -108,7 +133,7 @@ fn reply_seeds(seeds: &mut Seeds, stem: &str, bytes: &[u8]) {
 fn payload_target(rpc_name: &str) -> Option<&'static str> {
     match rpc_name {
         rpc::QUERY_CONFIG => Some("query_config"),
-        rpc::UPDATE_APP_ENV | rpc::QUERY_DUPLICATION => Some("admin"),
+        rpc::UPDATE_APP_ENV | rpc::QUERY_DUPLICATION | rpc::ADD_DUPLICATION => Some("admin"),
         _ => None,
     }
 }
