@@ -489,3 +489,64 @@ async fn idle_connections_are_closed() {
         "closed exactly the idle timeout after the last request, not before"
     );
 }
+
+/// The args of a query_config whose app_name is these raw bytes, laid out as the clients write
+/// them: `struct { 1: struct query_cfg_request { 1: string app_name, 2: list<i32> [] } }`.
+fn query_args_with_raw_name(name: &[u8]) -> Bytes {
+    let mut args = Vec::new();
+    args.extend_from_slice(&[0x0c, 0x00, 0x01]); // field 1, struct
+    args.extend_from_slice(&[0x0b, 0x00, 0x01]); // field 1, string
+    args.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    args.extend_from_slice(name);
+    args.extend_from_slice(&[0x0f, 0x00, 0x02, 0x08, 0, 0, 0, 0]); // field 2, list<i32> []
+    args.extend_from_slice(&[0x00, 0x00]); // STOP, STOP
+    Bytes::from(args)
+}
+
+/// A table name that is not UTF-8 is a name no MetaServer has: ERR_OBJECT_NOT_FOUND like any
+/// other unroutable name, on a connection that stays open. Broken structure still closes it.
+#[tokio::test]
+async fn a_table_name_that_is_not_utf8_is_not_found_and_the_connection_stays() {
+    let sim = sim(1, vec![capture_table()]).await;
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let proxy = start_with_routes(&routes, |_| {}).await;
+    let mut client = Client::connect(proxy.addr()).await;
+
+    for (seqid, name) in [(1, &b"\xff\xfe"[..]), (2, b"te\xc3mp"), (3, b"temp\x80")] {
+        let args = query_args_with_raw_name(name);
+        let frame = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, seqid, 0, args);
+        client.send(&frame.to_bytes()).await;
+        let reply = client.reply().await;
+        assert_eq!(
+            (reply.rpc_error.clone(), reply.seqid()),
+            (ErrorCode::OK, seqid)
+        );
+        let resp = QueryCfgResponse::from_result(&reply.body).expect("a query_cfg_response");
+        assert_eq!(resp.err, ErrorCode::OBJECT_NOT_FOUND, "{name:?}");
+    }
+    assert_eq!(
+        client.query("temp", 4).await.app_id,
+        2,
+        "the same connection is still served"
+    );
+    assert_eq!(
+        sim.counters().by_table.len(),
+        1,
+        "an undecodable name never reaches a cluster"
+    );
+    let m = metrics(&proxy).await;
+    assert_eq!(
+        m.value(
+            "metaproxy_requests_total",
+            &[("rpc", "query_config"), ("result", "no_route")]
+        ),
+        3.0
+    );
+
+    // The same name inside a struct that is cut short is still a malformed frame.
+    let mut broken = query_args_with_raw_name(b"\xff").to_vec();
+    broken.truncate(broken.len() - 6);
+    let frame = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, 5, 0, Bytes::from(broken));
+    client.send(&frame.to_bytes()).await;
+    assert!(client.is_closed().await, "a malformed args struct closes");
+}
