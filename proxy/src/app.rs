@@ -115,7 +115,10 @@ impl Proxy {
                 max_connections: config.max_connections,
                 max_frame: config.max_frame_bytes,
                 idle_timeout: config.idle_timeout,
-                ..ServerOptions::default()
+                max_in_flight: config.max_in_flight,
+                max_unsent_bytes: config.max_unsent_bytes,
+                frame_timeout: config.frame_timeout,
+                partial_frame_budget: config.partial_frame_budget,
             },
             stop.clone(),
             config.shutdown_grace,

@@ -81,9 +81,24 @@ pub struct Settings {
     /// Largest request frame accepted, in bytes [default: 1048576].
     #[arg(long, env = "METAPROXY_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
-    /// Close client connections idle this long [default: 10m].
+    /// Close client connections idle this long: nothing to read and no reply owed [default: 10m].
     #[arg(long, env = "METAPROXY_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
+    /// Time a request frame may take to arrive once its first byte has [default: 5s].
+    #[arg(long, env = "METAPROXY_FRAME_TIMEOUT")]
+    pub frame_timeout: Option<String>,
+    /// Bytes that partly received request frames may hold across all connections; a frame that
+    /// does not fit closes its connection [default: 67108864].
+    #[arg(long, env = "METAPROXY_PARTIAL_FRAME_BUDGET")]
+    pub partial_frame_budget: Option<usize>,
+    /// Requests of one connection being answered at once; past it the connection is not read
+    /// [default: 1024].
+    #[arg(long, env = "METAPROXY_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Reply bytes a connection's client has not taken yet; past it the connection is not read
+    /// [default: 1048576].
+    #[arg(long, env = "METAPROXY_MAX_UNSENT_BYTES")]
+    pub max_unsent_bytes: Option<usize>,
     /// Time in-flight requests get to finish on SIGTERM [default: 10s].
     #[arg(long, env = "METAPROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -129,6 +144,11 @@ pub struct Config {
     pub max_frame_bytes: usize,
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub frame_timeout: Duration,
+    pub partial_frame_budget: usize,
+    pub max_in_flight: usize,
+    pub max_unsent_bytes: usize,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
     pub log: String,
@@ -266,6 +286,22 @@ impl Config {
         if max_frame_bytes < 1024 {
             return Err(bad("max-frame-bytes: must be at least 1024"));
         }
+        let partial_frame_budget = s
+            .partial_frame_budget
+            .unwrap_or(server.partial_frame_budget);
+        if partial_frame_budget < max_frame_bytes {
+            return Err(bad(
+                "partial-frame-budget: must be at least max-frame-bytes (one frame must fit)",
+            ));
+        }
+        let max_in_flight = s.max_in_flight.unwrap_or(server.max_in_flight);
+        if max_in_flight == 0 {
+            return Err(bad("max-in-flight: must be more than zero"));
+        }
+        let max_unsent_bytes = s.max_unsent_bytes.unwrap_or(server.max_unsent_bytes);
+        if max_unsent_bytes == 0 {
+            return Err(bad("max-unsent-bytes: must be more than zero"));
+        }
         let config = Config {
             listen: socket("listen", s.listen, DEFAULT_LISTEN)?,
             admin_listen: socket("admin-listen", s.admin_listen, DEFAULT_ADMIN_LISTEN)?,
@@ -286,6 +322,10 @@ impl Config {
             max_connections,
             max_frame_bytes,
             idle_timeout: duration("idle-timeout", s.idle_timeout, server.idle_timeout)?,
+            frame_timeout: duration("frame-timeout", s.frame_timeout, server.frame_timeout)?,
+            partial_frame_budget,
+            max_in_flight,
+            max_unsent_bytes,
             shutdown_grace: duration("shutdown-grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             log,
             log_format,
@@ -334,6 +374,10 @@ mod tests {
         assert_eq!(c.max_frame_bytes, server.max_frame);
         assert_eq!(c.max_connections, server.max_connections);
         assert_eq!(c.idle_timeout, server.idle_timeout);
+        assert_eq!(c.frame_timeout, server.frame_timeout);
+        assert_eq!(c.partial_frame_budget, server.partial_frame_budget);
+        assert_eq!(c.max_in_flight, server.max_in_flight);
+        assert_eq!(c.max_unsent_bytes, server.max_unsent_bytes);
         assert_eq!(
             c.upstream_timeout,
             ServiceOptions::default().upstream_deadline
@@ -391,6 +435,29 @@ mod tests {
                 "log-format",
             ),
             (&["--routes", "/nonexistent/routes.yaml"], "cannot read"),
+            (
+                &[
+                    "--zk",
+                    "h:1",
+                    "--zk-root",
+                    "/a",
+                    "--partial-frame-budget",
+                    "1000",
+                ],
+                "partial-frame-budget",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--max-in-flight", "0"],
+                "max-in-flight",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--max-unsent-bytes", "0"],
+                "max-unsent-bytes",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--frame-timeout", "0s"],
+                "frame-timeout",
+            ),
         ];
         for (args, reason) in cases {
             let err = Config::load(cli(args)).expect_err("refused");

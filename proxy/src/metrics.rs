@@ -96,6 +96,11 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub connections_rejected: Counter,
     pub frame_errors: Family<ReasonLabel, Counter>,
+    pub connections_closed: Family<ReasonLabel, Counter>,
+    pub replies_dropped: Counter,
+    pub partial_frame_bytes: Gauge,
+    pub requests_in_flight: Gauge,
+    pub unsent_reply_bytes: Gauge,
     pub ready: Gauge,
 }
 
@@ -123,6 +128,11 @@ impl Default for Metrics {
             connections_accepted: Counter::default(),
             connections_rejected: Counter::default(),
             frame_errors: Family::default(),
+            connections_closed: Family::default(),
+            replies_dropped: Counter::default(),
+            partial_frame_bytes: Gauge::default(),
+            requests_in_flight: Gauge::default(),
+            unsent_reply_bytes: Gauge::default(),
             ready: Gauge::default(),
         }
     }
@@ -202,6 +212,33 @@ impl Metrics {
             "frame_errors",
             "Client frames that could not be decoded, by reason",
             self.frame_errors.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "Client connections closed, by reason (client_closed, idle, frame_timeout, \
+             frame_budget, bad_frame, drain, io_error, grace_over)",
+            self.connections_closed.clone(),
+        );
+        r.register(
+            "replies_dropped",
+            "Requests read from clients whose reply was never written whole, because the \
+             connection failed or was cut at the end of the shutdown grace period",
+            self.replies_dropped.clone(),
+        );
+        r.register(
+            "partial_frame_bytes",
+            "Bytes reserved by partly received request frames, across all connections",
+            self.partial_frame_bytes.clone(),
+        );
+        r.register(
+            "requests_in_flight",
+            "Client requests read and not yet answered, across all connections",
+            self.requests_in_flight.clone(),
+        );
+        r.register(
+            "unsent_reply_bytes",
+            "Reply bytes waiting for their clients to take them, across all connections",
+            self.unsent_reply_bytes.clone(),
         );
         r.register(
             "ready",

@@ -12,10 +12,17 @@ use metaproxy_tests::free_port;
 use metaproxy_tests::harness::{Process, sigterm, start_on_free_ports};
 use pegasus_rpc::codec::ErrorCode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_metaproxy");
+/// The binary under test: this build's, or the one `METAPROXY_BIN` names (to measure a release
+/// build, or an older one, with the same tests).
+fn bin() -> std::path::PathBuf {
+    std::env::var_os("METAPROXY_BIN")
+        .filter(|b| !b.is_empty())
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_metaproxy").into())
+}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -131,33 +138,23 @@ fn flags_override_environment_override_file() {
     assert!(stderr.contains("hedge-after"), "{stderr}");
 }
 
-#[tokio::test]
-async fn sigterm_drains_in_flight_requests_and_exits_0() {
-    let sim = sim(1, vec![capture_table()]).await;
-    sim.set_delay(0, Duration::from_millis(1500))
-        .expect("delay");
-    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
-    let logs = tempfile::tempdir().expect("tempdir");
-    let log = logs.path().join("metaproxy.log");
-    let (mut proxy, addr, admin) = start_on_free_ports("metaproxy", async || {
+/// A `metaproxy` process on free loopback ports, serving `routes` with `args` besides, once
+/// ready; its output goes to `log`.
+async fn spawn_proxy(
+    routes: &RoutesFile,
+    args: &[&str],
+    log: &std::path::Path,
+) -> (Process, SocketAddr, SocketAddr) {
+    start_on_free_ports("metaproxy", async || {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(["--listen", &addr.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .arg("--routes")
             .arg(&routes.path)
-            .args([
-                "--shutdown-grace",
-                "10s",
-                "--upstream-timeout",
-                "5s",
-                "--upstream-attempt-timeout",
-                "5s",
-                "--hedge-after",
-                "off",
-            ]);
-        let mut proxy = Process::spawn("metaproxy", &mut cmd, &log)?;
+            .args(args);
+        let mut proxy = Process::spawn("metaproxy", &mut cmd, log)?;
         let ready = proxy
             .wait_ready(WAIT, async || {
                 http_get(admin, "/ready")
@@ -168,7 +165,32 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         Ok(ready.map(|()| (proxy, addr, admin)))
     })
     .await
-    .expect("metaproxy starts");
+    .expect("metaproxy starts")
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let sim = sim(1, vec![capture_table()]).await;
+    sim.set_delay(0, Duration::from_millis(1500))
+        .expect("delay");
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (mut proxy, addr, admin) = spawn_proxy(
+        &routes,
+        &[
+            "--shutdown-grace",
+            "10s",
+            "--upstream-timeout",
+            "5s",
+            "--upstream-attempt-timeout",
+            "5s",
+            "--hedge-after",
+            "off",
+        ],
+        &log,
+    )
+    .await;
 
     let mut client = Client::connect(addr).await;
     client.send(&query_frame("temp", 42)).await;
@@ -200,4 +222,100 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         "exit 0 after draining:\n{}",
         proxy.log_tail()
     );
+}
+
+/// What a pipelining client got from a `metaproxy` process that was sent SIGTERM while the
+/// client's burst was arriving.
+#[derive(Debug)]
+struct BurstOutcome {
+    sent: usize,
+    received: usize,
+    /// Whether the seqids received are `0..received`, each once.
+    prefix: bool,
+    end: End,
+    /// Requests the proxy answered and replies it dropped, from its metrics once the client has
+    /// its last reply (`None` when the admin port was gone by then).
+    answered: Option<f64>,
+    dropped: Option<f64>,
+    exit: Option<i32>,
+}
+
+/// Sends `requests` pipelined queries to a fresh proxy process whose cluster answers after
+/// `delay`, then SIGTERM once the cluster has been asked, and only then reads the replies.
+async fn sigterm_during_a_burst(requests: usize, delay: Duration) -> BurstOutcome {
+    let sim = sim(1, vec![table("temp", 3, 32)]).await;
+    sim.set_delay(0, delay).expect("delay");
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (mut proxy, addr, admin) = spawn_proxy(
+        &routes,
+        &[
+            "--shutdown-grace",
+            "20s",
+            "--upstream-timeout",
+            "10s",
+            "--upstream-attempt-timeout",
+            "10s",
+            "--hedge-after",
+            "off",
+        ],
+        &log,
+    )
+    .await;
+    let (mut read, mut write) = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect")
+        .into_split();
+    let bytes = burst("temp", requests);
+    let writer = tokio::spawn(async move {
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut write, &bytes).await;
+        write
+    });
+    eventually("the burst reached the cluster", || async {
+        sim.counters().by_table.contains_key("temp")
+    })
+    .await;
+    sigterm(proxy.pid()).await.expect("SIGTERM sent");
+    let (mut seqids, end) = read_replies(&mut read, WAIT).await;
+    let metrics = scrape(admin).await.ok();
+    drop(read);
+    drop(writer.await.expect("writer"));
+    let exit = proxy.wait(WAIT).await.ok().and_then(|s| s.code());
+    let received = seqids.len();
+    seqids.sort_unstable();
+    BurstOutcome {
+        sent: requests,
+        received,
+        prefix: seqids == (0..received as i32).collect::<Vec<_>>(),
+        end,
+        answered: metrics.as_ref().map(answered),
+        dropped: metrics
+            .as_ref()
+            .and_then(|m| m.find("metaproxy_replies_dropped_total", &[])),
+        exit,
+    }
+}
+
+/// SIGTERM while pipelined bursts arrive: every request the proxy read is answered, the client
+/// then reads an orderly close, and the process exits 0.
+#[tokio::test]
+async fn sigterm_answers_every_request_read_from_a_burst() {
+    let mut outcomes = Vec::new();
+    for (requests, delay) in [
+        (2_000, Duration::from_millis(300)),
+        (20_000, Duration::ZERO),
+    ] {
+        let outcome = sigterm_during_a_burst(requests, delay).await;
+        eprintln!("{requests} pipelined, upstream delay {delay:?}: {outcome:?}");
+        outcomes.push(outcome);
+    }
+    for o in outcomes {
+        assert_eq!(o.end, End::Eof, "{o:?}");
+        assert!(o.prefix, "{o:?}");
+        assert_eq!(Some(o.received as f64), o.answered, "{o:?}");
+        assert_eq!(o.dropped, Some(0.0), "{o:?}");
+        assert!(o.received > 0 && o.received < o.sent, "{o:?}");
+        assert_eq!(o.exit, Some(0), "{o:?}");
+    }
 }
