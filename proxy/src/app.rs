@@ -84,6 +84,8 @@ impl Proxy {
                     root: root.clone(),
                     session_timeout: config.zk_session_timeout,
                     request_timeout: config.zk_session_timeout.min(Duration::from_secs(5)),
+                    max_missing: config.max_missing_routes,
+                    missing_ttl: config.missing_route_ttl,
                     ..ZkOptions::default()
                 },
                 resolve,

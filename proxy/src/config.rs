@@ -60,6 +60,14 @@ pub struct Settings {
     /// ZooKeeper session timeout [default: 10s].
     #[arg(long, env = "METAPROXY_ZK_SESSION_TIMEOUT")]
     pub zk_session_timeout: Option<String>,
+    /// Tables without a route record remembered at most; the oldest are forgotten first
+    /// [default: 10000].
+    #[arg(long, env = "METAPROXY_MAX_MISSING_ROUTES")]
+    pub max_missing_routes: Option<usize>,
+    /// How long a table without a route record is remembered before it is read again
+    /// [default: 30s].
+    #[arg(long, env = "METAPROXY_MISSING_ROUTE_TTL")]
+    pub missing_route_ttl: Option<String>,
     /// Static routes file (table -> {cluster, meta_addrs}) used instead of ZooKeeper.
     #[arg(long, env = "METAPROXY_ROUTES")]
     pub routes: Option<PathBuf>,
@@ -133,6 +141,9 @@ pub struct Config {
     pub source: RouteSource,
     #[serde(skip)]
     pub zk_session_timeout: Duration,
+    pub max_missing_routes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub missing_route_ttl: Duration,
     pub strip_host_ports: bool,
     #[serde(serialize_with = "ser_duration")]
     pub upstream_timeout: Duration,
@@ -286,6 +297,12 @@ impl Config {
         if max_frame_bytes < 1024 {
             return Err(bad("max-frame-bytes: must be at least 1024"));
         }
+        let max_missing_routes = s.max_missing_routes.unwrap_or(zk_defaults.max_missing);
+        let missing_route_ttl = duration(
+            "missing-route-ttl",
+            s.missing_route_ttl,
+            zk_defaults.missing_ttl,
+        )?;
         let partial_frame_budget = s
             .partial_frame_budget
             .unwrap_or(server.partial_frame_budget);
@@ -307,6 +324,8 @@ impl Config {
             admin_listen: socket("admin-listen", s.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             source,
             zk_session_timeout,
+            max_missing_routes,
+            missing_route_ttl,
             strip_host_ports: s.strip_host_ports.unwrap_or(false),
             upstream_timeout: duration(
                 "upstream-timeout",
@@ -383,6 +402,8 @@ mod tests {
             ServiceOptions::default().upstream_deadline
         );
         assert_eq!(c.zk_session_timeout, ZkOptions::default().session_timeout);
+        assert_eq!(c.max_missing_routes, ZkOptions::default().max_missing);
+        assert_eq!(c.missing_route_ttl, ZkOptions::default().missing_ttl);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     }
 
@@ -457,6 +478,17 @@ mod tests {
             (
                 &["--zk", "h:1", "--zk-root", "/a", "--frame-timeout", "0s"],
                 "frame-timeout",
+            ),
+            (
+                &[
+                    "--zk",
+                    "h:1",
+                    "--zk-root",
+                    "/a",
+                    "--missing-route-ttl",
+                    "soon",
+                ],
+                "missing-route-ttl",
             ),
         ];
         for (args, reason) in cases {

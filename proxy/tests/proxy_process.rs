@@ -10,6 +10,8 @@ use std::time::Duration;
 use common::*;
 use metaproxy_tests::free_port;
 use metaproxy_tests::harness::{Process, sigterm, start_on_free_ports};
+use metaproxy_tests::require;
+use metaproxy_tests::zk::{ZOOKEEPER, ZkServer, four_letter_word};
 use pegasus_rpc::codec::ErrorCode;
 
 /// The binary under test: this build's, or the one `METAPROXY_BIN` names (to measure a release
@@ -145,14 +147,24 @@ async fn spawn_proxy(
     args: &[&str],
     log: &std::path::Path,
 ) -> (Process, SocketAddr, SocketAddr) {
+    let source = ["--routes".to_owned(), routes.path.display().to_string()];
+    spawn_proxy_with(&source, args, log).await
+}
+
+/// A `metaproxy` process on free loopback ports with `source` (the route source flags) and
+/// `args`, once ready; its output goes to `log`.
+async fn spawn_proxy_with(
+    source: &[String],
+    args: &[&str],
+    log: &std::path::Path,
+) -> (Process, SocketAddr, SocketAddr) {
     start_on_free_ports("metaproxy", async || {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(bin());
         cmd.args(["--listen", &addr.to_string()])
             .args(["--admin-listen", &admin.to_string()])
-            .arg("--routes")
-            .arg(&routes.path)
+            .args(source)
             .args(args);
         let mut proxy = Process::spawn("metaproxy", &mut cmd, log)?;
         let ready = proxy
@@ -318,4 +330,182 @@ async fn sigterm_answers_every_request_read_from_a_burst() {
         assert!(o.received > 0 && o.received < o.sent, "{o:?}");
         assert_eq!(o.exit, Some(0), "{o:?}");
     }
+}
+
+/// The resident set size of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// The watches ZooKeeper holds, all sessions together (`wchs`: "... Total watches:N").
+/// A ZooKeeper busy with many watches can leave a word unanswered for a while: asked again.
+async fn zk_watches(server: &ZkServer) -> u64 {
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = four_letter_word(server.port(), "wchs").await;
+        if let Some(n) = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Total watches:"))
+            .and_then(|n| n.trim().parse().ok())
+        {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no watch count in {text:?}")
+}
+
+/// Asks for `names` over `connections` connections, pipelined, and waits for every answer: how
+/// many were ERR_OBJECT_NOT_FOUND.
+async fn ask_for(addr: SocketAddr, names: &[String], connections: usize) -> usize {
+    let chunk = names.len().div_ceil(connections).max(1);
+    let answers = futures::future::join_all(names.chunks(chunk).map(|names| async move {
+        let (read, mut write) = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect")
+            .into_split();
+        let mut bytes = Vec::new();
+        for (seqid, name) in names.iter().enumerate() {
+            bytes.extend_from_slice(&query_frame(name, seqid as i32));
+        }
+        let writer = tokio::spawn(async move {
+            tokio::io::AsyncWriteExt::write_all(&mut write, &bytes)
+                .await
+                .expect("write");
+            write
+        });
+        let mut replies = Replies::new(read);
+        let (seqids, end) = replies.take(names.len(), Duration::from_secs(60)).await;
+        assert_eq!(seqids.len(), names.len(), "every name answered ({end:?})");
+        drop(writer.await);
+        seqids.len()
+    }))
+    .await;
+    answers.into_iter().sum()
+}
+
+struct ZkProxy {
+    server: ZkServer,
+    proxy: Process,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _logs: tempfile::TempDir,
+}
+
+async fn zk_proxy(args: &[&str]) -> ZkProxy {
+    let server = ZkServer::launch().await.expect("zookeeper");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let source = [
+        "--zk".to_owned(),
+        server.connect_string(),
+        "--zk-root".to_owned(),
+        "/metaproxy/hostile".to_owned(),
+    ];
+    let (proxy, addr, admin) =
+        spawn_proxy_with(&source, args, &logs.path().join("metaproxy.log")).await;
+    ZkProxy {
+        server,
+        proxy,
+        addr,
+        admin,
+        _logs: logs,
+    }
+}
+
+impl ZkProxy {
+    async fn figures(&self) -> (u64, u64, f64) {
+        let routes = scrape(self.admin)
+            .await
+            .expect("metrics")
+            .value("metaproxy_routes", &[]);
+        (
+            rss(self.proxy.pid()),
+            zk_watches(&self.server).await,
+            routes,
+        )
+    }
+}
+
+/// Clients asking for many distinct tables that have no record: the route cache keeps a bounded
+/// number of them for a bounded time, and ZooKeeper holds no watch per table for the proxy.
+#[tokio::test]
+async fn distinct_missing_tables_leave_no_watches_and_a_bounded_cache() {
+    require!(ZOOKEEPER);
+    // Defaults first: the watches ZooKeeper holds do not grow with the names asked for.
+    let zp = zk_proxy(&[]).await;
+    let names: Vec<String> = (0..5_000).map(|i| format!("nosuch_{i}")).collect();
+    let (rss_before, watches_before, _) = zp.figures().await;
+    ask_for(zp.addr, &names, 4).await;
+    let (rss_after, watches_after, routes) = zp.figures().await;
+    eprintln!(
+        "5,000 missing names: RSS {} -> {} KiB, watches {watches_before} -> {watches_after}, {routes} cached",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        watches_after <= watches_before + 2,
+        "ZooKeeper holds {watches_after} watches after 5,000 missing names (before: {watches_before})"
+    );
+    drop(zp);
+
+    // A small negative cache, short-lived: bounded while asked, empty once idle.
+    let zp = zk_proxy(&["--max-missing-routes", "1000", "--missing-route-ttl", "1s"]).await;
+    ask_for(zp.addr, &names, 4).await;
+    let (_, watches, routes) = zp.figures().await;
+    assert!(routes <= 1000.0, "{routes} tables cached");
+    assert!(watches <= 2, "{watches} watches");
+    eventually("negative entries age out", || async {
+        zp.figures().await.2 == 0.0
+    })
+    .await;
+}
+
+/// By hand, against a release build (the figures of the issue): `METAPROXY_BIN=target/release/
+/// metaproxy cargo test -p metaproxy --test proxy_process -- --ignored --nocapture
+/// measure_distinct_missing_tables`. `METAPROXY_NAMES` (120000), `METAPROXY_ROUNDS` (4) and
+/// `METAPROXY_IDLE` (60s) change the run.
+#[tokio::test]
+#[ignore = "a measurement: minutes, with a release build"]
+async fn measure_distinct_missing_tables() {
+    require!(ZOOKEEPER);
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (names, rounds, idle) = (
+        env("METAPROXY_NAMES", 120_000),
+        env("METAPROXY_ROUNDS", 4),
+        env("METAPROXY_IDLE", 60),
+    );
+    let zp = zk_proxy(&[]).await;
+    let show = |when: &str, (rss, watches, routes): (u64, u64, f64)| {
+        println!(
+            "{when}: RSS {} MiB, ZooKeeper watches {watches}, route cache {routes}",
+            rss >> 20
+        )
+    };
+    show("start", zp.figures().await);
+    for round in 0..rounds {
+        let batch: Vec<String> = (0..names).map(|i| format!("nosuch_{round}_{i}")).collect();
+        let started = std::time::Instant::now();
+        ask_for(zp.addr, &batch, 8).await;
+        show(
+            &format!(
+                "round {} ({names} names, {:.1?})",
+                round + 1,
+                started.elapsed()
+            ),
+            zp.figures().await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    show(&format!("after {idle} s idle"), zp.figures().await);
 }
