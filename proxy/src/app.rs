@@ -27,6 +27,7 @@ use crate::route::{FileRoutes, Resolver, RouteRecord, Routes, ZkOptions, ZkRoute
 use crate::server::{self, ServeError, ServerOptions};
 use crate::service::{Service, ServiceOptions};
 use crate::upstream::Upstreams;
+use crate::warnings::Warnings;
 use pegasus_rpc::client::{ClientOptions, GroupOptions};
 
 /// How often a static routes file is checked for changes.
@@ -58,7 +59,7 @@ impl Proxy {
     pub async fn start(config: &Config) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(config.listen).await?;
         let admin_listener = TcpListener::bind(config.admin_listen).await?;
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(Warnings::new(config.log_repeat_interval));
         let group = GroupOptions {
             client: ClientOptions {
                 connect_timeout: config.upstream_attempt_timeout,

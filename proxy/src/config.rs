@@ -23,6 +23,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:34601";
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:34602";
 /// How long in-flight requests get on SIGTERM, unless `--shutdown-grace` says otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// At most one line per kind of repeated warning per this, unless `--log-repeat-interval` says
+/// otherwise.
+pub const DEFAULT_LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The settings of `metaproxy`, declared once: each is a flag, a `METAPROXY_*` environment
 /// variable, and a key of the `--config` YAML file (the flag's name: `admin-listen:`). Every
@@ -116,6 +119,10 @@ pub struct Settings {
     /// Log format: text or json [default: text].
     #[arg(long, env = "METAPROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// A warning that repeats (per kind and cluster) is logged at most once per this interval,
+    /// with the count suppressed meanwhile [default: 10s].
+    #[arg(long, env = "METAPROXY_LOG_REPEAT_INTERVAL")]
+    pub log_repeat_interval: Option<String>,
 }
 
 /// Where routes come from.
@@ -164,6 +171,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: String,
     pub log_format: LogFormat,
+    #[serde(serialize_with = "ser_duration")]
+    pub log_repeat_interval: Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -348,6 +357,11 @@ impl Config {
             shutdown_grace: duration("shutdown-grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             log,
             log_format,
+            log_repeat_interval: duration(
+                "log-repeat-interval",
+                s.log_repeat_interval,
+                DEFAULT_LOG_REPEAT_INTERVAL,
+            )?,
         };
         if config.listen == config.admin_listen && config.listen.port() != 0 {
             return Err(bad("listen and admin-listen must differ"));
@@ -405,6 +419,7 @@ mod tests {
         assert_eq!(c.max_missing_routes, ZkOptions::default().max_missing);
         assert_eq!(c.missing_route_ttl, ZkOptions::default().missing_ttl);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(c.log_repeat_interval, DEFAULT_LOG_REPEAT_INTERVAL);
     }
 
     #[test]

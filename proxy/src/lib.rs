@@ -11,5 +11,6 @@ pub mod server;
 pub mod service;
 pub mod startup;
 pub mod upstream;
+pub mod warnings;
 
 pub use app::Proxy;

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::warnings::Warnings;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `query_config`, `negotiation` or `other`.
@@ -102,10 +104,19 @@ pub struct Metrics {
     pub requests_in_flight: Gauge,
     pub unsent_reply_bytes: Gauge,
     pub ready: Gauge,
+    /// Rate-limits repeated warnings and counts those it suppresses.
+    pub warnings: Warnings,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(Warnings::default())
+    }
+}
+
+impl Metrics {
+    /// Every metric, with `warnings` limiting repeated warnings.
+    pub fn new(warnings: Warnings) -> Self {
         let requests: Family<RequestLabels, Counter> = Family::default();
         let outcomes = Outcome::ALL.map(|o| requests.get_or_create(&o.labels()).clone());
         Metrics {
@@ -134,11 +145,10 @@ impl Default for Metrics {
             requests_in_flight: Gauge::default(),
             unsent_reply_bytes: Gauge::default(),
             ready: Gauge::default(),
+            warnings,
         }
     }
-}
 
-impl Metrics {
     /// A registry holding every metric, for the `/metrics` endpoint.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("metaproxy");
@@ -239,6 +249,11 @@ impl Metrics {
             "unsent_reply_bytes",
             "Reply bytes waiting for their clients to take them, across all connections",
             self.unsent_reply_bytes.clone(),
+        );
+        r.register(
+            "log_lines_suppressed",
+            "Repeated warnings not logged (one line per kind and key per --log-repeat-interval), by kind",
+            self.warnings.suppressed.clone(),
         );
         r.register(
             "ready",

@@ -47,6 +47,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::service::{Reply, Service};
+use crate::warnings::Kind;
 use pegasus_rpc::codec::{self, CodecError, DEFAULT_MAX_REQUEST_FRAME, THFT_MAGIC};
 
 /// How much a connection reads at a time.
@@ -134,13 +135,17 @@ pub async fn serve(
                     Ok(a) => a,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(suppressed) = metrics.warnings.admit(Kind::AcceptFailed, "") {
+                            tracing::warn!(error = %e, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max = opts.max_connections, "connection cap reached; closing the new connection");
+                    if let Some(suppressed) = metrics.warnings.admit(Kind::ConnectionCap, "") {
+                        tracing::warn!(%peer, max = opts.max_connections, suppressed, "connection cap reached; closing the new connection");
+                    }
                     metrics.connections_rejected.inc();
                     drop(stream);
                     continue;
@@ -493,7 +498,11 @@ async fn connection(
                 match usize::try_from(total).ok().and_then(|n| budget.reserve(n)) {
                     Some(r) => p.reservation = Some(r),
                     None => {
-                        tracing::warn!(%peer, frame = total, "partial frame budget exhausted; closing the connection");
+                        if let Some(suppressed) =
+                            service.metrics().warnings.admit(Kind::FrameBudget, "")
+                        {
+                            tracing::warn!(%peer, frame = total, suppressed, "partial frame budget exhausted; closing the connection");
+                        }
                         ledger.close(Close::FrameBudget);
                         reading = false;
                         rbuf.clear();
@@ -629,7 +638,9 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 fn frame_error(service: &Service, peer: SocketAddr, e: &CodecError) {
-    tracing::warn!(%peer, error = %e, "bad frame from client; closing its connection");
+    if let Some(suppressed) = service.metrics().warnings.admit(Kind::BadFrame, "") {
+        tracing::warn!(%peer, error = %e, suppressed, "bad frame from client; closing its connection");
+    }
     service
         .metrics()
         .frame_errors

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::metrics::{Metrics, Outcome};
 use crate::route::{Lookup, Routes};
 use crate::upstream::Upstreams;
+use crate::warnings::Kind;
 use pegasus_rpc::codec::wire::{self, ThriftWire, read_list, read_struct};
 use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
@@ -211,7 +212,10 @@ impl Service {
                             answer.body.clone()
                         }
                         Err(e) => {
-                            tracing::warn!(table, cluster = %route.record.cluster, error = %e, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            let cluster = route.record.cluster.as_str();
+                            if let Some(suppressed) = self.metrics.warnings.admit(Kind::ClusterUnreachable, cluster) {
+                                tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            }
                             self.metrics.request(Outcome::QueryClusterUnavailable);
                             self.not_active.clone()
                         }
@@ -222,12 +226,16 @@ impl Service {
                     self.not_found.clone()
                 }
                 Lookup::Invalid(e) => {
-                    tracing::warn!(table, error = %e, "route record invalid; answering ERR_INVALID_DATA");
+                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteInvalid, table) {
+                        tracing::warn!(table, error = %e, suppressed, "route record invalid; answering ERR_INVALID_DATA");
+                    }
                     self.metrics.request(Outcome::QueryInvalidRoute);
                     self.invalid_route.clone()
                 }
                 Lookup::Unavailable(e) => {
-                    tracing::warn!(table, error = %e, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteUnavailable, "") {
+                        tracing::warn!(table, error = %e, suppressed, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                    }
                     self.metrics.request(Outcome::QueryRouteUnavailable);
                     self.not_active.clone()
                 }

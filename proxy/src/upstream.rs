@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
+use crate::warnings::Kind;
 use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup, NoMetaServers};
 use pegasus_rpc::codec::{self, ErrorCode, QueryCfgResponse};
 
@@ -136,7 +137,7 @@ impl Upstreams {
                 .observe(started.elapsed().as_secs_f64());
             result.map(|reply| {
                 let body = if strip {
-                    strip_host_ports(&reply.reply.body, group.cluster())
+                    strip_host_ports(&reply.reply.body, group.cluster(), &metrics)
                 } else {
                     reply.reply.body
                 };
@@ -182,7 +183,7 @@ impl Drop for LeaveInFlight {
 
 /// Re-encodes a reply body without the 2.6 `hp_*` fields; returns it unchanged when it has none
 /// or cannot be decoded (a reply we cannot decode we cannot improve either).
-fn strip_host_ports(body: &Bytes, cluster: &str) -> Bytes {
+fn strip_host_ports(body: &Bytes, cluster: &str, metrics: &Metrics) -> Bytes {
     match QueryCfgResponse::from_result(body) {
         Ok(mut resp) if resp.has_host_ports() => {
             resp.strip_host_ports();
@@ -192,7 +193,9 @@ fn strip_host_ports(body: &Bytes, cluster: &str) -> Bytes {
         }
         Ok(_) => body.clone(),
         Err(e) => {
-            tracing::warn!(%cluster, error = %e, "cannot decode a reply to strip its host_port fields; passing it through");
+            if let Some(suppressed) = metrics.warnings.admit(Kind::StripFailed, cluster) {
+                tracing::warn!(%cluster, error = %e, suppressed, "cannot decode a reply to strip its host_port fields; passing it through");
+            }
             body.clone()
         }
     }

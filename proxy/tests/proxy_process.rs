@@ -509,3 +509,77 @@ async fn measure_distinct_missing_tables() {
     tokio::time::sleep(Duration::from_secs(idle)).await;
     show(&format!("after {idle} s idle"), zp.figures().await);
 }
+
+/// Routes to a cluster whose only MetaServer does not listen.
+fn down_cluster() -> RoutesFile {
+    let port = free_port().expect("port");
+    let dead = metaproxy::route::RouteRecord::new("c-down", [format!("127.0.0.1:{port}")])
+        .expect("record");
+    RoutesFile::new(&[("temp", &dead)])
+}
+
+/// A cluster that is down answers every query with ERR_SERVICE_NOT_ACTIVE, each of which used to
+/// be a WARN line: 2,000 queries, 2,000 lines. Now the first is logged, the rest counted.
+#[tokio::test]
+async fn a_cluster_down_is_one_warning_not_one_per_request() {
+    let routes = down_cluster();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (proxy, addr, admin) = spawn_proxy(&routes, &[], &log).await;
+    let requests = 2_000;
+    let (read, mut write) = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect")
+        .into_split();
+    let bytes = burst("temp", requests);
+    tokio::io::AsyncWriteExt::write_all(&mut write, &bytes)
+        .await
+        .expect("write");
+    let (seqids, end) = Replies::new(read).take(requests, WAIT).await;
+    assert_eq!(seqids.len(), requests, "{end:?}");
+
+    let text = proxy.log();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("cluster unreachable"))
+        .count();
+    eprintln!(
+        "{requests} queries to a cluster down: {lines} warning lines, {} log bytes",
+        text.len()
+    );
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} warning lines for {requests} failed queries"
+    );
+    let m = scrape(admin).await.expect("metrics");
+    assert_eq!(
+        m.value(
+            "metaproxy_log_lines_suppressed_total",
+            &[("kind", "cluster_unreachable")]
+        ),
+        (requests - lines) as f64
+    );
+    drop(write);
+}
+
+/// By hand, against a release build (the figure of the issue, log bytes in 10 s with a cluster
+/// down): `METAPROXY_BIN=target/release/metaproxy cargo test -p metaproxy --test proxy_process
+/// -- --ignored --nocapture measure_log_flood`.
+#[tokio::test]
+#[ignore = "a measurement: 10 s, with a release build"]
+async fn measure_log_flood() {
+    let routes = down_cluster();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (proxy, addr, _admin) = spawn_proxy(&routes, &[], &log).await;
+    let mut load = metaproxy_tests::load::LoadConfig::new(addr, vec!["temp".into()]);
+    load.until = metaproxy_tests::load::Until::Elapsed(Duration::from_secs(10));
+    let report = metaproxy_tests::load::run(load).await.expect("load");
+    let bytes = std::fs::metadata(&log).expect("log").len();
+    println!(
+        "10 s against a cluster down: {} requests answered, {} MB of log ({} lines)",
+        report.replies,
+        bytes / 1_000_000,
+        proxy.log().lines().count()
+    );
+}

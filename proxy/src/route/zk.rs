@@ -38,6 +38,7 @@ use zookeeper_client as zk;
 use super::backoff::{Backoff, Jitter};
 use super::{Group, Lookup, Resolver, Route, RouteInfo, RouteRecord, valid_table_name};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::warnings::Kind;
 
 /// Settings of the ZooKeeper route source.
 #[derive(Clone, Debug)]
@@ -658,7 +659,9 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
                 slot.set_error(Some(reason.clone()));
                 let known = slot.state.borrow().is_known();
                 if !known {
-                    tracing::warn!(table = %slot.table, error = %reason, "cannot read the route");
+                    if let Some(suppressed) = inner.metrics.warnings.admit(Kind::ZkReadFailed, "") {
+                        tracing::warn!(table = %slot.table, error = %reason, suppressed, "cannot read the route");
+                    }
                     inner.set_state(
                         &slot,
                         SlotState::Unavailable {
@@ -669,7 +672,9 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
                     return;
                 }
                 let wait = backoff.next_delay();
-                tracing::warn!(table = %slot.table, error = %reason, retry_in = ?wait, "cannot re-read the route; serving the cached one");
+                if let Some(suppressed) = inner.metrics.warnings.admit(Kind::ZkReadFailed, "") {
+                    tracing::warn!(table = %slot.table, error = %reason, retry_in = ?wait, suppressed, "cannot re-read the route; serving the cached one");
+                }
                 tokio::time::sleep(wait).await;
             }
         }
