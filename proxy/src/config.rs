@@ -224,6 +224,11 @@ impl Startup for Config {
     fn logging(&self) -> (&str, LogFormat) {
         (&self.log, self.log_format)
     }
+
+    /// Raises the open-file limit for `max-connections`, or refuses (see [`crate::fd_limit`]).
+    fn prepare(&self) -> Result<Option<String>, String> {
+        crate::fd_limit::raise_for(self.max_connections).map(Some)
+    }
 }
 
 impl Config {

@@ -5,6 +5,7 @@
 pub mod admin;
 mod app;
 pub mod config;
+pub mod fd_limit;
 pub mod metrics;
 pub mod route;
 pub mod server;

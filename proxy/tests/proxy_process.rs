@@ -583,3 +583,114 @@ async fn measure_log_flood() {
         proxy.log().lines().count()
     );
 }
+
+/// `metaproxy` with `args`, run by bash after `ulimit` with `limit` (e.g. `-Sn 256`).
+fn under_ulimit(limit: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
+        .arg(bin())
+        .args(args);
+    cmd
+}
+
+/// The soft and hard "Max open files" of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+/// Started with a soft open-file limit of 256, the proxy raises it to the hard limit and serves
+/// 600 connections at once; it used to fail `accept` with "Too many open files" instead.
+#[tokio::test]
+async fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let sim = sim(1, vec![capture_table()]).await;
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("metaproxy.log");
+    let (proxy, addr) = start_on_free_ports("metaproxy", async || {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let args = [
+            "--listen".to_owned(),
+            addr.to_string(),
+            "--admin-listen".to_owned(),
+            admin.to_string(),
+            "--routes".to_owned(),
+            routes.path.display().to_string(),
+            "--max-connections".to_owned(),
+            "1000".to_owned(),
+        ];
+        let mut proxy = Process::spawn("metaproxy", &mut under_ulimit("-Sn 256", &args), &log)?;
+        let ready = proxy
+            .wait_ready(WAIT, async || {
+                http_get(admin, "/ready")
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .await?;
+        Ok(ready.map(|()| (proxy, addr)))
+    })
+    .await
+    .expect("metaproxy starts");
+    let (soft, hard) = open_file_limits(proxy.pid());
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+
+    let mut clients = Vec::new();
+    for _ in 0..600 {
+        clients.push(Client::connect(addr).await);
+    }
+    for (seqid, client) in clients.iter_mut().enumerate() {
+        client.send(&query_frame("temp", seqid as i32)).await;
+    }
+    let replies =
+        futures::future::join_all(clients.iter_mut().map(|client| client.try_reply())).await;
+    for (seqid, reply) in replies.into_iter().enumerate() {
+        assert_eq!(
+            reply.map(|r| r.seqid()),
+            Some(seqid as i32),
+            "connection {seqid} served:\n{}",
+            proxy.log_tail()
+        );
+    }
+    assert!(
+        !proxy.log().contains("Too many open files"),
+        "{}",
+        proxy.log_tail()
+    );
+}
+
+/// A hard limit that cannot hold `--max-connections` refuses the start: one line, exit 64,
+/// nothing bound.
+#[test]
+fn max_connections_beyond_the_hard_open_file_limit_is_refused() {
+    let port = free_port().expect("port");
+    let listen = format!("127.0.0.1:{port}");
+    let routes = RoutesFile::new(&[(
+        "temp",
+        &metaproxy::route::RouteRecord::new("c1", ["127.0.0.1:1"]).expect("record"),
+    )]);
+    let args = [
+        "--listen".to_owned(),
+        listen.clone(),
+        "--admin-listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--routes".to_owned(),
+        routes.path.display().to_string(),
+    ];
+    let out = under_ulimit("-n 512", &args).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("metaproxy: invalid configuration: max-connections: ")
+            && stderr.contains("512"),
+        "{stderr}"
+    );
+    std::net::TcpListener::bind(&listen).expect("the port was never bound");
+}
