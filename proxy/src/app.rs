@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::clusters::ClusterHealth;
 use crate::config::{Config, RouteSource};
 use crate::metrics::Metrics;
 use crate::route::{FileRoutes, Resolver, RouteRecord, Routes, ZkOptions, ZkRoutes};
@@ -73,6 +74,7 @@ impl Proxy {
             group,
             config.strip_host_ports,
             metrics.clone(),
+            ClusterHealth::new(config.cluster_history),
         ));
         let resolve: Resolver = {
             let upstreams = upstreams.clone();
@@ -139,6 +141,7 @@ impl Proxy {
             admin_listener,
             AdminState {
                 routes,
+                upstreams: service.upstreams().clone(),
                 metrics,
                 draining: draining.clone(),
                 listener_failure: listener_failure.clone(),

@@ -23,6 +23,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:34601";
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:34602";
 /// How long in-flight requests get on SIGTERM, unless `--shutdown-grace` says otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a cluster no route uses stays on `/clusters`, unless `--cluster-history` says
+/// otherwise.
+pub const DEFAULT_CLUSTER_HISTORY: Duration = Duration::from_secs(600);
 /// At most one line per kind of repeated warning per this, unless `--log-repeat-interval` says
 /// otherwise.
 pub const DEFAULT_LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -110,6 +113,10 @@ pub struct Settings {
     /// [default: 1048576].
     #[arg(long, env = "METAPROXY_MAX_UNSENT_BYTES")]
     pub max_unsent_bytes: Option<usize>,
+    /// How long a cluster no route uses any more stays on /clusters after its last call
+    /// [default: 10m].
+    #[arg(long, env = "METAPROXY_CLUSTER_HISTORY")]
+    pub cluster_history: Option<String>,
     /// Time in-flight requests get to finish on SIGTERM [default: 10s].
     #[arg(long, env = "METAPROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -167,6 +174,8 @@ pub struct Config {
     pub partial_frame_budget: usize,
     pub max_in_flight: usize,
     pub max_unsent_bytes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub cluster_history: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
     pub log: String,
@@ -359,6 +368,11 @@ impl Config {
             partial_frame_budget,
             max_in_flight,
             max_unsent_bytes,
+            cluster_history: duration(
+                "cluster-history",
+                s.cluster_history,
+                DEFAULT_CLUSTER_HISTORY,
+            )?,
             shutdown_grace: duration("shutdown-grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             log,
             log_format,
@@ -425,6 +439,7 @@ mod tests {
         assert_eq!(c.missing_route_ttl, ZkOptions::default().missing_ttl);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(c.log_repeat_interval, DEFAULT_LOG_REPEAT_INTERVAL);
+        assert_eq!(c.cluster_history, DEFAULT_CLUSTER_HISTORY);
     }
 
     #[test]

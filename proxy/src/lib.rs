@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod app;
+pub mod clusters;
 pub mod config;
 pub mod fd_limit;
 pub mod metrics;

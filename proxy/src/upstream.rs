@@ -12,6 +12,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
+use crate::clusters::{ClusterHealth, Routed};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
 use crate::warnings::Kind;
@@ -31,24 +32,55 @@ pub struct Answer {
 
 type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
 
-/// Upstream groups by cluster, and the calls in flight.
+/// Upstream groups by cluster, the calls in flight, and what those calls said of each cluster.
 pub struct Upstreams {
     opts: GroupOptions,
     strip_host_ports: bool,
     groups: Mutex<HashMap<RouteRecord, Weak<MetaGroup>>>,
     in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
     metrics: Metrics,
+    health: ClusterHealth,
 }
 
 impl Upstreams {
-    pub fn new(opts: GroupOptions, strip_host_ports: bool, metrics: Metrics) -> Self {
+    pub fn new(
+        opts: GroupOptions,
+        strip_host_ports: bool,
+        metrics: Metrics,
+        health: ClusterHealth,
+    ) -> Self {
         Upstreams {
             opts,
             strip_host_ports,
             groups: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            health,
         }
+    }
+
+    /// The health of the clusters called, from the outcome of each call.
+    pub fn health(&self) -> &ClusterHealth {
+        &self.health
+    }
+
+    /// The clusters routes use now (one row per cluster name).
+    pub fn routed(&self) -> Vec<Routed> {
+        let groups: Vec<Arc<MetaGroup>> = {
+            let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut routed: Vec<Routed> = Vec::with_capacity(groups.len());
+        for group in groups {
+            if !routed.iter().any(|r| r.cluster == group.cluster()) {
+                routed.push(Routed {
+                    cluster: group.cluster().to_owned(),
+                    meta_addrs: group.meta_addrs(),
+                    leader: group.leader(),
+                });
+            }
+        }
+        routed
     }
 
     /// The group for a route record's cluster and MetaServers, shared by every route naming the
@@ -116,6 +148,7 @@ impl Upstreams {
             key,
         };
         let metrics = self.metrics.clone();
+        let health = self.health.clone();
         let strip = self.strip_host_ports;
         let cluster = group.cluster().to_owned();
         let task = tokio::spawn(async move {
@@ -135,6 +168,11 @@ impl Upstreams {
                 .upstream_latency
                 .get_or_create(&ResultLabel { result: label })
                 .observe(started.elapsed().as_secs_f64());
+            health.record(
+                group.cluster(),
+                group.meta_addrs(),
+                result.as_ref().map(|_| ()).map_err(ToString::to_string),
+            );
             result.map(|reply| {
                 let body = if strip {
                     strip_host_ports(&reply.reply.body, group.cluster(), &metrics)

@@ -550,3 +550,104 @@ async fn a_table_name_that_is_not_utf8_is_not_found_and_the_connection_stays() {
     client.send(&frame.to_bytes()).await;
     assert!(client.is_closed().await, "a malformed args struct closes");
 }
+
+/// `GET /clusters`: each cluster the proxy forwards to, with what its calls said (successes,
+/// failures in a row, the last error), listed for `--cluster-history` after its last route went.
+#[tokio::test]
+async fn clusters_report_what_real_traffic_saw() {
+    let up = sim(1, vec![capture_table()]).await;
+    let dead_port = metaproxy_tests::free_port().expect("port");
+    let down = RouteRecord::new("c-down", [format!("127.0.0.1:{dead_port}")]).expect("record");
+    let routes = RoutesFile::new(&[("temp", &record("c-up", &up)), ("other", &down)]);
+    let proxy = start_with_routes(&routes, |c| {
+        c.cluster_history = Some("2s".into());
+        c.upstream_timeout = Some("500ms".into());
+    })
+    .await;
+    let mut client = Client::connect(proxy.addr()).await;
+    let clusters = async || {
+        let view = http_get(proxy.admin_addr(), "/clusters")
+            .await
+            .expect("admin answers")
+            .json()
+            .expect("json");
+        assert_eq!(view["history_seconds"], 2.0);
+        view["clusters"].as_array().cloned().unwrap_or_default()
+    };
+    let find = |rows: &[serde_json::Value], name: &str| {
+        rows.iter().find(|r| r["cluster"] == name).cloned()
+    };
+
+    // Routed, never called yet: listed, nothing known.
+    let rows = clusters().await;
+    let fresh = find(&rows, "c-down").expect("c-down listed");
+    assert_eq!(
+        (fresh["routed"].clone(), fresh["calls"].clone()),
+        (true.into(), 0.into())
+    );
+
+    assert_eq!(client.query("temp", 1).await.err, ErrorCode::OK);
+    for seqid in 2..4 {
+        assert_eq!(
+            client.query("other", seqid).await.err,
+            ErrorCode::SERVICE_NOT_ACTIVE
+        );
+    }
+    let rows = clusters().await;
+    let ok = find(&rows, "c-up").expect("c-up listed");
+    assert_eq!(ok["meta_addrs"][0], up.meta_addrs()[0].to_string());
+    assert_eq!(ok["leader"], up.meta_addrs()[0].to_string());
+    assert_eq!(
+        (
+            ok["calls"].clone(),
+            ok["failures"].clone(),
+            ok["consecutive_failures"].clone()
+        ),
+        (1.into(), 0.into(), 0.into())
+    );
+    assert!(
+        ok["last_success"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{ok}"
+    );
+    assert!(
+        ok["last_success_seconds_ago"]
+            .as_f64()
+            .is_some_and(|s| s < 5.0),
+        "{ok}"
+    );
+    assert!(ok["last_error"].is_null());
+
+    let bad = find(&rows, "c-down").expect("c-down listed");
+    assert_eq!(
+        (
+            bad["calls"].clone(),
+            bad["failures"].clone(),
+            bad["consecutive_failures"].clone()
+        ),
+        (2.into(), 2.into(), 2.into())
+    );
+    assert!(bad["last_success"].is_null(), "{bad}");
+    assert!(
+        bad["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{bad}"
+    );
+    assert!(bad["last_error_at"].as_str().is_some(), "{bad}");
+    assert!(bad["last_error_seconds_ago"].as_f64().is_some(), "{bad}");
+
+    // The route to c-down goes: still listed (evidence), no longer routed; gone after the window.
+    routes.write(&[("temp", &record("c-up", &up))]);
+    eventually("the route is gone", || async {
+        find(&clusters().await, "c-down").is_some_and(|r| r["routed"] == false)
+    })
+    .await;
+    eventually("forgotten after the history window", || async {
+        find(&clusters().await, "c-down").is_none()
+    })
+    .await;
+    assert!(
+        find(&clusters().await, "c-up").is_some(),
+        "a routed one stays"
+    );
+}
