@@ -316,7 +316,7 @@ struct Ledger {
     /// Reply bytes not yet written.
     unsent_bytes: i64,
     close: Option<Close>,
-    /// The close was carried out (the task was not cut before).
+    /// The close reason is final: the connection was not cut by the end of the grace period.
     finished: bool,
     dropped: Counter,
     closed: Family<ReasonLabel, Counter>,
@@ -377,6 +377,13 @@ impl Ledger {
     /// Records why the connection closes; the first reason stands.
     fn close(&mut self, why: Close) {
         self.close.get_or_insert(why);
+    }
+
+    /// Reading or writing failed: that is why it closes, whatever was decided before, and
+    /// nothing more can be written.
+    fn failed(&mut self) {
+        self.close = Some(Close::IoError);
+        self.finished = true;
     }
 }
 
@@ -456,7 +463,7 @@ async fn connection(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "write failed");
-                    ledger.close(Close::IoError);
+                    ledger.failed();
                     return;
                 }
             }
@@ -560,7 +567,7 @@ async fn connection(
             ready = stream.writable(), if !wbuf.is_empty() => {
                 if let Err(e) = ready {
                     tracing::debug!(%peer, error = %e, "write failed");
-                    ledger.close(Close::IoError);
+                    ledger.failed();
                     return;
                 }
             }
@@ -578,7 +585,7 @@ async fn connection(
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "read failed");
-                        ledger.close(Close::IoError);
+                        ledger.failed();
                         return;
                     }
                 }
