@@ -110,7 +110,7 @@ pub struct Settings {
     #[arg(long, env = "METAPROXY_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
     /// Reply bytes a connection's client has not taken yet; past it the connection is not read
-    /// [default: 1048576].
+    /// [default: 262144].
     #[arg(long, env = "METAPROXY_MAX_UNSENT_BYTES")]
     pub max_unsent_bytes: Option<usize>,
     /// How long a cluster no route uses any more stays on /clusters after its last call

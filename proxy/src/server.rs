@@ -83,7 +83,8 @@ impl Default for ServerOptions {
             max_frame: DEFAULT_MAX_REQUEST_FRAME,
             idle_timeout: Duration::from_secs(600),
             max_in_flight: 1024,
-            max_unsent_bytes: 1 << 20,
+            // One 1024-partition reply (about 150 KiB) fits; thousands of small ones do.
+            max_unsent_bytes: 256 << 10,
             frame_timeout: Duration::from_secs(5),
             partial_frame_budget: 64 << 20,
         }
