@@ -3,10 +3,17 @@
 # particular machine. Call from the repository root.
 
 # The project's shared directory (docs, the test API server): $METAPROXY_SHARED, else ../shared
-# beside the repository. Prints nothing when neither has k8s/crdserver-up.sh.
+# beside the repository, else the one scripts/setup recorded in .tools/shared, else ../shared
+# beside the repository this one was cloned from (a CI clone of a local checkout). Prints nothing
+# when none has k8s/crdserver-up.sh.
 shared_dir() {
-  local d
-  for d in "${METAPROXY_SHARED:-}" ../shared; do
+  local d origin
+  origin=$(git config --get remote.origin.url 2>/dev/null || true)
+  case "$origin" in
+    ""|*://*|*@*:*) origin="" ;;
+    *) origin="$origin/../shared" ;;
+  esac
+  for d in "${METAPROXY_SHARED:-}" ../shared .tools/shared "$origin"; do
     if [ -n "$d" ] && [ -f "$d/k8s/crdserver-up.sh" ]; then echo "$d"; return 0; fi
   done
   return 0

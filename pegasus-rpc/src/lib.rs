@@ -11,5 +11,10 @@
 
 pub mod codec;
 
+// The properties shared by the fuzz targets (pegasus-rpc/fuzz) and the property tests: public so
+// that both can call them, hidden because they are no API (docs/robustness.md, "Fuzzing").
+#[doc(hidden)]
+pub mod fuzz_logic;
+
 #[cfg(feature = "client")]
 pub mod client;

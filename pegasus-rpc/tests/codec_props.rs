@@ -1,20 +1,23 @@
 //! Property tests of the codec: round trips of generated values, incremental framing over
 //! arbitrary splits, and truncated, corrupted or random input never panicking nor leaving the
-//! stream half-read.
+//! stream half-read. The properties over arbitrary input are `pegasus_rpc::fuzz_logic`, the same
+//! functions the fuzz targets in `pegasus-rpc/fuzz` call: here they run on stable in every test
+//! run, over random, generated and corrupted input.
 
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, Gpid, HeaderV0, HostPort, MessageBegin, MessageKind,
-    NegotiationRequest, PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
-    RequestFrame, RequestHeader, RequestMetaV1, RpcAddress,
+    PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
+    RequestHeader, RequestMetaV1, RpcAddress,
 };
 use pegasus_rpc::codec::{
-    AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationMode,
-    DuplicationPartitionState, DuplicationStatus, QueryDuplicationRequest,
-    QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
+    AddDuplicationRequest, AddDuplicationResponse, AppEnvOperation, DuplicationEntry,
+    DuplicationFailMode, DuplicationMode, DuplicationPartitionState, DuplicationStatus,
+    QueryDuplicationRequest, QueryDuplicationResponse, UpdateAppEnvRequest, UpdateAppEnvResponse,
 };
+use pegasus_rpc::fuzz_logic::{self, HeaderKind};
 use proptest::prelude::*;
 
 const LIMIT: usize = 1 << 16;
@@ -173,16 +176,36 @@ fn query_duplication_response() -> impl Strategy<Value = QueryDuplicationRespons
         })
 }
 
-/// Every payload decoder over `args` (a request) and `body` (a reply): none may panic.
-fn decode_every_payload(args: &[u8], body: &[u8]) {
-    let _ = QueryCfgRequest::from_args(args);
-    let _ = NegotiationRequest::from_args(args);
-    let _ = UpdateAppEnvRequest::from_args(args);
-    let _ = QueryDuplicationRequest::from_args(args);
-    let _ = QueryCfgResponse::from_result(body);
-    let _ = QueryCfgResponse::peek_err(body);
-    let _ = UpdateAppEnvResponse::from_result(body);
-    let _ = QueryDuplicationResponse::from_result(body);
+fn add_duplication() -> impl Strategy<Value = (AddDuplicationRequest, AddDuplicationResponse)> {
+    (
+        (".{0,20}", ".{0,20}", prop::option::of(any::<bool>())),
+        (prop::option::of(".{0,20}"), prop::option::of(any::<i32>())),
+        (
+            "ERR_[A-Z_]{1,20}",
+            any::<i32>(),
+            any::<i32>(),
+            prop::option::of(".{0,30}"),
+        ),
+    )
+        .prop_map(
+            |((app, remote, checkpoint), (remote_app, count), (err, appid, dupid, hint))| {
+                let req = AddDuplicationRequest {
+                    is_duplicating_checkpoint: checkpoint,
+                    remote_app_name: remote_app.clone(),
+                    remote_replica_count: count,
+                    ..AddDuplicationRequest::new(app, remote)
+                };
+                let resp = AddDuplicationResponse {
+                    err: ErrorCode::new(err),
+                    appid,
+                    dupid,
+                    hint,
+                    remote_app_name: remote_app,
+                    remote_replica_count: count,
+                };
+                (req, resp)
+            },
+        )
 }
 
 fn header() -> impl Strategy<Value = RequestHeader> {
@@ -269,24 +292,6 @@ fn decode_chunked<T>(
     out
 }
 
-/// The framing contract on arbitrary input: nothing consumed unless a whole frame was.
-fn check_contract<T>(
-    input: &[u8],
-    decode: impl Fn(&mut BytesMut, usize) -> Result<Option<T>, CodecError>,
-) {
-    let mut buf = BytesMut::from(input);
-    loop {
-        let before = buf.len();
-        match decode(&mut buf, 4096) {
-            Ok(Some(_)) | Err(CodecError::Malformed { .. }) => assert!(buf.len() < before),
-            Ok(None) | Err(_) => {
-                assert_eq!(buf.len(), before, "nothing consumed without a whole frame");
-                break;
-            }
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -363,27 +368,91 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..512)) {
-        check_contract(&input, codec::decode_request);
-        check_contract(&input, codec::decode_reply);
-        decode_every_payload(&input, &input);
+    fn random_bytes_hold_every_fuzz_property(input in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzz_logic::request_input(&input);
+        fuzz_logic::request_stream(&input);
+        fuzz_logic::reply_stream(&input);
+        fuzz_logic::query_config_payloads(&input);
+        fuzz_logic::admin_payloads(&input);
     }
 
+    /// As the `request_frame` target reads its input: random bytes behind a sound header of
+    /// each kind.
     #[test]
-    fn random_bodies_behind_a_valid_header_never_panic(body in prop::collection::vec(any::<u8>(), 0..256), v1 in any::<bool>()) {
-        let mut stream = BytesMut::new();
-        if v1 {
-            stream.extend_from_slice(b"THFT\0\0\0\x01");
-            let meta_len = body.len().min(8) as u32;
-            stream.extend_from_slice(&meta_len.to_be_bytes());
-            stream.extend_from_slice(&(body.len() as u32 - meta_len).to_be_bytes());
-        } else {
-            stream.extend_from_slice(b"THFT\0\0\0\0\0\0\0\x30\0\0\0\0");
-            stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            stream.extend_from_slice(&[0u8; 28]);
+    fn random_bodies_behind_each_header_kind_hold_the_frame_properties(inner in prop::collection::vec(any::<u8>(), 0..256)) {
+        for kind in HeaderKind::ALL {
+            fuzz_logic::request_input(&kind.input(&inner));
         }
-        stream.extend_from_slice(&body);
-        check_contract(&stream, codec::decode_request);
+    }
+
+    /// Headers whose length words sit near the boundaries the decoders check (a reply shorter
+    /// than its length field, a v0 header length off by a little, lengths just past the bytes).
+    #[test]
+    fn boundary_headers_hold_the_frame_properties(
+        word in prop_oneof![0u32..80, (0u32..8).prop_map(|d| 0x8000_0000 - 4 + d), any::<u32>()],
+        version in 0u32..3,
+        meta_len in 0u32..40,
+        rest in prop::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let reply = [&word.to_be_bytes()[..], &rest].concat();
+        fuzz_logic::reply_stream(&reply);
+        let mut request = b"THFT".to_vec();
+        request.extend_from_slice(&version.to_be_bytes());
+        if version == 1 {
+            request.extend_from_slice(&meta_len.to_be_bytes());
+        }
+        request.extend_from_slice(&word.to_be_bytes());
+        request.extend_from_slice(&rest);
+        fuzz_logic::request_stream(&request);
+    }
+
+    /// Streams of valid frames, some with one byte changed: the round trips of the properties
+    /// run on frames that decode.
+    #[test]
+    fn generated_streams_hold_the_frame_properties(
+        requests in prop::collection::vec(request_frame(), 1..4),
+        replies in prop::collection::vec(reply_frame(), 1..4),
+        flip in prop::option::of((any::<usize>(), 1u8..=255)),
+    ) {
+        let mut stream = BytesMut::new();
+        requests.iter().for_each(|f| f.encode(&mut stream));
+        let mut replies_stream = BytesMut::new();
+        replies.iter().for_each(|f| f.encode(&mut replies_stream));
+        if let Some((at, xor)) = flip {
+            let i = at % stream.len();
+            stream[i] ^= xor;
+            let i = at % replies_stream.len();
+            replies_stream[i] ^= xor;
+        }
+        fuzz_logic::request_stream(&stream);
+        fuzz_logic::reply_stream(&replies_stream);
+    }
+
+    /// Encoded payloads, some with one byte changed, through the payload targets' properties.
+    #[test]
+    fn generated_payloads_hold_the_payload_properties(
+        query in response(),
+        update in update_app_env_request(),
+        dup in query_duplication_response(),
+        (add, added) in add_duplication(),
+        flip in prop::option::of((any::<usize>(), 1u8..=255)),
+    ) {
+        let mut bodies: [BytesMut; 5] = Default::default();
+        query.to_result(&mut bodies[0]);
+        update.to_args(&mut bodies[1]);
+        dup.to_result(&mut bodies[2]);
+        add.to_args(&mut bodies[3]);
+        added.to_result(&mut bodies[4]);
+        for body in &mut bodies {
+            if let Some((at, xor)) = flip {
+                let i = at % body.len();
+                body[i] ^= xor;
+            }
+        }
+        fuzz_logic::query_config_payloads(&bodies[0]);
+        for body in &bodies[1..] {
+            fuzz_logic::admin_payloads(body);
+        }
     }
 
     #[test]
@@ -392,19 +461,54 @@ proptest! {
         let mut input = vectors.swap_remove(which % vectors.len());
         let i = at % input.len();
         input[i] ^= xor;
-        check_contract(&input, codec::decode_request);
-        check_contract(&input, codec::decode_reply);
+        // Frames that still decode carry a damaged payload: the streams check every payload.
+        fuzz_logic::request_stream(&input);
+        fuzz_logic::reply_stream(&input);
         if input.len() > 4 {
-            let _ = QueryCfgResponse::from_result(&input[4..]);
-        }
-        // Frames that still decode carry a damaged payload: every payload decoder gets it.
-        if let Ok(Some(frame)) = codec::decode_request(&mut BytesMut::from(&input[..]), LIMIT) {
-            decode_every_payload(&frame.args, &[]);
-        }
-        if let Ok(Some(frame)) = codec::decode_reply(&mut BytesMut::from(&input[..]), LIMIT) {
-            decode_every_payload(&[], &frame.body);
+            fuzz_logic::query_config_payloads(&input[4..]);
         }
     }
+
+    /// The committed seed corpora of the fuzz targets, one byte changed, inserted or removed, each
+    /// through its target's property.
+    #[test]
+    fn corrupted_seeds_hold_their_targets_properties(input in corrupted_seed()) {
+        let (target, bytes) = input;
+        match target {
+            "request_frame" => fuzz_logic::request_input(&bytes),
+            "reply_frame" => fuzz_logic::reply_stream(&bytes),
+            "query_config" => fuzz_logic::query_config_payloads(&bytes),
+            "admin" => fuzz_logic::admin_payloads(&bytes),
+            other => panic!("no property for target {other}"),
+        }
+    }
+}
+
+/// A seed of one of the codec's targets with one byte changed, inserted or removed.
+fn corrupted_seed() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
+    let seeds: Vec<(&'static str, Vec<u8>)> =
+        ["request_frame", "reply_frame", "query_config", "admin"]
+            .into_iter()
+            .flat_map(|target| {
+                let dir = metaproxy_tests::fuzz_seeds::dir("pegasus-rpc").join(target);
+                metaproxy_tests::fuzz_seeds::committed(&dir)
+                    .into_values()
+                    .map(move |bytes| (target, bytes))
+            })
+            .collect();
+    assert!(!seeds.is_empty(), "the codec's seeds are committed");
+    (0..seeds.len(), any::<usize>(), any::<u8>(), 0..3u8).prop_map(move |(i, at, byte, how)| {
+        let (target, mut input) = seeds[i].clone();
+        let at = at % (input.len() + 1);
+        match how {
+            0 if at < input.len() => input[at] = byte,
+            1 if at < input.len() => {
+                input.remove(at);
+            }
+            _ => input.insert(at, byte),
+        }
+        (target, input)
+    })
 }
 
 fn all_vectors() -> Vec<Vec<u8>> {
@@ -463,8 +567,8 @@ fn a_duplication_reply_with_its_length_corrupted_is_refused_whole() {
         QueryCfgResponse::from_result(&input[4..]).is_err(),
         "a duplication reply is not a query_cfg_response"
     );
-    check_contract(&input, codec::decode_request);
-    check_contract(&input, codec::decode_reply);
+    fuzz_logic::request_stream(&input);
+    fuzz_logic::reply_stream(&input);
 }
 
 #[test]
@@ -540,7 +644,7 @@ fn unknown_struct_fields_are_refused_not_skipped() {
 }
 
 #[test]
-fn every_byte_of_the_admin_vectors_corrupted_never_panics() {
+fn every_byte_of_the_admin_vectors_corrupted_holds_the_frame_properties() {
     for name in [
         "doc-admin-update-app-env-set.req.hex",
         "doc-admin-update-app-env-set.reply.hex",
@@ -552,14 +656,9 @@ fn every_byte_of_the_admin_vectors_corrupted_never_panics() {
             for xor in [0x01u8, 0x80, 0xff] {
                 let mut input = vector.clone();
                 input[at] ^= xor;
-                check_contract(&input, codec::decode_request);
-                check_contract(&input, codec::decode_reply);
-                if let Ok(Some(f)) = codec::decode_request(&mut BytesMut::from(&input[..]), LIMIT) {
-                    decode_every_payload(&f.args, &[]);
-                }
-                if let Ok(Some(f)) = codec::decode_reply(&mut BytesMut::from(&input[..]), LIMIT) {
-                    decode_every_payload(&[], &f.body);
-                }
+                // Frames that still decode go through every payload property.
+                fuzz_logic::request_stream(&input);
+                fuzz_logic::reply_stream(&input);
             }
         }
     }

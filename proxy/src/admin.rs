@@ -1,5 +1,5 @@
-//! The admin HTTP port: `/live`, `/ready`, `/metrics` (Prometheus text format) and `/routes` (the
-//! route cache as JSON).
+//! The admin HTTP port: `/live`, `/ready`, `/metrics` (Prometheus text format), `/routes` (the
+//! route cache as JSON) and `/clusters` (each cluster's health as real traffic saw it, JSON).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,14 +14,17 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::clusters::ClusterView;
 use crate::metrics::Metrics;
 use crate::route::{RouteInfo, Routes};
 use crate::server::ServeError;
+use crate::upstream::Upstreams;
 
 /// What the admin endpoints read: the route source, the metrics, and the proxy's own state.
 #[derive(Clone)]
 pub struct AdminState {
     pub routes: Arc<Routes>,
+    pub upstreams: Arc<Upstreams>,
     pub metrics: Metrics,
     /// Set when the proxy starts draining: it is no longer ready.
     pub draining: Arc<AtomicBool>,
@@ -44,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/routes", get(routes))
+        .route("/clusters", get(clusters))
         .with_state(state)
 }
 
@@ -110,5 +114,20 @@ async fn routes(State(state): State<AdminState>) -> Json<RoutesView> {
         zk_connected: routes.connected(),
         staleness_seconds: routes.staleness().as_secs_f64(),
         routes: routes.snapshot(),
+    })
+}
+
+#[derive(Serialize)]
+struct ClustersView {
+    /// How long a cluster no route uses any more stays listed after its last call.
+    history_seconds: f64,
+    clusters: Vec<ClusterView>,
+}
+
+async fn clusters(State(state): State<AdminState>) -> Json<ClustersView> {
+    let upstreams = &state.upstreams;
+    Json(ClustersView {
+        history_seconds: upstreams.health().history().as_secs_f64(),
+        clusters: upstreams.health().view(&upstreams.routed()),
     })
 }

@@ -21,12 +21,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::clusters::ClusterHealth;
 use crate::config::{Config, RouteSource};
 use crate::metrics::Metrics;
 use crate::route::{FileRoutes, Resolver, RouteRecord, Routes, ZkOptions, ZkRoutes};
 use crate::server::{self, ServeError, ServerOptions};
 use crate::service::{Service, ServiceOptions};
 use crate::upstream::Upstreams;
+use crate::warnings::Warnings;
 use pegasus_rpc::client::{ClientOptions, GroupOptions};
 
 /// How often a static routes file is checked for changes.
@@ -58,7 +60,7 @@ impl Proxy {
     pub async fn start(config: &Config) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(config.listen).await?;
         let admin_listener = TcpListener::bind(config.admin_listen).await?;
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(Warnings::new(config.log_repeat_interval));
         let group = GroupOptions {
             client: ClientOptions {
                 connect_timeout: config.upstream_attempt_timeout,
@@ -72,6 +74,7 @@ impl Proxy {
             group,
             config.strip_host_ports,
             metrics.clone(),
+            ClusterHealth::new(config.cluster_history),
         ));
         let resolve: Resolver = {
             let upstreams = upstreams.clone();
@@ -84,6 +87,8 @@ impl Proxy {
                     root: root.clone(),
                     session_timeout: config.zk_session_timeout,
                     request_timeout: config.zk_session_timeout.min(Duration::from_secs(5)),
+                    max_missing: config.max_missing_routes,
+                    missing_ttl: config.missing_route_ttl,
                     ..ZkOptions::default()
                 },
                 resolve,
@@ -115,7 +120,10 @@ impl Proxy {
                 max_connections: config.max_connections,
                 max_frame: config.max_frame_bytes,
                 idle_timeout: config.idle_timeout,
-                ..ServerOptions::default()
+                max_in_flight: config.max_in_flight,
+                max_unsent_bytes: config.max_unsent_bytes,
+                frame_timeout: config.frame_timeout,
+                partial_frame_budget: config.partial_frame_budget,
             },
             stop.clone(),
             config.shutdown_grace,
@@ -133,6 +141,7 @@ impl Proxy {
             admin_listener,
             AdminState {
                 routes,
+                upstreams: service.upstreams().clone(),
                 metrics,
                 draining: draining.clone(),
                 listener_failure: listener_failure.clone(),

@@ -23,6 +23,12 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:34601";
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:34602";
 /// How long in-flight requests get on SIGTERM, unless `--shutdown-grace` says otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a cluster no route uses stays on `/clusters`, unless `--cluster-history` says
+/// otherwise.
+pub const DEFAULT_CLUSTER_HISTORY: Duration = Duration::from_secs(600);
+/// At most one line per kind of repeated warning per this, unless `--log-repeat-interval` says
+/// otherwise.
+pub const DEFAULT_LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The settings of `metaproxy`, declared once: each is a flag, a `METAPROXY_*` environment
 /// variable, and a key of the `--config` YAML file (the flag's name: `admin-listen:`). Every
@@ -60,6 +66,14 @@ pub struct Settings {
     /// ZooKeeper session timeout [default: 10s].
     #[arg(long, env = "METAPROXY_ZK_SESSION_TIMEOUT")]
     pub zk_session_timeout: Option<String>,
+    /// Tables without a route record remembered at most; the oldest are forgotten first
+    /// [default: 10000].
+    #[arg(long, env = "METAPROXY_MAX_MISSING_ROUTES")]
+    pub max_missing_routes: Option<usize>,
+    /// How long a table without a route record is remembered before it is read again
+    /// [default: 30s].
+    #[arg(long, env = "METAPROXY_MISSING_ROUTE_TTL")]
+    pub missing_route_ttl: Option<String>,
     /// Static routes file (table -> {cluster, meta_addrs}) used instead of ZooKeeper.
     #[arg(long, env = "METAPROXY_ROUTES")]
     pub routes: Option<PathBuf>,
@@ -81,9 +95,28 @@ pub struct Settings {
     /// Largest request frame accepted, in bytes [default: 1048576].
     #[arg(long, env = "METAPROXY_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
-    /// Close client connections idle this long [default: 10m].
+    /// Close client connections idle this long: nothing to read and no reply owed [default: 10m].
     #[arg(long, env = "METAPROXY_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
+    /// Time a request frame may take to arrive once its first byte has [default: 5s].
+    #[arg(long, env = "METAPROXY_FRAME_TIMEOUT")]
+    pub frame_timeout: Option<String>,
+    /// Bytes that partly received request frames may hold across all connections; a frame that
+    /// does not fit closes its connection [default: 67108864].
+    #[arg(long, env = "METAPROXY_PARTIAL_FRAME_BUDGET")]
+    pub partial_frame_budget: Option<usize>,
+    /// Requests of one connection being answered at once; past it the connection is not read
+    /// [default: 1024].
+    #[arg(long, env = "METAPROXY_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Reply bytes a connection's client has not taken yet; past it the connection is not read
+    /// [default: 262144].
+    #[arg(long, env = "METAPROXY_MAX_UNSENT_BYTES")]
+    pub max_unsent_bytes: Option<usize>,
+    /// How long a cluster no route uses any more stays on /clusters after its last call
+    /// [default: 10m].
+    #[arg(long, env = "METAPROXY_CLUSTER_HISTORY")]
+    pub cluster_history: Option<String>,
     /// Time in-flight requests get to finish on SIGTERM [default: 10s].
     #[arg(long, env = "METAPROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -93,6 +126,10 @@ pub struct Settings {
     /// Log format: text or json [default: text].
     #[arg(long, env = "METAPROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// A warning that repeats (per kind and cluster) is logged at most once per this interval,
+    /// with the count suppressed meanwhile [default: 10s].
+    #[arg(long, env = "METAPROXY_LOG_REPEAT_INTERVAL")]
+    pub log_repeat_interval: Option<String>,
 }
 
 /// Where routes come from.
@@ -118,6 +155,9 @@ pub struct Config {
     pub source: RouteSource,
     #[serde(skip)]
     pub zk_session_timeout: Duration,
+    pub max_missing_routes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub missing_route_ttl: Duration,
     pub strip_host_ports: bool,
     #[serde(serialize_with = "ser_duration")]
     pub upstream_timeout: Duration,
@@ -130,9 +170,18 @@ pub struct Config {
     #[serde(serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
+    pub frame_timeout: Duration,
+    pub partial_frame_budget: usize,
+    pub max_in_flight: usize,
+    pub max_unsent_bytes: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub cluster_history: Duration,
+    #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
     pub log: String,
     pub log_format: LogFormat,
+    #[serde(serialize_with = "ser_duration")]
+    pub log_repeat_interval: Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -183,6 +232,11 @@ impl Startup for Config {
 
     fn logging(&self) -> (&str, LogFormat) {
         (&self.log, self.log_format)
+    }
+
+    /// Raises the open-file limit for `max-connections`, or refuses (see [`crate::fd_limit`]).
+    fn prepare(&self) -> Result<Option<String>, String> {
+        crate::fd_limit::raise_for(self.max_connections).map(Some)
     }
 }
 
@@ -266,11 +320,35 @@ impl Config {
         if max_frame_bytes < 1024 {
             return Err(bad("max-frame-bytes: must be at least 1024"));
         }
+        let max_missing_routes = s.max_missing_routes.unwrap_or(zk_defaults.max_missing);
+        let missing_route_ttl = duration(
+            "missing-route-ttl",
+            s.missing_route_ttl,
+            zk_defaults.missing_ttl,
+        )?;
+        let partial_frame_budget = s
+            .partial_frame_budget
+            .unwrap_or(server.partial_frame_budget);
+        if partial_frame_budget < max_frame_bytes {
+            return Err(bad(
+                "partial-frame-budget: must be at least max-frame-bytes (one frame must fit)",
+            ));
+        }
+        let max_in_flight = s.max_in_flight.unwrap_or(server.max_in_flight);
+        if max_in_flight == 0 {
+            return Err(bad("max-in-flight: must be more than zero"));
+        }
+        let max_unsent_bytes = s.max_unsent_bytes.unwrap_or(server.max_unsent_bytes);
+        if max_unsent_bytes == 0 {
+            return Err(bad("max-unsent-bytes: must be more than zero"));
+        }
         let config = Config {
             listen: socket("listen", s.listen, DEFAULT_LISTEN)?,
             admin_listen: socket("admin-listen", s.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             source,
             zk_session_timeout,
+            max_missing_routes,
+            missing_route_ttl,
             strip_host_ports: s.strip_host_ports.unwrap_or(false),
             upstream_timeout: duration(
                 "upstream-timeout",
@@ -286,9 +364,23 @@ impl Config {
             max_connections,
             max_frame_bytes,
             idle_timeout: duration("idle-timeout", s.idle_timeout, server.idle_timeout)?,
+            frame_timeout: duration("frame-timeout", s.frame_timeout, server.frame_timeout)?,
+            partial_frame_budget,
+            max_in_flight,
+            max_unsent_bytes,
+            cluster_history: duration(
+                "cluster-history",
+                s.cluster_history,
+                DEFAULT_CLUSTER_HISTORY,
+            )?,
             shutdown_grace: duration("shutdown-grace", s.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             log,
             log_format,
+            log_repeat_interval: duration(
+                "log-repeat-interval",
+                s.log_repeat_interval,
+                DEFAULT_LOG_REPEAT_INTERVAL,
+            )?,
         };
         if config.listen == config.admin_listen && config.listen.port() != 0 {
             return Err(bad("listen and admin-listen must differ"));
@@ -334,12 +426,20 @@ mod tests {
         assert_eq!(c.max_frame_bytes, server.max_frame);
         assert_eq!(c.max_connections, server.max_connections);
         assert_eq!(c.idle_timeout, server.idle_timeout);
+        assert_eq!(c.frame_timeout, server.frame_timeout);
+        assert_eq!(c.partial_frame_budget, server.partial_frame_budget);
+        assert_eq!(c.max_in_flight, server.max_in_flight);
+        assert_eq!(c.max_unsent_bytes, server.max_unsent_bytes);
         assert_eq!(
             c.upstream_timeout,
             ServiceOptions::default().upstream_deadline
         );
         assert_eq!(c.zk_session_timeout, ZkOptions::default().session_timeout);
+        assert_eq!(c.max_missing_routes, ZkOptions::default().max_missing);
+        assert_eq!(c.missing_route_ttl, ZkOptions::default().missing_ttl);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(c.log_repeat_interval, DEFAULT_LOG_REPEAT_INTERVAL);
+        assert_eq!(c.cluster_history, DEFAULT_CLUSTER_HISTORY);
     }
 
     #[test]
@@ -391,6 +491,40 @@ mod tests {
                 "log-format",
             ),
             (&["--routes", "/nonexistent/routes.yaml"], "cannot read"),
+            (
+                &[
+                    "--zk",
+                    "h:1",
+                    "--zk-root",
+                    "/a",
+                    "--partial-frame-budget",
+                    "1000",
+                ],
+                "partial-frame-budget",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--max-in-flight", "0"],
+                "max-in-flight",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--max-unsent-bytes", "0"],
+                "max-unsent-bytes",
+            ),
+            (
+                &["--zk", "h:1", "--zk-root", "/a", "--frame-timeout", "0s"],
+                "frame-timeout",
+            ),
+            (
+                &[
+                    "--zk",
+                    "h:1",
+                    "--zk-root",
+                    "/a",
+                    "--missing-route-ttl",
+                    "soon",
+                ],
+                "missing-route-ttl",
+            ),
         ];
         for (args, reason) in cases {
             let err = Config::load(cli(args)).expect_err("refused");

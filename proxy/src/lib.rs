@@ -4,12 +4,19 @@
 
 pub mod admin;
 mod app;
+pub mod clusters;
 pub mod config;
+// The properties shared by the route fuzz targets (proxy/fuzz) and the property tests: public so
+// that both can call them, hidden because they are no API (docs/robustness.md, "Fuzzing").
+pub mod fd_limit;
+#[doc(hidden)]
+pub mod fuzz_logic;
 pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod service;
 pub mod startup;
 pub mod upstream;
+pub mod warnings;
 
 pub use app::Proxy;

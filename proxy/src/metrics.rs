@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::warnings::Warnings;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `query_config`, `negotiation` or `other`.
@@ -96,11 +98,25 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub connections_rejected: Counter,
     pub frame_errors: Family<ReasonLabel, Counter>,
+    pub connections_closed: Family<ReasonLabel, Counter>,
+    pub replies_dropped: Counter,
+    pub partial_frame_bytes: Gauge,
+    pub requests_in_flight: Gauge,
+    pub unsent_reply_bytes: Gauge,
     pub ready: Gauge,
+    /// Rate-limits repeated warnings and counts those it suppresses.
+    pub warnings: Warnings,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(Warnings::default())
+    }
+}
+
+impl Metrics {
+    /// Every metric, with `warnings` limiting repeated warnings.
+    pub fn new(warnings: Warnings) -> Self {
         let requests: Family<RequestLabels, Counter> = Family::default();
         let outcomes = Outcome::ALL.map(|o| requests.get_or_create(&o.labels()).clone());
         Metrics {
@@ -123,12 +139,16 @@ impl Default for Metrics {
             connections_accepted: Counter::default(),
             connections_rejected: Counter::default(),
             frame_errors: Family::default(),
+            connections_closed: Family::default(),
+            replies_dropped: Counter::default(),
+            partial_frame_bytes: Gauge::default(),
+            requests_in_flight: Gauge::default(),
+            unsent_reply_bytes: Gauge::default(),
             ready: Gauge::default(),
+            warnings,
         }
     }
-}
 
-impl Metrics {
     /// A registry holding every metric, for the `/metrics` endpoint.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("metaproxy");
@@ -202,6 +222,38 @@ impl Metrics {
             "frame_errors",
             "Client frames that could not be decoded, by reason",
             self.frame_errors.clone(),
+        );
+        r.register(
+            "connections_closed",
+            "Client connections closed, by reason (client_closed, idle, frame_timeout, \
+             frame_budget, bad_frame, drain, io_error, grace_over)",
+            self.connections_closed.clone(),
+        );
+        r.register(
+            "replies_dropped",
+            "Requests read from clients whose reply was never written whole, because the \
+             connection failed or was cut at the end of the shutdown grace period",
+            self.replies_dropped.clone(),
+        );
+        r.register(
+            "partial_frame_bytes",
+            "Bytes reserved by partly received request frames, across all connections",
+            self.partial_frame_bytes.clone(),
+        );
+        r.register(
+            "requests_in_flight",
+            "Client requests read and not yet answered, across all connections",
+            self.requests_in_flight.clone(),
+        );
+        r.register(
+            "unsent_reply_bytes",
+            "Reply bytes waiting for their clients to take them, across all connections",
+            self.unsent_reply_bytes.clone(),
+        );
+        r.register(
+            "log_lines_suppressed",
+            "Repeated warnings not logged (one line per kind and key per --log-repeat-interval), by kind",
+            self.warnings.suppressed.clone(),
         );
         r.register(
             "ready",

@@ -17,15 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::metrics::{Metrics, Outcome};
 use crate::route::{Lookup, Routes};
 use crate::upstream::Upstreams;
+use crate::warnings::Kind;
+use pegasus_rpc::codec::wire::{self, ThriftWire, read_list, read_struct};
 use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
-    QueryCfgRequest, QueryCfgResponse, RequestFrame,
+    QueryCfgResponse, RequestFrame,
 };
 
 const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
@@ -172,14 +175,25 @@ impl Service {
     }
 
     async fn query_config(&self, frame: &RequestFrame) -> Reply {
-        let request = match QueryCfgRequest::from_args(&frame.args) {
-            Ok(r) => r,
+        let table = match RoutingName::from_args(&frame.args) {
+            Ok(RoutingName(Ok(table))) => table,
+            Ok(RoutingName(Err(raw))) => {
+                // No MetaServer has a table by this name: answer as for any unroutable one.
+                tracing::debug!(name = ?String::from_utf8_lossy(&raw), "table name is not UTF-8");
+                self.metrics.request(Outcome::QueryNoRoute);
+                return self.frame(
+                    QUERY_CONFIG_ACK.into(),
+                    frame,
+                    ErrorCode::OK,
+                    self.not_found.clone(),
+                );
+            }
             Err(e) => {
                 self.metrics.request(Outcome::QueryMalformed);
                 return Reply::Close(e);
             }
         };
-        let table = request.app_name.as_str();
+        let table = table.as_str();
         let span = tracing::debug_span!("query_config", table, cluster = tracing::field::Empty);
         let body = async {
             match self.routes.lookup(table).await {
@@ -198,7 +212,10 @@ impl Service {
                             answer.body.clone()
                         }
                         Err(e) => {
-                            tracing::warn!(table, cluster = %route.record.cluster, error = %e, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            let cluster = route.record.cluster.as_str();
+                            if let Some(suppressed) = self.metrics.warnings.admit(Kind::ClusterUnreachable, cluster) {
+                                tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            }
                             self.metrics.request(Outcome::QueryClusterUnavailable);
                             self.not_active.clone()
                         }
@@ -209,12 +226,16 @@ impl Service {
                     self.not_found.clone()
                 }
                 Lookup::Invalid(e) => {
-                    tracing::warn!(table, error = %e, "route record invalid; answering ERR_INVALID_DATA");
+                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteInvalid, table) {
+                        tracing::warn!(table, error = %e, suppressed, "route record invalid; answering ERR_INVALID_DATA");
+                    }
                     self.metrics.request(Outcome::QueryInvalidRoute);
                     self.invalid_route.clone()
                 }
                 Lookup::Unavailable(e) => {
-                    tracing::warn!(table, error = %e, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteUnavailable, "") {
+                        tracing::warn!(table, error = %e, suppressed, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                    }
                     self.metrics.request(Outcome::QueryRouteUnavailable);
                     self.not_active.clone()
                 }
@@ -223,5 +244,116 @@ impl Service {
         .instrument(span)
         .await;
         self.frame(QUERY_CONFIG_ACK.into(), frame, ErrorCode::OK, body)
+    }
+}
+
+/// The table name of a query_config's args: `Ok` when it is UTF-8, its raw bytes otherwise.
+///
+/// The codec's `QueryCfgRequest` reads `app_name` as a thrift string, which must be UTF-8; a name
+/// that is not would fail the whole frame and close the connection, although the structure is
+/// sound and a MetaServer (which compares bytes) would just not find the table. This reads the same
+/// structure, as strictly (the partition list is read and checked, unknown fields skipped the
+/// same way), but keeps the name as bytes so that only the name decides.
+#[derive(Debug, PartialEq, Eq)]
+struct RoutingName(Result<String, Vec<u8>>);
+
+impl RoutingName {
+    fn from_args(args: &[u8]) -> Result<Self, CodecError> {
+        wire::decode_args(args, "query_cfg_request")
+    }
+}
+
+impl ThriftWire for RoutingName {
+    fn read(i: &mut dyn TInputProtocol) -> thrift::Result<Self> {
+        let mut name = Vec::new();
+        read_struct(i, |i, id, ty| {
+            match (id, ty) {
+                (1, TType::String) => name = i.read_bytes()?,
+                (2, TType::List) => {
+                    read_list(i, TType::I32, |i| i.read_i32())?;
+                }
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(RoutingName(
+            String::from_utf8(name).map_err(|e| e.into_bytes()),
+        ))
+    }
+
+    /// Only the name (the proxy forwards the client's own args bytes, never these).
+    fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+        let name = match &self.0 {
+            Ok(name) => name.as_bytes(),
+            Err(raw) => raw,
+        };
+        o.write_struct_begin(&TStructIdentifier::new("query_cfg_request"))?;
+        o.write_field_begin(&wire::field(TType::String, 1))?;
+        o.write_bytes(name)?;
+        o.write_field_end()?;
+        o.write_field_stop()?;
+        o.write_struct_end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pegasus_rpc::codec::QueryCfgRequest;
+
+    fn args(req: &QueryCfgRequest) -> BytesMut {
+        let mut out = BytesMut::new();
+        req.to_args(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_routing_name_reads_what_the_codec_reads_and_keeps_bad_utf8_as_bytes() {
+        let node = QueryCfgRequest {
+            app_name: "temp".into(),
+            partition_indices: None,
+        };
+        let cases: Vec<(BytesMut, Result<RoutingName, &str>)> = vec![
+            (
+                args(&QueryCfgRequest::new("temp")),
+                Ok(RoutingName(Ok("temp".into()))),
+            ),
+            (args(&node), Ok(RoutingName(Ok("temp".into())))),
+            (
+                args(&QueryCfgRequest::new("")),
+                Ok(RoutingName(Ok(String::new()))),
+            ),
+            (
+                {
+                    let mut out = BytesMut::new();
+                    wire::encode_args(&RoutingName(Err(vec![0xff, b'a'])), 1, &mut out);
+                    out
+                },
+                Ok(RoutingName(Err(vec![0xff, b'a']))),
+            ),
+            (BytesMut::from(&b"\x00"[..]), Err("empty args")),
+            (
+                {
+                    let mut a = args(&QueryCfgRequest::new("temp"));
+                    a.truncate(a.len() - 3);
+                    a
+                },
+                Err("cut short"),
+            ),
+        ];
+        for (bytes, want) in cases {
+            let got = RoutingName::from_args(&bytes);
+            match want {
+                Ok(name) => assert_eq!(got, Ok(name)),
+                Err(what) => assert!(got.is_err(), "{what}: {got:?}"),
+            }
+            // Whatever the routing name accepts with a UTF-8 name, the codec accepts too.
+            if let Ok(RoutingName(Ok(name))) = RoutingName::from_args(&bytes) {
+                assert_eq!(
+                    QueryCfgRequest::from_args(&bytes).map(|r| r.app_name),
+                    Ok(name)
+                );
+            }
+        }
     }
 }

@@ -60,6 +60,12 @@ pub trait Startup: Sized {
     fn summary(&self) -> String;
     /// The `tracing` filter (checked by [`check_log_filter`]) and the format.
     fn logging(&self) -> (&str, LogFormat);
+    /// What the process needs from its environment before serving (the open-file limit, say),
+    /// done after validation and before logging starts: a line to log once it has, or the
+    /// one-line reason the binary cannot start (exit 64, nothing bound).
+    fn prepare(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// Parses flags and environment, layers them over the file, validates: the configuration, or
@@ -94,9 +100,16 @@ where
         println!("configuration OK: {}", config.summary());
         return ExitCode::SUCCESS;
     }
+    let prepared = match config.prepare() {
+        Ok(note) => note,
+        Err(e) => return refuse(program, e),
+    };
     let (filter, format) = config.logging();
     init_logging(filter, format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.summary(), "{program} starting");
+    if let Some(note) = prepared {
+        tracing::info!("{note}");
+    }
     match runtime(program) {
         Ok(runtime) => runtime.block_on(run(config)),
         Err(code) => code,

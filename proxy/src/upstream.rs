@@ -12,8 +12,10 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
+use crate::clusters::{ClusterHealth, Routed};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
+use crate::warnings::Kind;
 use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup, NoMetaServers};
 use pegasus_rpc::codec::{self, ErrorCode, QueryCfgResponse};
 
@@ -30,24 +32,55 @@ pub struct Answer {
 
 type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
 
-/// Upstream groups by cluster, and the calls in flight.
+/// Upstream groups by cluster, the calls in flight, and what those calls said of each cluster.
 pub struct Upstreams {
     opts: GroupOptions,
     strip_host_ports: bool,
     groups: Mutex<HashMap<RouteRecord, Weak<MetaGroup>>>,
     in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
     metrics: Metrics,
+    health: ClusterHealth,
 }
 
 impl Upstreams {
-    pub fn new(opts: GroupOptions, strip_host_ports: bool, metrics: Metrics) -> Self {
+    pub fn new(
+        opts: GroupOptions,
+        strip_host_ports: bool,
+        metrics: Metrics,
+        health: ClusterHealth,
+    ) -> Self {
         Upstreams {
             opts,
             strip_host_ports,
             groups: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             metrics,
+            health,
         }
+    }
+
+    /// The health of the clusters called, from the outcome of each call.
+    pub fn health(&self) -> &ClusterHealth {
+        &self.health
+    }
+
+    /// The clusters routes use now (one row per cluster name).
+    pub fn routed(&self) -> Vec<Routed> {
+        let groups: Vec<Arc<MetaGroup>> = {
+            let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut routed: Vec<Routed> = Vec::with_capacity(groups.len());
+        for group in groups {
+            if !routed.iter().any(|r| r.cluster == group.cluster()) {
+                routed.push(Routed {
+                    cluster: group.cluster().to_owned(),
+                    meta_addrs: group.meta_addrs(),
+                    leader: group.leader(),
+                });
+            }
+        }
+        routed
     }
 
     /// The group for a route record's cluster and MetaServers, shared by every route naming the
@@ -115,6 +148,7 @@ impl Upstreams {
             key,
         };
         let metrics = self.metrics.clone();
+        let health = self.health.clone();
         let strip = self.strip_host_ports;
         let cluster = group.cluster().to_owned();
         let task = tokio::spawn(async move {
@@ -134,9 +168,14 @@ impl Upstreams {
                 .upstream_latency
                 .get_or_create(&ResultLabel { result: label })
                 .observe(started.elapsed().as_secs_f64());
+            health.record(
+                group.cluster(),
+                group.meta_addrs(),
+                result.as_ref().map(|_| ()).map_err(ToString::to_string),
+            );
             result.map(|reply| {
                 let body = if strip {
-                    strip_host_ports(&reply.reply.body, group.cluster())
+                    strip_host_ports(&reply.reply.body, group.cluster(), &metrics)
                 } else {
                     reply.reply.body
                 };
@@ -182,7 +221,7 @@ impl Drop for LeaveInFlight {
 
 /// Re-encodes a reply body without the 2.6 `hp_*` fields; returns it unchanged when it has none
 /// or cannot be decoded (a reply we cannot decode we cannot improve either).
-fn strip_host_ports(body: &Bytes, cluster: &str) -> Bytes {
+fn strip_host_ports(body: &Bytes, cluster: &str, metrics: &Metrics) -> Bytes {
     match QueryCfgResponse::from_result(body) {
         Ok(mut resp) if resp.has_host_ports() => {
             resp.strip_host_ports();
@@ -192,7 +231,9 @@ fn strip_host_ports(body: &Bytes, cluster: &str) -> Bytes {
         }
         Ok(_) => body.clone(),
         Err(e) => {
-            tracing::warn!(%cluster, error = %e, "cannot decode a reply to strip its host_port fields; passing it through");
+            if let Some(suppressed) = metrics.warnings.admit(Kind::StripFailed, cluster) {
+                tracing::warn!(%cluster, error = %e, suppressed, "cannot decode a reply to strip its host_port fields; passing it through");
+            }
             body.clone()
         }
     }

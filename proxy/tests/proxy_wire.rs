@@ -489,3 +489,165 @@ async fn idle_connections_are_closed() {
         "closed exactly the idle timeout after the last request, not before"
     );
 }
+
+/// The args of a query_config whose app_name is these raw bytes, laid out as the clients write
+/// them: `struct { 1: struct query_cfg_request { 1: string app_name, 2: list<i32> [] } }`.
+fn query_args_with_raw_name(name: &[u8]) -> Bytes {
+    let mut args = Vec::new();
+    args.extend_from_slice(&[0x0c, 0x00, 0x01]); // field 1, struct
+    args.extend_from_slice(&[0x0b, 0x00, 0x01]); // field 1, string
+    args.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    args.extend_from_slice(name);
+    args.extend_from_slice(&[0x0f, 0x00, 0x02, 0x08, 0, 0, 0, 0]); // field 2, list<i32> []
+    args.extend_from_slice(&[0x00, 0x00]); // STOP, STOP
+    Bytes::from(args)
+}
+
+/// A table name that is not UTF-8 is a name no MetaServer has: ERR_OBJECT_NOT_FOUND like any
+/// other unroutable name, on a connection that stays open. Broken structure still closes it.
+#[tokio::test]
+async fn a_table_name_that_is_not_utf8_is_not_found_and_the_connection_stays() {
+    let sim = sim(1, vec![capture_table()]).await;
+    let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
+    let proxy = start_with_routes(&routes, |_| {}).await;
+    let mut client = Client::connect(proxy.addr()).await;
+
+    for (seqid, name) in [(1, &b"\xff\xfe"[..]), (2, b"te\xc3mp"), (3, b"temp\x80")] {
+        let args = query_args_with_raw_name(name);
+        let frame = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, seqid, 0, args);
+        client.send(&frame.to_bytes()).await;
+        let reply = client.reply().await;
+        assert_eq!(
+            (reply.rpc_error.clone(), reply.seqid()),
+            (ErrorCode::OK, seqid)
+        );
+        let resp = QueryCfgResponse::from_result(&reply.body).expect("a query_cfg_response");
+        assert_eq!(resp.err, ErrorCode::OBJECT_NOT_FOUND, "{name:?}");
+    }
+    assert_eq!(
+        client.query("temp", 4).await.app_id,
+        2,
+        "the same connection is still served"
+    );
+    assert_eq!(
+        sim.counters().by_table.len(),
+        1,
+        "an undecodable name never reaches a cluster"
+    );
+    let m = metrics(&proxy).await;
+    assert_eq!(
+        m.value(
+            "metaproxy_requests_total",
+            &[("rpc", "query_config"), ("result", "no_route")]
+        ),
+        3.0
+    );
+
+    // The same name inside a struct that is cut short is still a malformed frame.
+    let mut broken = query_args_with_raw_name(b"\xff").to_vec();
+    broken.truncate(broken.len() - 6);
+    let frame = RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, 5, 0, Bytes::from(broken));
+    client.send(&frame.to_bytes()).await;
+    assert!(client.is_closed().await, "a malformed args struct closes");
+}
+
+/// `GET /clusters`: each cluster the proxy forwards to, with what its calls said (successes,
+/// failures in a row, the last error), listed for `--cluster-history` after its last route went.
+#[tokio::test]
+async fn clusters_report_what_real_traffic_saw() {
+    let up = sim(1, vec![capture_table()]).await;
+    let dead_port = metaproxy_tests::free_port().expect("port");
+    let down = RouteRecord::new("c-down", [format!("127.0.0.1:{dead_port}")]).expect("record");
+    let routes = RoutesFile::new(&[("temp", &record("c-up", &up)), ("other", &down)]);
+    let proxy = start_with_routes(&routes, |c| {
+        c.cluster_history = Some("2s".into());
+        c.upstream_timeout = Some("500ms".into());
+    })
+    .await;
+    let mut client = Client::connect(proxy.addr()).await;
+    let clusters = async || {
+        let view = http_get(proxy.admin_addr(), "/clusters")
+            .await
+            .expect("admin answers")
+            .json()
+            .expect("json");
+        assert_eq!(view["history_seconds"], 2.0);
+        view["clusters"].as_array().cloned().unwrap_or_default()
+    };
+    let find = |rows: &[serde_json::Value], name: &str| {
+        rows.iter().find(|r| r["cluster"] == name).cloned()
+    };
+
+    // Routed, never called yet: listed, nothing known.
+    let rows = clusters().await;
+    let fresh = find(&rows, "c-down").expect("c-down listed");
+    assert_eq!(
+        (fresh["routed"].clone(), fresh["calls"].clone()),
+        (true.into(), 0.into())
+    );
+
+    assert_eq!(client.query("temp", 1).await.err, ErrorCode::OK);
+    for seqid in 2..4 {
+        assert_eq!(
+            client.query("other", seqid).await.err,
+            ErrorCode::SERVICE_NOT_ACTIVE
+        );
+    }
+    let rows = clusters().await;
+    let ok = find(&rows, "c-up").expect("c-up listed");
+    assert_eq!(ok["meta_addrs"][0], up.meta_addrs()[0].to_string());
+    assert_eq!(ok["leader"], up.meta_addrs()[0].to_string());
+    assert_eq!(
+        (
+            ok["calls"].clone(),
+            ok["failures"].clone(),
+            ok["consecutive_failures"].clone()
+        ),
+        (1.into(), 0.into(), 0.into())
+    );
+    assert!(
+        ok["last_success"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{ok}"
+    );
+    assert!(
+        ok["last_success_seconds_ago"]
+            .as_f64()
+            .is_some_and(|s| s < 5.0),
+        "{ok}"
+    );
+    assert!(ok["last_error"].is_null());
+
+    let bad = find(&rows, "c-down").expect("c-down listed");
+    assert_eq!(
+        (
+            bad["calls"].clone(),
+            bad["failures"].clone(),
+            bad["consecutive_failures"].clone()
+        ),
+        (2.into(), 2.into(), 2.into())
+    );
+    assert!(bad["last_success"].is_null(), "{bad}");
+    assert!(
+        bad["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{bad}"
+    );
+    assert!(bad["last_error_at"].as_str().is_some(), "{bad}");
+    assert!(bad["last_error_seconds_ago"].as_f64().is_some(), "{bad}");
+
+    // The route to c-down goes: still listed (evidence), no longer routed; gone after the window.
+    routes.write(&[("temp", &record("c-up", &up))]);
+    eventually("the route is gone", || async {
+        find(&clusters().await, "c-down").is_some_and(|r| r["routed"] == false)
+    })
+    .await;
+    eventually("forgotten after the history window", || async {
+        find(&clusters().await, "c-down").is_none()
+    })
+    .await;
+    assert!(
+        find(&clusters().await, "c-up").is_some(),
+        "a routed one stays"
+    );
+}

@@ -72,7 +72,7 @@ async fn routes_follow_the_record_through_change_and_deletion() {
         .expect("delete");
     until_answer(&mut client, "temp", Err(ErrorCode::OBJECT_NOT_FOUND)).await;
 
-    // Created again: the exists-watch armed on the missing node notices.
+    // Created again: the root's recursive watch tells the proxy, which knew the table missing.
     put(&zkc, "temp", &record("cluster-a", &a).to_json()).await;
     until_answer(&mut client, "temp", Ok(2)).await;
 
@@ -260,7 +260,7 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
         0.0
     );
 
-    // Back: a new session, the route re-read, and later changes arrive through new watches.
+    // Back: a new session, the route re-read, and later changes arrive through the new root watch.
     server.restart().await.expect("zookeeper restarts");
     eventually("a new session", || async {
         matches!(proxy.routes(), metaproxy::route::Routes::Zk(zk) if zk.is_connected())

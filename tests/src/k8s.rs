@@ -4,7 +4,7 @@
 //! killed when dropped.
 //!
 //! The binary is unpacked once from `shared/k8s/crdserver.xz` into `<repo>/.tools/crdserver`.
-//! The shared directory is `$METAPROXY_SHARED`, else `<repo>/../shared` (as `scripts/lib.sh`
+//! The shared directory is `$METAPROXY_SHARED`, else `<repo>/../shared`, else `<repo>/.tools/shared` (as `scripts/lib.sh`
 //! finds it); without one the API server is unavailable and [`crate::require!`] says why.
 //!
 //! Async tests use [`ApiServer::launch`] and the async methods; the blocking twins at the end
@@ -29,7 +29,12 @@ pub fn repo_root() -> PathBuf {
 /// where it looked.
 pub fn shared_dir() -> Result<PathBuf, String> {
     let env = std::env::var_os("METAPROXY_SHARED").filter(|d| !d.is_empty());
-    let candidates = [env.map(PathBuf::from), Some(repo_root().join("../shared"))];
+    let candidates = [
+        env.map(PathBuf::from),
+        Some(repo_root().join("../shared")),
+        // Where scripts/setup recorded the one it found (scripts/lib.sh `shared_dir`).
+        Some(repo_root().join(".tools/shared")),
+    ];
     let mut looked = Vec::new();
     for dir in candidates.into_iter().flatten() {
         if dir.join("k8s/crdserver-up.sh").is_file() {

@@ -4,6 +4,7 @@
 
 pub mod chart;
 pub mod client;
+pub mod fuzz_seeds;
 pub mod harness;
 pub mod k8s;
 pub mod kv;

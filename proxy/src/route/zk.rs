@@ -1,23 +1,30 @@
-//! Routes read from ZooKeeper, lazily: the first query for a table reads `<root>/<table>` and sets a
-//! watch; later queries are served from memory until the watch fires.
+//! Routes read from ZooKeeper, lazily: the first query for a table reads `<root>/<table>`; later
+//! queries are served from memory. One persistent recursive watch on `<root>` (ZooKeeper 3.6+)
+//! tells the proxy of every change below it, so no table needs a watch of its own: what ZooKeeper
+//! keeps for the proxy is one watch, however many tables are cached or were asked for.
 //!
 //! ```text
-//!  lookup(t) --miss--> slot(Loading) --get_and_watch_data--> Found | Invalid  (+ data watch)
-//!                                   \--NoNode--> check_and_watch_stat --> Missing (+ exists watch)
-//!  watch fires --> re-read (the cached route keeps being served meanwhile)
+//!  session: connect --> watch <root> (persistent, recursive) --> serve --> re-read cached tables
+//!  lookup(t) --miss--> slot(Loading) --get_data--> Found | Invalid | Missing (no node)
+//!  event on <root>/t, t cached --> re-read t (the cached route keeps being served meanwhile)
 //!  session supervisor: Disconnected -> routes served from memory, staleness grows
-//!                      SyncConnected -> re-read every table (events may have been missed)
-//!                      Expired/Closed -> new session, re-read every table, watches re-armed
+//!                      SyncConnected -> re-read every route, forget tables without one
+//!                                       (events may have been missed)
+//!                      Expired/Closed -> new session and root watch, the same
 //! ```
 //! Concurrent first queries for one table wait on the same read. A record that turns bad after a
 //! good one keeps the good one in force (and says so in `/routes` and the log). Every ZooKeeper
 //! request is bounded by a timeout: the client queues requests while disconnected.
 //!
+//! What is remembered of tables without a route (no node, or the read failed) is bounded: at most
+//! `max_missing` of them, each for at most `missing_ttl` (while the session is connected), the
+//! oldest forgotten first. A forgotten table holds nothing: no watch, no task, no memory.
+//!
 //! A fleet of proxies must not stampede a ZooKeeper that comes back: reconnects and failed
 //! re-reads wait with full jitter ([`super::backoff`]), and at most `max_concurrent_reads` reads
 //! of one proxy are in flight at a time, however many tables a reconnect re-reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -31,6 +38,7 @@ use zookeeper_client as zk;
 use super::backoff::{Backoff, Jitter};
 use super::{Group, Lookup, Resolver, Route, RouteInfo, RouteRecord, valid_table_name};
 use crate::metrics::{Metrics, ReasonLabel, ResultLabel};
+use crate::warnings::Kind;
 
 /// Settings of the ZooKeeper route source.
 #[derive(Clone, Debug)]
@@ -46,6 +54,11 @@ pub struct ZkOptions {
     pub retry_after: Duration,
     /// Tables cached at most; past it, tables without a record are forgotten first.
     pub max_tables: usize,
+    /// Tables without a route (no record, or the read failed) remembered at most; past it the
+    /// oldest are forgotten.
+    pub max_missing: usize,
+    /// How long a table without a route is remembered while the session is connected.
+    pub missing_ttl: Duration,
     /// ZooKeeper reads in flight at most (re-reads after a reconnect queue behind it).
     pub max_concurrent_reads: usize,
     /// The first retry of a connect or a re-read waits up to this long; each next one twice as
@@ -65,6 +78,8 @@ impl Default for ZkOptions {
             request_timeout: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             max_tables: 100_000,
+            max_missing: 10_000,
+            missing_ttl: Duration::from_secs(30),
             max_concurrent_reads: 32,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
@@ -77,7 +92,10 @@ impl Default for ZkOptions {
 enum SlotState<G> {
     Loading,
     Found(Arc<Route<G>>),
-    Missing,
+    /// No record, as read at `at`.
+    Missing {
+        at: Instant,
+    },
     Invalid(String),
     /// The first read failed; nothing is known.
     Unavailable {
@@ -92,7 +110,7 @@ impl<G> Clone for SlotState<G> {
         match self {
             SlotState::Loading => SlotState::Loading,
             SlotState::Found(route) => SlotState::Found(route.clone()),
-            SlotState::Missing => SlotState::Missing,
+            SlotState::Missing { at } => SlotState::Missing { at: *at },
             SlotState::Invalid(e) => SlotState::Invalid(e.clone()),
             SlotState::Unavailable { reason, at } => SlotState::Unavailable {
                 reason: reason.clone(),
@@ -107,7 +125,7 @@ impl<G> SlotState<G> {
         match self {
             SlotState::Loading => "loading",
             SlotState::Found(_) => "found",
-            SlotState::Missing => "missing",
+            SlotState::Missing { .. } => "missing",
             SlotState::Invalid(_) => "invalid",
             SlotState::Unavailable { .. } => "unavailable",
         }
@@ -116,7 +134,15 @@ impl<G> SlotState<G> {
     fn is_known(&self) -> bool {
         matches!(
             self,
-            SlotState::Found(_) | SlotState::Missing | SlotState::Invalid(_)
+            SlotState::Found(_) | SlotState::Missing { .. } | SlotState::Invalid(_)
+        )
+    }
+
+    /// No route: no record, or nothing known because the read failed.
+    fn is_negative(&self) -> bool {
+        matches!(
+            self,
+            SlotState::Missing { .. } | SlotState::Unavailable { .. }
         )
     }
 }
@@ -124,8 +150,10 @@ impl<G> SlotState<G> {
 struct Slot<G> {
     table: String,
     state: watch::Sender<SlotState<G>>,
-    /// Incremented by each read; a watch armed by an older read is ignored.
+    /// Incremented by each read; the result of an older read is dropped.
     generation: AtomicU64,
+    /// Its entry in the queue of tables without a route; 0 while it has a route.
+    negative: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -149,12 +177,48 @@ struct Inner<G> {
     reads: Semaphore,
     /// Seeds the jitter of each backoff.
     jitter: Mutex<Jitter>,
+    /// Tables without a route, oldest first.
+    negatives: Mutex<Negatives>,
+}
+
+/// The tables without a route, in the order they became so. An entry whose slot has since found
+/// a route (or been replaced) is stale: its stamp no longer matches, and it is skipped.
+#[derive(Default)]
+struct Negatives {
+    queue: VecDeque<Negative>,
+    last_stamp: u64,
+}
+
+struct Negative {
+    at: Instant,
+    table: String,
+    stamp: u64,
+}
+
+/// How many of the oldest entries of the negative queue to forget: those past `max`, and, while
+/// the session is `connected` (an outage keeps what is known), those at least `ttl` old.
+/// `ages` are the entries' ages, oldest first.
+fn negatives_to_forget(
+    ages: impl IntoIterator<Item = Duration>,
+    len: usize,
+    ttl: Duration,
+    max: usize,
+    connected: bool,
+) -> usize {
+    let over = len.saturating_sub(max);
+    let expired = if connected {
+        ages.into_iter().take_while(|age| *age >= ttl).count()
+    } else {
+        0
+    };
+    over.max(expired)
 }
 
 /// The ZooKeeper route source.
 pub struct ZkRoutes<G> {
     inner: Arc<Inner<G>>,
     supervisor: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
 }
 
 impl<G: Group> ZkRoutes<G> {
@@ -163,7 +227,12 @@ impl<G: Group> ZkRoutes<G> {
     pub fn start(opts: ZkOptions, resolve: Resolver<G>, metrics: Metrics) -> Self {
         let inner = Arc::new(Inner::new(opts, resolve, metrics));
         let supervisor = tokio::spawn(supervise(inner.clone()));
-        ZkRoutes { inner, supervisor }
+        let sweeper = tokio::spawn(sweep_negatives(Arc::downgrade(&inner)));
+        ZkRoutes {
+            inner,
+            supervisor,
+            sweeper,
+        }
     }
 
     pub async fn lookup(&self, table: &str) -> Lookup<G> {
@@ -176,7 +245,7 @@ impl<G: Group> ZkRoutes<G> {
             let state = slot.state.borrow().clone();
             match state {
                 SlotState::Found(route) => return Lookup::Found(route),
-                SlotState::Missing => return Lookup::Missing,
+                SlotState::Missing { .. } => return Lookup::Missing,
                 SlotState::Invalid(e) => return Lookup::Invalid(e),
                 SlotState::Unavailable { reason, at } => {
                     if at.elapsed() < self.inner.opts.retry_after || !self.inner.begin_retry(&slot)
@@ -250,6 +319,7 @@ impl<G> ZkRoutes<G> {
     /// Ends the session and the supervisor; cached routes stay readable.
     pub fn shutdown(&self) {
         self.supervisor.abort();
+        self.sweeper.abort();
         self.inner
             .client
             .write()
@@ -281,6 +351,7 @@ impl<G: Group> Inner<G> {
             connected: AtomicBool::new(false),
             unconfirmed_since: Mutex::new(Some(Instant::now())),
             slots: RwLock::new(HashMap::new()),
+            negatives: Mutex::new(Negatives::default()),
         }
     }
 
@@ -324,13 +395,18 @@ impl<G: Group> Inner<G> {
         }
     }
 
-    /// The table's slot, created (and its first read started) when absent.
+    /// The table's slot, created (and its first read started) when absent, or when it says the
+    /// table has no record and that answer has outlived `missing_ttl`.
     fn slot(self: &Arc<Self>, table: &str) -> Arc<Slot<G>> {
-        if let Some(slot) = self.read_slots().get(table) {
+        if let Some(slot) = self.read_slots().get(table)
+            && !self.is_expired(slot)
+        {
             return slot.clone();
         }
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.get(table) {
+        if let Some(slot) = slots.get(table)
+            && !self.is_expired(slot)
+        {
             return slot.clone();
         }
         if slots.len() >= self.opts.max_tables {
@@ -340,6 +416,7 @@ impl<G: Group> Inner<G> {
             table: table.to_owned(),
             state: watch::Sender::new(SlotState::Loading),
             generation: AtomicU64::new(0),
+            negative: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
         slots.insert(table.to_owned(), slot.clone());
@@ -359,9 +436,99 @@ impl<G: Group> Inner<G> {
             }
         });
         if started {
+            slot.negative.store(0, Ordering::Release);
             tokio::spawn(refresh(self.clone(), slot.clone()));
         }
         started
+    }
+
+    /// A "no record" answer read longer than `missing_ttl` ago, while connected: read again.
+    fn is_expired(&self, slot: &Slot<G>) -> bool {
+        matches!(*slot.state.borrow(), SlotState::Missing { at } if at.elapsed() >= self.opts.missing_ttl)
+            && self.connected.load(Ordering::Acquire)
+    }
+
+    /// Sets a slot's state, keeping the queue of tables without a route in step.
+    fn set_state(&self, slot: &Slot<G>, state: SlotState<G>) {
+        let negative = state.is_negative();
+        slot.state.send_replace(state);
+        if !negative {
+            slot.negative.store(0, Ordering::Release);
+            return;
+        }
+        {
+            let mut negatives = self.negatives.lock().unwrap_or_else(|p| p.into_inner());
+            negatives.last_stamp += 1;
+            let stamp = negatives.last_stamp;
+            slot.negative.store(stamp, Ordering::Release);
+            negatives.queue.push_back(Negative {
+                at: Instant::now(),
+                table: slot.table.clone(),
+                stamp,
+            });
+        }
+        if self.negatives_len() > self.opts.max_missing {
+            self.sweep();
+        }
+    }
+
+    fn negatives_len(&self) -> usize {
+        self.negatives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue
+            .len()
+    }
+
+    /// Forgets the tables without a route that are too many or too old (see
+    /// [`negatives_to_forget`]). Forgetting one drops its slot: nothing else refers to it.
+    fn sweep(&self) {
+        let forgotten: Vec<Negative> = {
+            let mut negatives = self.negatives.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let n = negatives_to_forget(
+                negatives.queue.iter().map(|e| now.duration_since(e.at)),
+                negatives.queue.len(),
+                self.opts.missing_ttl,
+                self.opts.max_missing,
+                self.connected.load(Ordering::Acquire),
+            );
+            let forgotten = negatives.queue.drain(..n).collect();
+            if negatives.queue.capacity() > 64
+                && negatives.queue.len() < negatives.queue.capacity() / 4
+            {
+                negatives.queue.shrink_to_fit();
+            }
+            forgotten
+        };
+        if forgotten.is_empty() {
+            return;
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        for entry in forgotten {
+            let still_negative = slots.get(&entry.table).is_some_and(|slot| {
+                slot.negative.load(Ordering::Acquire) == entry.stamp
+                    && slot.state.borrow().is_negative()
+            });
+            if still_negative {
+                slots.remove(&entry.table);
+            }
+        }
+        if slots.capacity() > 64 && slots.len() < slots.capacity() / 4 {
+            slots.shrink_to_fit();
+        }
+    }
+
+    /// Forgets every table without a route (after a reconnect, when changes may have been
+    /// missed): the next query reads it again.
+    fn forget_negatives(&self) {
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|_, slot| !slot.state.borrow().is_negative());
+        self.negatives
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue
+            .clear();
     }
 
     fn is_current(&self, slot: &Arc<Slot<G>>) -> bool {
@@ -377,12 +544,9 @@ impl<G: Group> Inner<G> {
             .inc();
     }
 
-    /// Reads the table's znode and arms a watch on it: its data and version, or `None` when it
-    /// does not exist.
-    async fn read_znode(
-        &self,
-        table: &str,
-    ) -> Result<(Option<(Vec<u8>, i32)>, zk::OneshotWatcher), String> {
+    /// Reads the table's znode: its data and version, or `None` when it does not exist. No watch:
+    /// the root's persistent recursive watch covers every table.
+    async fn read_znode(&self, table: &str) -> Result<Option<(Vec<u8>, i32)>, String> {
         // Never closed, so the permit always comes; the wait is the bound on reads in flight.
         let _permit = self
             .reads
@@ -394,25 +558,12 @@ impl<G: Group> Inner<G> {
             .ok_or_else(|| "no ZooKeeper session".to_owned())?;
         let path = self.path(table);
         let timeout = self.opts.request_timeout;
-        for _ in 0..3 {
-            match tokio::time::timeout(timeout, client.get_and_watch_data(&path)).await {
-                Err(_) => return Err(format!("reading {path} timed out after {timeout:?}")),
-                Ok(Ok((data, stat, watcher))) => return Ok((Some((data, stat.version)), watcher)),
-                Ok(Err(zk::Error::NoNode)) => {
-                    match tokio::time::timeout(timeout, client.check_and_watch_stat(&path)).await {
-                        Err(_) => {
-                            return Err(format!("checking {path} timed out after {timeout:?}"));
-                        }
-                        Ok(Err(e)) => return Err(format!("checking {path}: {e}")),
-                        Ok(Ok((None, watcher))) => return Ok((None, watcher)),
-                        // Created between the two requests: read it again.
-                        Ok(Ok((Some(_), _))) => continue,
-                    }
-                }
-                Ok(Err(e)) => return Err(format!("reading {path}: {e}")),
-            }
+        match tokio::time::timeout(timeout, client.get_data(&path)).await {
+            Err(_) => Err(format!("reading {path} timed out after {timeout:?}")),
+            Ok(Ok((data, stat))) => Ok(Some((data, stat.version))),
+            Ok(Err(zk::Error::NoNode)) => Ok(None),
+            Ok(Err(e)) => Err(format!("reading {path}: {e}")),
         }
-        Err(format!("{path} keeps changing between reads"))
     }
 
     /// What a znode's content makes of the slot: a route (keeping the group in force when the
@@ -420,7 +571,7 @@ impl<G: Group> Inner<G> {
     fn state_of(&self, slot: &Slot<G>, znode: Option<(Vec<u8>, i32)>) -> SlotState<G> {
         let Some((data, version)) = znode else {
             self.zk_read("missing");
-            return SlotState::Missing;
+            return SlotState::Missing { at: Instant::now() };
         };
         let path = self.path(&slot.table);
         let resolved = RouteRecord::parse(&data)
@@ -492,15 +643,15 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
         if slot.generation.load(Ordering::Acquire) != generation || !inner.is_current(&slot) {
             return;
         }
-        match inner.read_znode(&slot.table).await {
-            Ok((znode, watcher)) => {
-                apply(&slot, inner.state_of(&slot, znode));
-                tokio::spawn(watch_record(
-                    inner.clone(),
-                    slot.clone(),
-                    generation,
-                    watcher,
-                ));
+        let read = inner.read_znode(&slot.table).await;
+        if slot.generation.load(Ordering::Acquire) != generation {
+            // A newer read started meanwhile (an event came): its result is the one to keep.
+            return;
+        }
+        match read {
+            Ok(znode) => {
+                let state = inner.state_of(&slot, znode);
+                apply(&inner, &slot, state);
                 return;
             }
             Err(reason) => {
@@ -508,15 +659,22 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
                 slot.set_error(Some(reason.clone()));
                 let known = slot.state.borrow().is_known();
                 if !known {
-                    tracing::warn!(table = %slot.table, error = %reason, "cannot read the route");
-                    slot.state.send_replace(SlotState::Unavailable {
-                        reason,
-                        at: Instant::now(),
-                    });
+                    if let Some(suppressed) = inner.metrics.warnings.admit(Kind::ZkReadFailed, "") {
+                        tracing::warn!(table = %slot.table, error = %reason, suppressed, "cannot read the route");
+                    }
+                    inner.set_state(
+                        &slot,
+                        SlotState::Unavailable {
+                            reason,
+                            at: Instant::now(),
+                        },
+                    );
                     return;
                 }
                 let wait = backoff.next_delay();
-                tracing::warn!(table = %slot.table, error = %reason, retry_in = ?wait, "cannot re-read the route; serving the cached one");
+                if let Some(suppressed) = inner.metrics.warnings.admit(Kind::ZkReadFailed, "") {
+                    tracing::warn!(table = %slot.table, error = %reason, retry_in = ?wait, suppressed, "cannot re-read the route; serving the cached one");
+                }
                 tokio::time::sleep(wait).await;
             }
         }
@@ -524,7 +682,7 @@ async fn refresh_inner<G: Group>(inner: Arc<Inner<G>>, slot: Arc<Slot<G>>) {
 }
 
 /// Installs a read's result, keeping a good route in force over a bad record.
-fn apply<G>(slot: &Slot<G>, new: SlotState<G>) {
+fn apply<G: Group>(inner: &Inner<G>, slot: &Slot<G>, new: SlotState<G>) {
     let table = &slot.table;
     let old = slot.state.borrow().clone();
     match (&old, new) {
@@ -535,7 +693,7 @@ fn apply<G>(slot: &Slot<G>, new: SlotState<G>) {
         (_, SlotState::Invalid(e)) => {
             tracing::error!(%table, error = %e, "route record is invalid");
             slot.set_error(Some(e.clone()));
-            slot.state.send_replace(SlotState::Invalid(e));
+            inner.set_state(slot, SlotState::Invalid(e));
         }
         (old, SlotState::Found(route)) => {
             match old {
@@ -548,49 +706,76 @@ fn apply<G>(slot: &Slot<G>, new: SlotState<G>) {
                 }
             }
             slot.set_error(None);
-            slot.state.send_replace(SlotState::Found(route));
+            inner.set_state(slot, SlotState::Found(route));
         }
         (old, new) => {
             if let SlotState::Found(prev) = old {
                 tracing::info!(%table, was = %prev.record, "route record deleted; table unrouted");
             }
             slot.set_error(None);
-            slot.state.send_replace(new);
+            inner.set_state(slot, new);
         }
     }
 }
 
-/// Waits for the watch armed by read `generation` and reads again when it fires.
-async fn watch_record<G: Group>(
-    inner: Arc<Inner<G>>,
-    slot: Arc<Slot<G>>,
-    generation: u64,
-    watcher: zk::OneshotWatcher,
-) {
-    let event = watcher.changed().await;
-    if event.event_type == zk::EventType::Session {
-        // A terminal session state: the supervisor re-reads every table on the next session.
-        return;
-    }
-    if slot.generation.load(Ordering::Acquire) == generation && inner.is_current(&slot) {
-        tracing::debug!(table = %slot.table, event = ?event.event_type, "route record changed");
-        refresh(inner, slot).await;
+/// Follows the root's persistent recursive watch for one session: a created, changed or deleted
+/// `<root>/<table>` whose table is cached is read again. Other events (tables nobody asked for,
+/// deeper nodes, the root itself) are ignored. Ends when the session does: the watcher must not
+/// be polled after a terminal event.
+async fn watch_root<G: Group>(inner: Arc<Inner<G>>, mut watcher: zk::PersistentWatcher) {
+    loop {
+        let event = watcher.changed().await;
+        match event.event_type {
+            zk::EventType::Session if event.session_state.is_terminated() => return,
+            // Disconnected and reconnected: the supervisor re-reads.
+            zk::EventType::Session | zk::EventType::NodeChildrenChanged => {}
+            zk::EventType::NodeCreated
+            | zk::EventType::NodeDeleted
+            | zk::EventType::NodeDataChanged => {
+                let Some(table) = table_of(&inner.opts.root, &event.path) else {
+                    continue;
+                };
+                let slot = inner.read_slots().get(table).cloned();
+                if let Some(slot) = slot {
+                    tracing::debug!(%table, event = ?event.event_type, "route record changed");
+                    tokio::spawn(refresh(inner.clone(), slot));
+                }
+            }
+        }
     }
 }
 
-/// Re-reads every cached table (after a reconnect or on a new session).
+/// The table a path under `root` is the record of: `<root>/<table>`, nothing deeper.
+fn table_of<'a>(root: &str, path: &'a str) -> Option<&'a str> {
+    let table = path.strip_prefix(root)?.strip_prefix('/')?;
+    (!table.is_empty() && !table.contains('/')).then_some(table)
+}
+
+/// Forgets old tables without a route from time to time, so that memory goes back down once the
+/// clients that asked for them are gone. Ends with the route source.
+async fn sweep_negatives<G: Group>(inner: std::sync::Weak<Inner<G>>) {
+    let every = match inner.upgrade() {
+        Some(inner) => {
+            (inner.opts.missing_ttl / 2).clamp(Duration::from_millis(100), Duration::from_secs(10))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match inner.upgrade() {
+            Some(inner) => inner.sweep(),
+            None => return,
+        }
+    }
+}
+
+/// After a reconnect or on a new session, when changes may have been missed: re-reads every
+/// cached route and forgets the tables without one (the next query reads them again).
 fn refresh_all<G: Group>(inner: &Arc<Inner<G>>) {
+    inner.forget_negatives();
     let slots: Vec<Arc<Slot<G>>> = inner.read_slots().values().cloned().collect();
     for slot in slots {
-        let retry = slot.state.send_if_modified(|s| {
-            if matches!(s, SlotState::Unavailable { .. }) {
-                *s = SlotState::Loading;
-                true
-            } else {
-                false
-            }
-        });
-        if retry || slot.state.borrow().is_known() {
+        if slot.state.borrow().is_known() {
             tokio::spawn(refresh(inner.clone(), slot));
         }
     }
@@ -644,6 +829,28 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 continue;
             }
         };
+        // The root watch comes before any read on this session, so that no change after a
+        // read can go unnoticed.
+        let root = inner.opts.root.clone();
+        let watcher = match tokio::time::timeout(
+            inner.opts.request_timeout,
+            client.watch(&root, zk::AddWatchMode::PersistentRecursive),
+        )
+        .await
+        {
+            Ok(Ok(watcher)) => watcher,
+            outcome => {
+                failures += 1;
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                tracing::warn!(zk = %inner.opts.connect, %root, %error, failures, "cannot watch the route root (ZooKeeper 3.6 or later is needed); retrying with a new session");
+                drop(client);
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
         failures = 0;
         let session_start = Instant::now();
         tracing::info!(
@@ -654,6 +861,7 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
         );
         inner.metrics.zk_sessions.inc();
         let mut states = client.state_watcher();
+        let events = AbortOnDrop(tokio::spawn(watch_root(inner.clone(), watcher)));
         *inner.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
         set_connected(&inner, true);
         inner.ready.store(true, Ordering::Release);
@@ -683,10 +891,21 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                 }
             }
         }
+        drop(events);
         if session_start.elapsed() >= inner.opts.backoff_cap {
             backoff.reset();
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Aborts a task when dropped: the root watch's follower ends with its session, also when the
+/// supervisor itself is aborted.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -797,5 +1016,147 @@ mod tests {
             read_at += wait;
         }
         assert_eq!(slot.state.borrow().name(), "found", "served all along");
+    }
+}
+
+#[cfg(test)]
+mod negative_tests {
+    use super::*;
+    use crate::route::ResolveError;
+
+    #[derive(Debug)]
+    struct NoGroup;
+
+    impl Group for NoGroup {
+        fn leader(&self) -> String {
+            String::new()
+        }
+    }
+
+    #[test]
+    fn which_negative_entries_are_forgotten() {
+        let s = Duration::from_secs;
+        // (ages oldest first, ttl, max, connected) -> forgotten from the front
+        let cases: &[(&[u64], u64, usize, bool, usize)] = &[
+            (&[], 30, 10, true, 0),
+            (&[40, 31, 30, 29, 1], 30, 10, true, 3),
+            (&[40, 31, 30, 29, 1], 30, 10, false, 0),
+            (&[5, 4, 3, 2, 1], 30, 3, true, 2),
+            (&[5, 4, 3, 2, 1], 30, 3, false, 2),
+            (&[40, 4, 3, 2, 1], 30, 3, true, 2),
+            (&[40, 39, 38, 2, 1], 30, 4, true, 3),
+            (&[1, 1], 30, 0, true, 2),
+        ];
+        for (ages, ttl, max, connected, want) in cases {
+            let got = negatives_to_forget(
+                ages.iter().map(|a| s(*a)),
+                ages.len(),
+                s(*ttl),
+                *max,
+                *connected,
+            );
+            assert_eq!(
+                got, *want,
+                "{ages:?} ttl {ttl} max {max} connected {connected}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_direct_child_of_the_root_is_a_table() {
+        let cases = [
+            ("/m/c3/temp", Some("temp")),
+            ("/m/c3/temp/deeper", None),
+            ("/m/c3", None),
+            ("/m/c3/", None),
+            ("/m/c3x/temp", None),
+            ("/other/temp", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(table_of("/m/c3", path), want, "{path}");
+        }
+    }
+
+    fn source(max_missing: usize, ttl: Duration) -> Arc<Inner<NoGroup>> {
+        let resolve: Resolver<NoGroup> =
+            Arc::new(|_: &RouteRecord| Ok::<_, ResolveError>(Arc::new(NoGroup)));
+        let opts = ZkOptions {
+            max_missing,
+            missing_ttl: ttl,
+            ..ZkOptions::default()
+        };
+        let inner = Arc::new(Inner::new(opts, resolve, Metrics::default()));
+        set_connected(&inner, true);
+        inner
+    }
+
+    /// A slot as a read that found no node leaves it.
+    fn missing(inner: &Arc<Inner<NoGroup>>, table: &str) -> Arc<Slot<NoGroup>> {
+        let slot = Arc::new(Slot {
+            table: table.to_owned(),
+            state: watch::Sender::new(SlotState::Loading),
+            generation: AtomicU64::new(0),
+            negative: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        inner
+            .slots
+            .write()
+            .expect("lock")
+            .insert(table.to_owned(), slot.clone());
+        inner.set_state(&slot, SlotState::Missing { at: Instant::now() });
+        slot
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tables_without_a_route_are_bounded_in_number_and_age() {
+        let inner = source(3, Duration::from_secs(30));
+        for i in 0..5 {
+            missing(&inner, &format!("t{i}"));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let mut kept: Vec<String> = inner.read_slots().keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["t2", "t3", "t4"], "the oldest forgotten first");
+
+        // One of them gets a route: it is no longer a negative entry and is never aged out.
+        let t3 = inner.read_slots().get("t3").cloned().expect("t3");
+        inner.set_state(&t3, SlotState::Invalid("bad".into()));
+        tokio::time::advance(Duration::from_secs(40)).await;
+        inner.sweep();
+        let kept: Vec<String> = inner.read_slots().keys().cloned().collect();
+        assert_eq!(kept, ["t3"], "the rest aged out");
+        assert_eq!(inner.negatives_len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_keeps_them_past_their_age_but_not_past_the_count() {
+        let inner = source(2, Duration::from_secs(30));
+        missing(&inner, "a");
+        missing(&inner, "b");
+        set_connected(&inner, false);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        inner.sweep();
+        assert_eq!(inner.read_slots().len(), 2, "kept while disconnected");
+        assert!(!inner.is_expired(&inner.read_slots()["a"]));
+        missing(&inner, "c");
+        assert_eq!(inner.read_slots().len(), 2, "the count bound holds");
+        set_connected(&inner, true);
+        assert!(
+            inner.is_expired(&inner.read_slots()["b"]),
+            "read again once connected"
+        );
+        inner.sweep();
+        assert_eq!(inner.read_slots().len(), 1, "only c is young enough");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconnect_forgets_them_all() {
+        let inner = source(10, Duration::from_secs(30));
+        missing(&inner, "a");
+        missing(&inner, "b");
+        inner.forget_negatives();
+        assert!(inner.read_slots().is_empty());
+        assert_eq!(inner.negatives_len(), 0);
     }
 }

@@ -244,3 +244,92 @@ pub async fn metrics(proxy: &Proxy) -> Metrics {
         .await
         .expect("the admin port serves /metrics")
 }
+
+/// The metrics of an in-process proxy, read without its admin port (which is gone once it has
+/// drained): a clone of `proxy.metrics()` taken before, encoded and parsed as a scrape would be.
+pub fn local_metrics(m: &metaproxy::metrics::Metrics) -> Metrics {
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &m.registry())
+        .expect("metrics encode");
+    Metrics::parse(&text).expect("a valid exposition")
+}
+
+/// Requests the proxy has answered, of every RPC and result.
+pub fn answered(m: &Metrics) -> f64 {
+    m.samples()
+        .iter()
+        .filter(|s| s.name == "metaproxy_requests_total")
+        .map(|s| s.value)
+        .sum()
+}
+
+/// How a pipelining client's stream of replies ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// An orderly close (FIN) after the last reply.
+    Eof,
+    /// A read error, e.g. a reset, with its message.
+    Error(String),
+    /// Nothing more within the time allowed.
+    Silent,
+}
+
+/// The reply side of a pipelining client: reads frames, keeping partial ones between calls.
+pub struct Replies<R> {
+    read: R,
+    buf: BytesMut,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> Replies<R> {
+    pub fn new(read: R) -> Self {
+        Replies {
+            read,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Reads replies until `n` have come ([`End::Silent`] then), the stream ends, or nothing
+    /// comes for `wait`: the seqids in arrival order, and how it ended.
+    pub async fn take(&mut self, n: usize, wait: Duration) -> (Vec<i32>, End) {
+        let mut seqids = Vec::new();
+        loop {
+            while seqids.len() < n
+                && let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
+                    .expect("a valid reply")
+            {
+                seqids.push(frame.seqid());
+            }
+            if seqids.len() >= n {
+                return (seqids, End::Silent);
+            }
+            match tokio::time::timeout(wait, self.read.read_buf(&mut self.buf)).await {
+                Err(_) => return (seqids, End::Silent),
+                Ok(Ok(0)) => return (seqids, End::Eof),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return (seqids, End::Error(e.to_string())),
+            }
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.read
+    }
+}
+
+/// Reads replies until the stream ends or nothing comes for `wait`.
+pub async fn read_replies(
+    read: &mut (impl tokio::io::AsyncRead + Unpin),
+    wait: Duration,
+) -> (Vec<i32>, End) {
+    Replies::new(read).take(usize::MAX, wait).await
+}
+
+/// `n` pipelined query_config frames for `table`, seqids `0..n`.
+pub fn burst(table: &str, n: usize) -> Vec<u8> {
+    let one = query_frame(table, 0);
+    let mut out = Vec::with_capacity(one.len() * n);
+    for seqid in 0..n {
+        out.extend_from_slice(&query_frame(table, seqid as i32));
+    }
+    out
+}
