@@ -139,6 +139,13 @@ impl Metrics {
             "Calls to clusters made by switchovers, by call (deny, lift, progress) and result (ok, failed)",
             switchover_calls.clone(),
         );
+        // Zero until they happen, rather than absent.
+        for kind in ["planned", "automatic"] {
+            let _ = flips.get_or_create(&[("kind", kind)]);
+        }
+        for result in ["completed", "aborted"] {
+            let _ = switchovers.get_or_create(&[("result", result)]);
+        }
         Metrics {
             registry,
             reconciles,

@@ -76,6 +76,11 @@ impl Operator {
         self.process.log()
     }
 
+    /// Sends SIGKILL (a crash, as everyone else sees it) and waits for the exit.
+    pub async fn kill(&mut self) -> Result<ExitStatus> {
+        self.process.kill().await
+    }
+
     /// Sends SIGTERM and waits for the exit status, at most `timeout`; the error carries the
     /// log's tail.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
