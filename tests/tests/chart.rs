@@ -252,10 +252,26 @@ fn the_operator_sees_every_zone_and_every_observer() {
         );
     }
 
-    // Observers and ZooKeeper credentials are off by default: today's binaries lack the flags.
+    // Observers are on by default (the operator has --observer); ZooKeeper credentials are off:
+    // today's binaries lack the flag.
     let one = one_zone();
     let a = args(container(one.expect("Deployment", "mp-metaproxy-operator")));
-    assert!(flag_values(&a, "observer").is_empty(), "{a:?}");
+    let admin = one.expect("Service", "mp-metaproxy-az1-admin");
+    assert_eq!(
+        flag_values(&a, "observer"),
+        [format!(
+            "az1=http://mp-metaproxy-az1-admin.{NAMESPACE}.svc:{}",
+            admin["spec"]["ports"][0]["port"]
+        )],
+        "{a:?}"
+    );
+    let off = Render::release("mp")
+        .values_file("ci/one-zone-values.yaml")
+        .values("operator: {observers: {enabled: false}}")
+        .objects()
+        .expect("renders");
+    let a_off = args(container(off.expect("Deployment", "mp-metaproxy-operator")));
+    assert!(flag_values(&a_off, "observer").is_empty(), "{a_off:?}");
     assert!(flag_values(&a, "zk-auth-file").is_empty(), "{a:?}");
     assert_eq!(flag_values(&a, "default-zone"), ["az1"], "the first zone");
 }
@@ -546,8 +562,8 @@ fn bad_values_are_refused_with_a_reason() {
 }
 
 /// The flags the chart renders are the binaries' own: each Deployment's args pass the binary's
-/// `--check-config`. Only the flags that are coming (observers, ZooKeeper credentials) are
-/// unknown to today's binaries, and they are off by default.
+/// `--check-config`, failover observers included. Only the flag that is coming (ZooKeeper
+/// credentials) is unknown to today's binaries, and it is off by default.
 #[test]
 fn the_binaries_accept_the_rendered_flags() {
     require!(HELM);
@@ -565,7 +581,7 @@ fn the_binaries_accept_the_rendered_flags() {
         one_zone(),
         Render::release("mp")
             .values_file("ci/three-zones-values.yaml")
-            .values("operator: {observers: {enabled: false}}\nzookeeper: {auth: {enabled: false}}")
+            .values("zookeeper: {auth: {enabled: false}}")
             .objects()
             .expect("renders"),
     ];
@@ -587,6 +603,7 @@ fn the_binaries_accept_the_rendered_flags() {
     }
 
     // With everything on, the flags that today's binaries lack are exactly the coming ones.
+    // (--observer came with automatic failover.)
     let mut unknown = BTreeSet::new();
     let known = |bin: &Path| chart::known_flags(bin).expect("--help");
     let (proxy_flags, operator_flags) = (known(&proxy), known(&operator));
@@ -610,7 +627,7 @@ fn the_binaries_accept_the_rendered_flags() {
     }
     assert_eq!(
         unknown,
-        BTreeSet::from(["observer".to_owned(), "zk-auth-file".to_owned()]),
+        BTreeSet::from(["zk-auth-file".to_owned()]),
         "when a binary gains one of these, say so in values.yaml and the chart README"
     );
 }
@@ -765,6 +782,8 @@ fn alerts_use_the_metrics_the_binaries_export() {
     operator.reconciled(true);
     operator.failed("any");
     operator.znode_written("set");
+    operator.probed("c1", false, 0.1, 1);
+    operator.observer_answered("az1", true);
     let mut exported = String::new();
     prometheus_client::encoding::text::encode(&mut exported, &proxy.registry()).expect("encode");
     exported.push_str(&operator.encode());
