@@ -898,3 +898,184 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
     backup.shutdown().await;
     primary.shutdown().await;
 }
+
+/// A planned switchover under load: nothing acknowledged is lost, and writes are refused only
+/// from the first one the fence drops to the first one the new side accepts: about the settle,
+/// the drain and the clients' timeout on the last dropped write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
+    require!(ZOOKEEPER);
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
+    let zk = zk_client(&zk_server).await;
+    // Some lag, so that the drain has something to wait for.
+    let (primary, backup) = clusters(Duration::from_millis(300)).await;
+    let proxy = proxy_over_zk(&zk_server).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let settle = Duration::from_secs(1);
+    let settings = "  switchover: {fenceSettle: 1s, drainTimeout: 20s}\n";
+    write(
+        dir.path(),
+        "temp.yaml",
+        &route_file(&metas(&primary), &metas(&backup), settings),
+    );
+    let op = operator(&zk_server, dir.path(), &[]).await;
+    eventually(WAIT, "the route on c-a", async || {
+        (routed(&zk).await?.0 == "c-a").then_some(())
+    })
+    .await
+    .expect("routed");
+    let run = kv::spawn(kv_through(&proxy, metas(&backup))).expect("kv starts");
+    writes_flow(&run, 500, "writes on the primary").await;
+
+    write(
+        dir.path(),
+        "temp.yaml",
+        &route_file(
+            &metas(&primary),
+            &metas(&backup),
+            &format!("  active: backup\n{settings}"),
+        ),
+    );
+    let asked = Instant::now();
+    let puts = |sim: &SimHandle| {
+        sim.counters()
+            .replica
+            .by_rpc
+            .get("RPC_RRDB_RRDB_PUT")
+            .copied()
+            .unwrap_or(0)
+    };
+    let (mut denied, mut draining, mut flipped, mut accepted) = (None, None, None, None);
+    while accepted.is_none() && asked.elapsed() < WAIT {
+        let now = Instant::now();
+        if denied.is_none() && primary.counters().replica.dropped > 0 {
+            denied = Some(now);
+        }
+        if draining.is_none() && state(&zk).await["switchover"]["phase"] == "draining" {
+            draining = Some(now);
+        }
+        if flipped.is_none() && routed(&zk).await.is_some_and(|(c, _)| c == "c-b") {
+            flipped = Some(now);
+        }
+        if puts(&backup) > 0 {
+            accepted = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (denied, flipped, accepted) = (
+        denied.expect("a write dropped by the fence"),
+        flipped.expect("flipped"),
+        accepted.expect("a client write on the backup"),
+    );
+    let drain = flipped - draining.unwrap_or(flipped);
+    writes_flow(&run, 300, "writes on the backup").await;
+    run.stop();
+    let report = run.finish().await.expect("report");
+    eprintln!("{report}");
+    let lost = assert_verified(&report);
+    let window = accepted - denied;
+    figure("fence_window_ms", window.as_millis());
+    figure("fence_settle_ms", settle.as_millis());
+    figure("drain_ms", drain.as_millis());
+    figure("lost_planned", lost);
+    assert_eq!(lost, 0, "{report}");
+    assert!(
+        window <= settle + drain + Duration::from_secs(2),
+        "writes refused for {window:?} (settle {settle:?}, drain {drain:?})"
+    );
+    let view = eventually(WAIT, "Completed", async || {
+        let v = route_view(&op).await?;
+        (condition(&v, "Switchover")?.1 == "Completed").then_some(v)
+    })
+    .await
+    .expect("completed");
+    assert_eq!(view["status"]["activeSide"], "backup");
+    proxy.drain().await;
+    backup.shutdown().await;
+    primary.shutdown().await;
+}
+
+/// How soon after a znode flip the proxy answers from the other cluster: the record flipped by
+/// hand back and forth, each time a query_config through the proxy until it names the new
+/// cluster's replica servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_answers_from_the_new_cluster_soon_after_a_flip() {
+    require!(ZOOKEEPER);
+    let zk_server = ZkServer::launch().await.expect("zookeeper");
+    let zk = zk_client(&zk_server).await;
+    let (a, b) = clusters(Duration::ZERO).await;
+    let proxy = proxy_over_zk(&zk_server).await;
+    let record = |cluster: &str, sim: &SimHandle| {
+        RouteRecord::new(cluster, metas(sim))
+            .expect("record")
+            .to_json()
+    };
+    let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+    zk.mkdir(ROOT, &opts).await.expect("root");
+    zk.create(PATH, &record("c-a", &a), &opts)
+        .await
+        .expect("znode");
+    eventually(WAIT, "the proxy on c-a", async || {
+        proxy_answers_from(&proxy, &a).await.then_some(())
+    })
+    .await
+    .expect("routed");
+    let group = MetaGroup::new(
+        "proxy",
+        &[proxy.addr().to_string()],
+        GroupOptions {
+            hedge_after: None,
+            ..GroupOptions::default()
+        },
+    )
+    .expect("one address");
+    let mut samples = Vec::new();
+    for i in 0..100 {
+        let (to, sim) = if i % 2 == 0 { ("c-b", &b) } else { ("c-a", &a) };
+        let replicas = sim.replica_addrs();
+        zk.set_data(PATH, &record(to, sim), None)
+            .await
+            .expect("flip");
+        let flipped = Instant::now();
+        loop {
+            let answered = group
+                .query_config("temp", Instant::now() + Duration::from_secs(2))
+                .await
+                .ok()
+                .and_then(|r| r.partitions.first().and_then(|p| p.primary.to_socket()))
+                .is_some_and(|p| replicas.contains(&std::net::SocketAddr::V4(p)));
+            if answered {
+                samples.push(flipped.elapsed());
+                break;
+            }
+            assert!(
+                flipped.elapsed() < WAIT,
+                "the proxy never followed flip {i}"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    samples.sort();
+    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    figure(
+        "flip_to_proxy_p50_ms",
+        format!("{:.1}", pct(50).as_secs_f64() * 1e3),
+    );
+    figure(
+        "flip_to_proxy_p99_ms",
+        format!("{:.1}", pct(99).as_secs_f64() * 1e3),
+    );
+    figure(
+        "flip_to_proxy_max_ms",
+        format!("{:.1}", samples[samples.len() - 1].as_secs_f64() * 1e3),
+    );
+    assert!(
+        pct(99) <= Duration::from_millis(50),
+        "p99 {:?} over {} flips",
+        pct(99),
+        samples.len()
+    );
+    proxy.drain().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
