@@ -6,7 +6,7 @@
 #
 # It checks each step: the chart's CRD applies; routes applied with kubectl reach the proxies of
 # their zone; `kubectl get ptr` shows the columns; `kubectl patch` of `active` switches one zone's
-# clients to the backup cluster; the standby operator takes over when the leader stops; `kubectl
+# clients to the backup cluster (a switchover without fencing: these clusters do not duplicate); the standby operator takes over when the leader stops; `kubectl
 # delete` removes the znode and the proxy answers ERR_OBJECT_NOT_FOUND.
 #
 #   e2e/k8s.sh          (uses the debug build, what the tests built)
@@ -173,6 +173,8 @@ spec:
   primary: {cluster: c3srv-ad, metaServers: ["127.0.0.1:$a1", "127.0.0.1:$a2"]}
   backup: {cluster: c3srv-bk, metaServers: ["127.0.0.1:$b1"]}
   active: primary
+  # These simulated clusters have no duplication to wait for: the switchover flips at once.
+  switchover: {fence: false}
 EOF
 }
 { route temp-az1 az1; echo ---; route temp-az2 az2; } | k apply -n pegasus -f -
@@ -196,7 +198,7 @@ all_ready() { [ "$(k get ptr -n pegasus -o jsonpath='{range .items[*]}{.status.c
 wait_for "both routes Ready" all_ready
 k get ptr -n pegasus | tee "$run/ptr.txt"
 header=$(head -1 "$run/ptr.txt" | tr -s ' ')
-[ "$header" = "NAME TABLE ZONE ACTIVE PRIMARY BACKUP MODE READY AGE" ] || fail "columns: $header"
+[ "$header" = "NAME TABLE ZONE ACTIVE PRIMARY BACKUP MODE PHASE READY AGE" ] || fail "columns: $header"
 row=$(grep '^temp-az1 ' "$run/ptr.txt" | tr -s ' ' | cut -d' ' -f1-8)
 [ "$row" = "temp-az1 temp az1 c3srv-ad c3srv-ad c3srv-bk Manual True" ] || fail "row: $row"
 
