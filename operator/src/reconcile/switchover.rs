@@ -318,7 +318,8 @@ pub fn step(sw: &Switchover, cx: &Context<'_>) -> Step {
                     Some(e) if elapsed >= s.fence_timeout => abort(
                         sw,
                         format!(
-                            "{} did not take the write fence within {}: {e}",
+                            "{} did not take the write fence within {}: {e}; to switch without \
+                             fencing (a cluster that is down), set spec.switchover.fence: false",
                             sw.from_cluster,
                             fmt(s.fence_timeout)
                         ),
