@@ -49,6 +49,9 @@ pub struct KvConfig {
     pub verify: Option<Vec<String>>,
     /// The table's name where it is verified (default: the same).
     pub verify_table: Option<String>,
+    /// How long to wait between the last operation and the reading back: time for duplication
+    /// to carry the last writes to a follower that is verified.
+    pub verify_after: Duration,
 }
 
 impl KvConfig {
@@ -63,6 +66,7 @@ impl KvConfig {
             client: ClientOptions::default(),
             verify: None,
             verify_table: None,
+            verify_after: Duration::ZERO,
         }
     }
 }
@@ -488,6 +492,7 @@ async fn drive(
     let verify = match &config.verify {
         None => None,
         Some(metas) => {
+            tokio::time::sleep(config.verify_after).await;
             let acked: Vec<(usize, Vec<u64>)> = all
                 .iter()
                 .enumerate()
