@@ -58,8 +58,9 @@ use validate::{Invalid, Removal, Target};
 /// Reads and writes before a route whose znode keeps changing under it gives up (and retries
 /// later with backoff).
 const MAX_ATTEMPTS: u32 = 5;
-/// Switchover calls one reconcile makes at most; it is looked at again soon after.
-const MAX_CALLS: u32 = 8;
+/// Switchover steps (calls and writes) one reconcile takes at most; it is looked at again soon
+/// after. A whole switchover without waits takes about eight.
+const MAX_STEPS: u32 = 16;
 /// The time a switchover call to a cluster may take (an automatic failover's calls get the
 /// probe interval, if shorter: the old primary is failing).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -558,7 +559,7 @@ impl Reconciler {
             _ => Health::default(),
         };
         let mut lost = 0;
-        let mut calls = 0;
+        let mut steps = 0;
         let mut events = Vec::new();
         // The results of the calls made since the znode was read at `done_at`.
         let mut done: Vec<Observation> = Vec::new();
@@ -595,7 +596,7 @@ impl Reconciler {
             if let (Plan::Call { effect }, Want::Keep(target), Some(d)) =
                 (&plan, want, &mut decision)
             {
-                if calls >= MAX_CALLS {
+                if steps >= MAX_STEPS {
                     // Not stuck, only busy: the rest after a breath.
                     d.recheck = Some(validate::SWITCHOVER_RETRY);
                     let version = version.unwrap_or_default();
@@ -608,7 +609,7 @@ impl Reconciler {
                         events,
                     });
                 }
-                calls += 1;
+                steps += 1;
                 let automatic = d.state.switchover.as_ref().is_some_and(|sw| sw.automatic);
                 let observation = self.call(target, effect, automatic).await;
                 done_at = version;
@@ -635,8 +636,14 @@ impl Reconciler {
                     // A switchover step goes on at once; anything else is where it should be.
                     if let Some(e) = event {
                         events.push(e);
-                        if matches!(plan, Plan::Create { .. } | Plan::Replace { .. }) {
+                        steps += 1;
+                        if matches!(plan, Plan::Create { .. } | Plan::Replace { .. })
+                            && steps < MAX_STEPS
+                        {
                             continue;
+                        }
+                        if let Some(d) = decision.as_mut().filter(|_| steps >= MAX_STEPS) {
+                            d.recheck = Some(validate::SWITCHOVER_RETRY);
                         }
                     }
                     return Ok(Converged {
