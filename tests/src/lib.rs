@@ -10,6 +10,7 @@ pub mod k8s;
 pub mod kv;
 pub mod load;
 pub mod operator;
+pub mod raw;
 pub mod relay;
 pub mod sim;
 pub mod vectors;
