@@ -14,6 +14,7 @@ pub mod raw;
 pub mod relay;
 pub mod sim;
 pub mod vectors;
+pub mod workload;
 pub mod zk;
 
 pub use harness::free_port;
