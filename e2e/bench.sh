@@ -13,12 +13,10 @@ load_args=${LOAD_ARGS:---connections 8 --depth 32}
 
 cargo build --release --locked -p metaproxy -p metaproxy-tests --bins >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
-run=$(mktemp -d -t metaproxy-bench.XXXXXX)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
+start_run bench
 
-meta=$(port); proxy=$(port); admin=$(port)
+meta=$(free_port); proxy=$(free_port); admin=$(free_port)
 cat > "$run/tables.yaml" <<'EOF'
 tables:
   - {name: temp, app_id: 2, partition_count: 8, replicas: ["10.0.0.1:34801", "10.0.0.2:34801", "10.0.0.3:34801"]}
@@ -29,7 +27,7 @@ pids+=($!)
 "$bin/metaproxy" --listen "127.0.0.1:$proxy" --admin-listen "127.0.0.1:$admin" --routes "$run/routes.yaml" \
   --log warn > "$run/proxy.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/ready" >/dev/null && break; sleep 0.1; done
+wait_for "the proxy" curl -sf "127.0.0.1:$admin/ready"
 
 one() { # one LABEL TARGET
   # shellcheck disable=SC2086

@@ -24,19 +24,13 @@ shared=$(shared_dir)
 [ -n "$shared" ] || { echo "k8s: no shared/k8s found beside the repository (set METAPROXY_SHARED)" >&2; exit 1; }
 zk_cp=$(zk_classpath) || { echo "k8s: no ZooKeeper jars (apt-get install zookeeper, or set ZOOKEEPER_CLASSPATH)" >&2; exit 1; }
 
-run=$(mktemp -d /tmp/metaproxy-k8s.XXXXXX)
-pids=()
+fail_label="K8S CHECK FAILED"
+start_run k8s
 api_up=false
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+on_cleanup() {
   if $api_up; then bash "$shared/k8s/crdserver-down.sh" "$run/api" >/dev/null 2>&1 || true; fi
-  if [ "${keep_logs:-false}" = true ]; then echo "logs kept in $run"; else rm -rf "$run"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port_pair() { python3 -c '
 import socket
 while True:
@@ -45,17 +39,9 @@ while True:
         b = socket.socket(); b.bind(("127.0.0.1", p + 1)); print(p); break
     except OSError:
         pass'; }
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-fail() { echo "K8S CHECK FAILED: $*" >&2; keep_logs=true; exit 1; }
-wait_for() { # wait_for DESCRIPTION COMMAND...: polls for 30 s
-  local what=$1; shift
-  for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "timed out waiting for $what"
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 say "Kubernetes API server (crdserver) on loopback"
-api_port=$(port); etcd_port=$(port_pair)
+api_port=$(free_port); etcd_port=$(port_pair)
 mkdir -p "$run/api"
 PORT=$api_port ETCD_PORT=$etcd_port bash "$shared/k8s/crdserver-up.sh" .tools/crdserver "$run/api" > "$run/crdserver-up.log" 2>&1 \
   || { cat "$run/crdserver-up.log" >&2; fail "crdserver-up.sh"; }
@@ -71,19 +57,8 @@ k wait --for=condition=Established --timeout=30s crd/pegasustableroutes.metaprox
   crd/leases.coordination.k8s.io crd/events.events.k8s.io > /dev/null
 
 say "ZooKeeper, Pegasus clusters c3srv-ad (2 MetaServers) and c3srv-bk"
-zk_port=$(port); a1=$(port); a2=$(port); a_admin=$(port); b1=$(port); b_admin=$(port)
-mkdir -p "$run/zk/data"
-cat > "$run/zk/zoo.cfg" <<EOF
-tickTime=500
-dataDir=$run/zk/data
-clientPort=$zk_port
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=*
-EOF
-"$(java_bin)" -Xmx128m -XX:+UseSerialGC -cp "$zk_cp" \
-  org.apache.zookeeper.server.ZooKeeperServerMain "$run/zk/zoo.cfg" > "$run/zk.log" 2>&1 &
-pids+=($!)
+zk_port=$(free_port); a1=$(free_port); a2=$(free_port); a_admin=$(free_port); b1=$(free_port); b_admin=$(free_port)
+start_zookeeper "$run/zk" "$zk_port"
 cat > "$run/tables-ad.yaml" <<'EOF'
 tables:
   - {name: temp, app_id: 2, partition_count: 8, replicas: ["10.0.0.1:34801", "10.0.0.2:34801", "10.0.0.3:34801"]}
@@ -98,13 +73,12 @@ pids+=($!)
 "$bin/pegasus-meta-sim" --tables "$run/tables-bk.yaml" --listen "127.0.0.1:$b1" \
   --admin-listen "127.0.0.1:$b_admin" > "$run/sim-bk.log" 2>&1 &
 pids+=($!)
-zk_serving() { timeout 0.5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port && printf srvr >&3 && cat <&3" | grep -q '^Mode: '; }
-wait_for "ZooKeeper" zk_serving
+wait_for "ZooKeeper" zk_serving "$zk_port"
 wait_for "cluster c3srv-ad" curl -sf "127.0.0.1:$a_admin/state"
 wait_for "cluster c3srv-bk" curl -sf "127.0.0.1:$b_admin/state"
 
 say "The chart rendered for zones az1 and az2 on this ZooKeeper"
-p_az1=$(port); p_az2=$(port); op1_admin=$(port); op2_admin=$(port)
+p_az1=$(free_port); p_az2=$(free_port); op1_admin=$(free_port); op2_admin=$(free_port)
 # One release with both zones; every port the pods would share becomes a free loopback port
 # per process below.
 cat > "$run/values.yaml" <<EOF
@@ -138,8 +112,8 @@ EOF
 }
 mapfile -t op_args < <(args_of metaproxy-operator 0 "$op1_admin")
 mapfile -t op2_args < <(args_of metaproxy-operator 0 "$op2_admin")
-mapfile -t az1_args < <(args_of metaproxy-az1 "$p_az1" "$(port)")
-mapfile -t az2_args < <(args_of metaproxy-az2 "$p_az2" "$(port)")
+mapfile -t az1_args < <(args_of metaproxy-az1 "$p_az1" "$(free_port)")
+mapfile -t az2_args < <(args_of metaproxy-az2 "$p_az2" "$(free_port)")
 printf '  operator: %s\n' "${op_args[*]}"
 printf '  az1 proxy: %s\n' "${az1_args[*]}"
 az1_admin=${az1_args[1]##*:}; az2_admin=${az2_args[1]##*:}

@@ -19,13 +19,11 @@ load_args=${LOAD_ARGS:---connections 4 --depth 8}
 
 cargo build --release --locked -p metaproxy -p metaproxy-tests --bins >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
-run=$(mktemp -d /tmp/metaproxy-kv-bench.XXXXXX)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
+start_run kv-bench
 
-src=$(port); src_admin=$(port); bk=$(port); bk_admin=$(port); proxy=$(port); admin=$(port)
-replicas() { echo "127.0.0.1:$(port),127.0.0.1:$(port),127.0.0.1:$(port)"; }
+src=$(free_port); src_admin=$(free_port); bk=$(free_port); bk_admin=$(free_port); proxy=$(free_port); admin=$(free_port)
+replicas() { echo "127.0.0.1:$(free_port),127.0.0.1:$(free_port),127.0.0.1:$(free_port)"; }
 cat > "$run/backup.yaml" <<'EOF'
 tables:
   - {name: temp, app_id: 2, partition_count: 8}
@@ -44,8 +42,9 @@ pids+=($!)
 "$bin/metaproxy" --listen "127.0.0.1:$proxy" --admin-listen "127.0.0.1:$admin" --routes "$run/routes.yaml" \
   --log warn > "$run/proxy.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/ready" >/dev/null && break; sleep 0.1; done
-for _ in $(seq 100); do curl -sf "127.0.0.1:$src_admin/state" >/dev/null && curl -sf "127.0.0.1:$bk_admin/state" >/dev/null && break; sleep 0.1; done
+wait_for "the proxy" curl -sf "127.0.0.1:$admin/ready"
+wait_for "the source cluster" curl -sf "127.0.0.1:$src_admin/state"
+wait_for "the backup cluster" curl -sf "127.0.0.1:$bk_admin/state"
 
 one() { # one LABEL TARGET
   # shellcheck disable=SC2086

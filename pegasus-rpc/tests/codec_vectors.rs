@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, Gpid, HostPort,
-    PartitionConfiguration, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame,
-    RequestHeader, RpcAddress,
+    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, Gpid, HostPort, PartitionConfiguration,
+    QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame, RequestHeader, RpcAddress,
 };
 use pegasus_rpc::codec::{
     AppEnvOperation, DuplicationEntry, DuplicationFailMode, DuplicationPartitionState,
@@ -16,50 +15,7 @@ use pegasus_rpc::codec::{
     UpdateAppEnvResponse,
 };
 
-use metaproxy_tests::vectors::load as vector;
-
-fn request(name: &str) -> (Vec<u8>, RequestFrame) {
-    let bytes = vector(name);
-    let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
-        .expect("decodes")
-        .expect("whole frame");
-    assert!(buf.is_empty(), "{name}: the frame is the whole file");
-    assert_eq!(
-        frame.to_bytes(),
-        bytes,
-        "{name}: re-encodes to the same bytes"
-    );
-    (bytes, frame)
-}
-
-fn reply(name: &str) -> (Vec<u8>, ReplyFrame) {
-    let bytes = vector(name);
-    let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
-        .expect("decodes")
-        .expect("whole frame");
-    assert!(buf.is_empty(), "{name}: the frame is the whole file");
-    assert_eq!(
-        frame.to_bytes(),
-        bytes,
-        "{name}: re-encodes to the same bytes"
-    );
-    let mut parts = BytesMut::new();
-    codec::encode_reply(
-        &mut parts,
-        frame.rpc_error.as_str(),
-        &frame.message.name,
-        frame.seqid(),
-        &frame.body,
-    );
-    assert_eq!(
-        &parts[..],
-        &bytes[..],
-        "{name}: encode_reply gives the same bytes"
-    );
-    (bytes, frame)
-}
+use metaproxy_tests::vectors::{load as vector, reply, request};
 
 /// A query_config reply: checks the frame, decodes the response, re-encodes it.
 fn query_reply(name: &str, seqid: i32) -> QueryCfgResponse {

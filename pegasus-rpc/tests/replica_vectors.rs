@@ -3,50 +3,19 @@
 //! the clients accepted) decode to the documented values and re-encode to the identical bytes; and
 //! the key hash of §15.5 gives every worked example and check value of the document.
 
-use bytes::{Bytes, BytesMut};
-use metaproxy_tests::vectors::load as vector;
+use bytes::Bytes;
+use metaproxy_tests::vectors::{load as vector, reply, request};
 use pegasus_rpc::codec::key::{
     self, crc64, crc64_table_entry, generate_key, hash_key_hash, key_hash, partition_index,
     thread_hash,
 };
 use pegasus_rpc::codec::{
-    self, Blob, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, HeaderV0, Payload,
-    ReadResponse, ReplyFrame, RequestFrame, RequestHeader, RequestMetaV1, TtlResponse,
-    UpdateRequest, UpdateResponse, rpc,
+    Blob, ErrorCode, HeaderV0, Payload, ReadResponse, ReplyFrame, RequestHeader, RequestMetaV1,
+    TtlResponse, UpdateRequest, UpdateResponse, rpc,
 };
 
 const H1S1: [u8; 6] = [0x00, 0x02, b'h', b'1', b's', b'1'];
 const H1_HASH: u64 = 0xAAE1_FD17_E635_E4DA;
-
-fn request(name: &str) -> RequestFrame {
-    let bytes = vector(name);
-    let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
-        .expect("decodes")
-        .expect("whole frame");
-    assert!(buf.is_empty(), "{name}: the frame is the whole file");
-    assert_eq!(
-        frame.to_bytes(),
-        bytes,
-        "{name}: re-encodes to the same bytes"
-    );
-    frame
-}
-
-fn reply(name: &str) -> ReplyFrame {
-    let bytes = vector(name);
-    let mut buf = BytesMut::from(&bytes[..]);
-    let frame = codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
-        .expect("decodes")
-        .expect("whole frame");
-    assert!(buf.is_empty(), "{name}: the frame is the whole file");
-    assert_eq!(
-        frame.to_bytes(),
-        bytes,
-        "{name}: re-encodes to the same bytes"
-    );
-    frame
-}
 
 /// Decodes a payload and checks that it encodes back to the same bytes.
 fn args_round_trip<T: Payload + PartialEq + std::fmt::Debug>(name: &str, args: &Bytes) -> T {
@@ -103,7 +72,7 @@ fn put_requests_of_every_client() {
             0,
         ),
     ] {
-        let frame = request(name);
+        let frame = request(name).1;
         assert_eq!(frame.header, header, "{name}");
         assert_eq!(frame.name(), rpc::RRDB_PUT, "{name}");
         assert_eq!(frame.seqid(), seqid, "{name}");
@@ -138,7 +107,7 @@ fn get_and_remove_requests() {
             3,
         ),
     ] {
-        let frame = request(name);
+        let frame = request(name).1;
         assert_eq!(frame.header, header, "{name}");
         assert_eq!(frame.name(), rpc_name, "{name}");
         assert_eq!(frame.seqid(), seqid, "{name}");
@@ -171,7 +140,7 @@ fn write_replies() {
             2,
         ),
     ] {
-        let frame = reply(name);
+        let frame = reply(name).1;
         assert_eq!(frame.rpc_error, ErrorCode::OK, "{name}");
         assert_eq!(frame.message.name, rpc::ack_name(rpc_name), "{name}");
         assert_eq!(frame.seqid(), seqid, "{name}");
@@ -189,7 +158,7 @@ fn write_replies() {
 
 #[test]
 fn read_replies() {
-    let get_ok = reply("fake-replica-get-ok-node.reply.hex");
+    let get_ok = reply("fake-replica-get-ok-node.reply.hex").1;
     assert_eq!(get_ok.message.name, rpc::ack_name(rpc::RRDB_GET));
     assert_eq!(get_ok.seqid(), 1);
     let resp: ReadResponse = result_round_trip("get ok", &get_ok.body);
@@ -204,7 +173,7 @@ fn read_replies() {
         }
     );
 
-    let not_found = reply("doc-replica-get-not-found.reply.hex");
+    let not_found = reply("doc-replica-get-not-found.reply.hex").1;
     assert_eq!(not_found.seqid(), 1);
     let resp: ReadResponse = result_round_trip("get not found", &not_found.body);
     assert_eq!(
@@ -219,7 +188,7 @@ fn read_replies() {
     );
     assert_eq!(vector("doc-replica-get-not-found.reply.hex").len(), 102);
 
-    let ttl = reply("doc-replica-ttl-forever.reply.hex");
+    let ttl = reply("doc-replica-ttl-forever.reply.hex").1;
     assert_eq!(ttl.message.name, rpc::ack_name(rpc::RRDB_TTL));
     assert_eq!(ttl.seqid(), 2);
     let resp: TtlResponse = result_round_trip("ttl", &ttl.body);
@@ -253,7 +222,7 @@ fn rpc_level_refusals_have_no_body() {
             61,
         ),
     ] {
-        let frame = reply(name);
+        let frame = reply(name).1;
         assert_eq!(frame.rpc_error, error, "{name}");
         assert!(frame.body.is_empty(), "{name}");
         assert_eq!(vector(name).len(), len, "{name}");

@@ -117,7 +117,7 @@ async fn a_frame_that_trickles_in_is_cut_at_the_frame_timeout() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |c| c.frame_timeout = Some("1s".into())).await;
-    let mut bystander = Client::connect(proxy.addr()).await;
+    let mut bystander = RawConn::connect(proxy.addr()).await;
 
     let (mut read, mut write) = TcpStream::connect(proxy.addr())
         .await
@@ -154,7 +154,7 @@ async fn a_frame_that_trickles_in_is_cut_at_the_frame_timeout() {
     assert!(started.elapsed() < Duration::from_secs(4));
 
     // Whole frames, slowly: served.
-    let mut slow = Client::connect(proxy.addr()).await;
+    let mut slow = RawConn::connect(proxy.addr()).await;
     for seqid in 0..3 {
         assert_eq!(slow.query("temp", seqid).await.err, ErrorCode::OK);
         tokio::time::sleep(Duration::from_millis(700)).await;

@@ -204,7 +204,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     )
     .await;
 
-    let mut client = Client::connect(addr).await;
+    let mut client = RawConn::connect(addr).await;
     client.send(&query_frame("temp", 42)).await;
     eventually("the query reached the cluster", || async {
         sim.counters().by_table.get("temp") == Some(&1)
@@ -663,7 +663,7 @@ async fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
 
     let mut clients = Vec::new();
     for _ in 0..600 {
-        clients.push(Client::connect(addr).await);
+        clients.push(RawConn::connect(addr).await);
     }
     for (seqid, client) in clients.iter_mut().enumerate() {
         client.send(&query_frame("temp", seqid as i32)).await;

@@ -61,10 +61,10 @@ async fn every_official_client_gets_the_metaservers_bytes() {
         ),
     ];
     for (req, expected) in cases {
-        let mut client = Client::connect(proxy.addr()).await;
+        let mut client = RawConn::connect(proxy.addr()).await;
         client.send(&vector(req)).await;
         assert_eq!(
-            client.reply_bytes().await,
+            client.raw_reply().await,
             vector(expected),
             "{req} through the proxy"
         );
@@ -89,7 +89,7 @@ async fn a_redirect_is_followed_and_the_leader_is_never_revealed() {
     .await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     for seqid in 0..5 {
         let resp = client.query("temp", seqid).await;
         assert_eq!(resp.err, ErrorCode::OK);
@@ -133,7 +133,7 @@ async fn pipelined_requests_are_answered_out_of_order_by_seqid() {
     ]);
     let proxy = start_with_routes(&routes, |_| {}).await;
 
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     let mut batch = BytesMut::new();
     batch.extend_from_slice(&query_frame("slow", 1));
     for seqid in 2..52 {
@@ -171,13 +171,13 @@ async fn unknown_rpc_and_negotiation_keep_the_connection_open() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
 
     // The document's RPC_FOO, seqid 7: ERR_HANDLER_NOT_FOUND with no body, byte for byte.
     let foo = RequestFrame::call_v0("RPC_FOO", 7, 0, Bytes::from_static(b"\x00"));
     client.send(&foo.to_bytes()).await;
     assert_eq!(
-        client.reply_bytes().await,
+        client.raw_reply().await,
         vector("doc-reply-handler-not-found.hex")
     );
 
@@ -218,7 +218,7 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |c| c.max_frame_bytes = Some(4096)).await;
-    let mut bystander = Client::connect(proxy.addr()).await;
+    let mut bystander = RawConn::connect(proxy.addr()).await;
     assert_eq!(bystander.query("temp", 1).await.err, ErrorCode::OK);
 
     let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
@@ -250,7 +250,7 @@ async fn malformed_and_oversized_frames_close_only_their_connection() {
         }),
     ];
     for (what, input) in bad_inputs {
-        let mut client = Client::connect(proxy.addr()).await;
+        let mut client = RawConn::connect(proxy.addr()).await;
         // A good request first: its answer is still delivered before the close.
         let mut stream = query_frame("temp", 5).to_vec();
         stream.extend_from_slice(&input);
@@ -277,7 +277,7 @@ async fn identical_queries_in_flight_share_one_upstream_call() {
     let proxy = start_with_routes(&routes, |_| {}).await;
 
     let clients: Vec<_> =
-        futures::future::join_all((0..20).map(|_| Client::connect(proxy.addr()))).await;
+        futures::future::join_all((0..20).map(|_| RawConn::connect(proxy.addr()))).await;
     let answers = futures::future::join_all(clients.into_iter().enumerate().map(
         |(i, mut c)| async move {
             let mut batch = BytesMut::new();
@@ -327,7 +327,7 @@ async fn an_unreachable_cluster_is_a_retryable_application_error() {
     let record = RouteRecord::new("gone", [dead.to_string()]).expect("record");
     let routes = RoutesFile::new(&[("temp", &record)]);
     let proxy = start_with_routes(&routes, |c| c.upstream_timeout = Some("1s".into())).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     let resp = client.query("temp", 3).await;
     assert_eq!(resp, QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE));
 }
@@ -343,20 +343,20 @@ async fn host_port_fields_pass_through_or_are_stripped() {
     let passthrough = start_with_routes(&routes, |_| {}).await;
     let stripping = start_with_routes(&routes, |c| c.strip_host_ports = Some(true)).await;
 
-    let mut client = Client::connect(passthrough.addr()).await;
+    let mut client = RawConn::connect(passthrough.addr()).await;
     client
         .send(&vector("python-v0-query-temp-hp.req.hex"))
         .await;
     assert_eq!(
-        client.reply_bytes().await,
+        client.raw_reply().await,
         vector("python-v0-query-temp-hp.reply.hex"),
         "default: as received"
     );
 
-    let mut client = Client::connect(stripping.addr()).await;
+    let mut client = RawConn::connect(stripping.addr()).await;
     client.send(&vector("node-v0-query-temp-hp.req.hex")).await;
     assert_eq!(
-        client.reply_bytes().await,
+        client.raw_reply().await,
         vector("node-v0-query-temp.reply.hex"),
         "stripped: the pre-2.6 reply"
     );
@@ -368,7 +368,7 @@ async fn a_changed_routes_file_moves_the_table() {
     let b = sim(1, vec![table("t1", 20, 4)]).await;
     let routes = RoutesFile::new(&[("t1", &record("a", &a))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(client.query("t1", 1).await.app_id, 10);
 
     routes.write(&[("t1", &record("b", &b))]);
@@ -395,7 +395,7 @@ async fn admin_endpoints() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     client.query("temp", 1).await;
     client.query("nosuch", 2).await;
 
@@ -438,18 +438,18 @@ async fn the_connection_cap_closes_extra_connections() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |c| c.max_connections = Some(2)).await;
-    let mut a = Client::connect(proxy.addr()).await;
-    let mut b = Client::connect(proxy.addr()).await;
+    let mut a = RawConn::connect(proxy.addr()).await;
+    let mut b = RawConn::connect(proxy.addr()).await;
     a.query("temp", 1).await;
     b.query("temp", 1).await;
-    let mut c = Client::connect(proxy.addr()).await;
+    let mut c = RawConn::connect(proxy.addr()).await;
     assert!(
         c.is_closed().await,
         "the third connection is closed at once"
     );
     drop(a);
     eventually("a slot is free again", || async {
-        let mut d = Client::connect(proxy.addr()).await;
+        let mut d = RawConn::connect(proxy.addr()).await;
         d.send(&query_frame("temp", 4)).await;
         d.try_reply().await.is_some()
     })
@@ -463,7 +463,7 @@ async fn meta_addresses_may_be_host_names() {
         .expect("record");
     let routes = RoutesFile::new(&[("temp", &by_name)]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(
         client.query("temp", 1).await.app_id,
         2,
@@ -479,7 +479,7 @@ async fn idle_connections_are_closed() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |c| c.idle_timeout = Some("300ms".into())).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(client.query("temp", 1).await.err, ErrorCode::OK);
     let started = tokio::time::Instant::now();
     assert!(client.is_closed().await, "closed after the idle timeout");
@@ -510,7 +510,7 @@ async fn a_table_name_that_is_not_utf8_is_not_found_and_the_connection_stays() {
     let sim = sim(1, vec![capture_table()]).await;
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
 
     for (seqid, name) in [(1, &b"\xff\xfe"[..]), (2, b"te\xc3mp"), (3, b"temp\x80")] {
         let args = query_args_with_raw_name(name);
@@ -564,7 +564,7 @@ async fn clusters_report_what_real_traffic_saw() {
         c.upstream_timeout = Some("500ms".into());
     })
     .await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     let clusters = async || {
         let view = http_get(proxy.admin_addr(), "/clusters")
             .await

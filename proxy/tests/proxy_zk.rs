@@ -36,7 +36,7 @@ async fn put(client: &zk::Client, table: &str, data: &[u8]) {
 }
 
 /// Waits until a query for `table` answers with `app_id` (or with `err`).
-async fn until_answer(client: &mut Client, table: &str, want: Result<i32, ErrorCode>) {
+async fn until_answer(client: &mut RawConn, table: &str, want: Result<i32, ErrorCode>) {
     eventually(&format!("{table} answers {want:?}"), async || {
         let resp = client.query(table, 1).await;
         match &want {
@@ -57,7 +57,7 @@ async fn routes_follow_the_record_through_change_and_deletion() {
     // The design spelling first; later the Go spelling that admin-cli's migrator writes.
     put(&zkc, "temp", &record("cluster-a", &a).to_json()).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
 
     assert_eq!(client.query("temp", 1).await.app_id, 2);
     let go_spelling = format!(
@@ -101,10 +101,10 @@ async fn a_missing_table_is_the_metaservers_not_found() {
     let server = ZkServer::launch().await.expect("zookeeper");
     let _zkc = zk_client(&server).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     client.send(&vector("python-v0-query-nosuch.req.hex")).await;
     assert_eq!(
-        client.reply_bytes().await,
+        client.raw_reply().await,
         vector("python-v0-query-nosuch.reply.hex")
     );
     // A name no MetaServer would have never reaches ZooKeeper.
@@ -142,7 +142,7 @@ async fn not_ready_and_retryable_until_zookeeper_serves() {
         503,
         "no session yet"
     );
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(
         client.query("temp", 1).await.err,
         ErrorCode::SERVICE_NOT_ACTIVE,
@@ -168,7 +168,7 @@ async fn concurrent_first_queries_cause_one_read() {
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
     let answers = futures::future::join_all((0..50).map(|i| {
         let addr = proxy.addr();
-        async move { Client::connect(addr).await.query("temp", i).await.err }
+        async move { RawConn::connect(addr).await.query("temp", i).await.err }
     }))
     .await;
     assert!(answers.iter().all(|e| *e == ErrorCode::OK));
@@ -190,7 +190,7 @@ async fn a_bad_record_is_an_error_reply_and_a_good_one_survives_a_bad_update() {
     put(&zkc, "nofields", br#"{"app_id": 3}"#).await;
     put(&zkc, "good", &record("c1", &a).to_json()).await;
     let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
 
     assert_eq!(client.query("broken", 1).await.err, ErrorCode::INVALID_DATA);
     assert_eq!(
@@ -230,7 +230,7 @@ async fn zookeeper_restart_and_session_expiry_keep_routes_served() {
         c.zk_session_timeout = Some("2s".into())
     })
     .await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(client.query("temp", 1).await.app_id, 2);
 
     // ZooKeeper goes away for longer than the session timeout: the session expires on the
@@ -293,7 +293,7 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
         c.zk_session_timeout = Some("2s".into())
     })
     .await;
-    let mut client = Client::connect(proxy.addr()).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
     assert_eq!(client.query("temp", 1).await.app_id, 2);
 
     relay.black_hole(true);

@@ -17,7 +17,9 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{Component, Started, free_port, says_port_taken, start_on_free_ports};
+use crate::harness::{
+    Component, Started, free_port, says_port_taken, start_on_free_ports, try_eventually,
+};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -287,26 +289,36 @@ impl ApiServer {
         Ok(())
     }
 
-    /// Waits until the CRD `name` is Established (kubectl waits, at most 30 s).
+    /// Waits until the CRD `name` is Established (at most 30 s). `kubectl wait` itself fails at
+    /// once, instead of waiting, when it looks before the API server has written any condition
+    /// ("accessor error: <nil>"): that answer is "not yet", and it is asked again.
     pub async fn crd_established(&self, name: &str) -> Result<()> {
-        let out = self
-            .kubectl_output(
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    "--timeout=30s",
-                    &format!("crd/{name}"),
-                ],
-                None,
-            )
-            .await?;
-        if !out.status.success() {
-            bail!(
-                "CRD {name} not established: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        try_eventually(
+            std::time::Duration::from_secs(30),
+            &format!("CRD {name} to be Established"),
+            async || {
+                let out = self
+                    .kubectl_output(
+                        &[
+                            "wait",
+                            "--for=condition=Established",
+                            "--timeout=30s",
+                            &format!("crd/{name}"),
+                        ],
+                        None,
+                    )
+                    .await?;
+                if out.status.success() {
+                    return Ok(Some(()));
+                }
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if stderr.contains(".status.conditions accessor error") {
+                    return Ok(None);
+                }
+                bail!("CRD {name} not established: {stderr}")
+            },
+        )
+        .await
     }
 
     /// A client for this server.

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::{ClientOptions, HeaderKind, OpError, TableClient};
-use crate::load::{Histogram, Latency, Until};
+use crate::workload::{Budget, Histogram, Latency, Until, kinds, micros};
 
 /// How to run the workload.
 #[derive(Clone, Debug)]
@@ -261,28 +261,6 @@ impl Rng {
     }
 }
 
-/// Who may start one more operation.
-struct Budget {
-    issued: AtomicU64,
-    limit: Option<u64>,
-    deadline: Option<Instant>,
-    stopped: AtomicBool,
-}
-
-impl Budget {
-    fn take(&self) -> bool {
-        if self.stopped.load(Ordering::Acquire)
-            || self.deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            return false;
-        }
-        match self.limit {
-            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
-            None => true,
-        }
-    }
-}
-
 /// What one worker saw.
 #[derive(Default)]
 struct WorkerStats {
@@ -321,23 +299,12 @@ async fn drive(
     live: Arc<Live>,
 ) -> Result<KvReport, KvError> {
     let started = Instant::now();
-    let budget = Arc::new(Budget {
-        issued: AtomicU64::new(0),
-        limit: match config.until {
-            Until::Requests(n) => Some(n),
-            Until::Elapsed(_) => None,
-        },
-        deadline: match config.until {
-            Until::Elapsed(d) => Some(started + d),
-            Until::Requests(_) => None,
-        },
-        stopped: AtomicBool::new(false),
-    });
+    let budget = Arc::new(Budget::new(config.until, started.into_std()));
     {
         let budget = budget.clone();
         tokio::spawn(async move {
             let _ = stopped.wait_for(|s| *s).await;
-            budget.stopped.store(true, Ordering::Release);
+            budget.stop();
         });
     }
     let prefix = Arc::new(run_prefix());
@@ -604,20 +571,6 @@ async fn verify(
     total.examples.sort();
     total.examples.truncate(10);
     Ok(total)
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-fn kinds(map: &BTreeMap<String, u64>) -> String {
-    if map.is_empty() {
-        return "none".into();
-    }
-    map.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join("  ")
 }
 
 impl fmt::Display for KvReport {

@@ -10,9 +10,11 @@ pub mod k8s;
 pub mod kv;
 pub mod load;
 pub mod operator;
+pub mod raw;
 pub mod relay;
 pub mod sim;
 pub mod vectors;
+pub mod workload;
 pub mod zk;
 
 pub use harness::free_port;

@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -35,6 +34,10 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::workload::{Budget, kinds, micros};
+// Defined with what the workloads share; named here too, where they were first.
+pub use crate::workload::{Histogram, Latency, Until};
+
 /// Which THFT header the requests carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,14 +46,6 @@ pub enum Header {
     V0,
     /// 16 bytes and a request_meta, as the Java client writes it.
     V1,
-}
-
-/// When the run ends: after a time, or after sending a number of requests. Requests in flight
-/// at that point are still waited for (up to the timeout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Until {
-    Elapsed(Duration),
-    Requests(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -85,16 +80,6 @@ impl LoadConfig {
 pub enum LoadError {
     #[error("invalid load configuration: {0}")]
     Config(String),
-}
-
-/// Latency percentiles in microseconds (within 1% of the exact values).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Latency {
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -139,16 +124,7 @@ impl fmt::Display for LoadReport {
             "latency us  p50 {}  p90 {}  p99 {}  p999 {}  max {}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
-        if self.errors.is_empty() {
-            write!(f, "errors none")
-        } else {
-            let list: Vec<String> = self
-                .errors
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            write!(f, "errors {}", list.join("  "))
-        }
+        write!(f, "errors {}", kinds(&self.errors))
     }
 }
 
@@ -171,17 +147,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         .map(|t| Template::new(t, config.header, config.timeout))
         .collect();
     let started = Instant::now();
-    let budget = Arc::new(Budget {
-        issued: AtomicU64::new(0),
-        limit: match config.until {
-            Until::Requests(n) => Some(n),
-            Until::Elapsed(_) => None,
-        },
-        deadline: match config.until {
-            Until::Elapsed(d) => Some(started + d),
-            Until::Requests(_) => None,
-        },
-    });
+    let budget = Arc::new(Budget::new(config.until, started));
     let config = Arc::new(config);
     let workers: Vec<_> = (0..config.connections)
         .map(|_| {
@@ -223,32 +189,6 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         latency_us: total.latency.summary(),
         errors: total.errors,
     })
-}
-
-/// Who may send one more request.
-struct Budget {
-    issued: AtomicU64,
-    limit: Option<u64>,
-    deadline: Option<Instant>,
-}
-
-impl Budget {
-    fn over(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-            || self
-                .limit
-                .is_some_and(|n| self.issued.load(Ordering::Relaxed) >= n)
-    }
-
-    fn take(&self) -> bool {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        match self.limit {
-            Some(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
-            None => true,
-        }
-    }
 }
 
 /// A request encoded once; only the seqid changes from send to send.
@@ -457,142 +397,9 @@ fn error_key(key: &mut String, prefix: &str, name: &str) {
     key.push_str(name);
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A log-linear histogram: exact below 128, then 128 buckets per power of two (under 1% error).
-#[derive(Clone, Debug)]
-pub struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    max: u64,
-}
-
-const SUB_BITS: u32 = 7;
-const SUB: u64 = 1 << SUB_BITS;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: vec![0; ((64 - SUB_BITS as usize) + 1) << SUB_BITS],
-            total: 0,
-            max: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - SUB_BITS;
-        (((shift + 1) as u64) << SUB_BITS | ((v >> shift) - SUB)) as usize
-    }
-
-    /// The middle of the values that fall in bucket `i`.
-    fn value(i: usize) -> u64 {
-        let i = i as u64;
-        if i < SUB {
-            return i;
-        }
-        let shift = (i >> SUB_BITS) - 1;
-        let low = (SUB + (i & (SUB - 1))) << shift;
-        low + ((1u64 << shift) >> 1)
-    }
-
-    pub fn record(&mut self, v: u64) {
-        self.counts[Self::index(v)] += 1;
-        self.total += 1;
-        self.max = self.max.max(v);
-    }
-
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
-        self.max = self.max.max(other.max);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
-    /// The value below which a fraction `q` of the recorded values fall.
-    pub fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::value(i).min(self.max);
-            }
-        }
-        self.max
-    }
-
-    pub fn summary(&self) -> Latency {
-        Latency {
-            p50: self.quantile(0.50),
-            p90: self.quantile(0.90),
-            p99: self.quantile(0.99),
-            p999: self.quantile(0.999),
-            max: self.max,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_contiguous_and_close() {
-        let mut last = 0;
-        for v in [
-            0,
-            1,
-            127,
-            128,
-            129,
-            255,
-            256,
-            1000,
-            123_456,
-            9_999_999,
-            u64::MAX / 3,
-        ] {
-            let i = Histogram::index(v);
-            assert!(i >= last, "index of {v} went back");
-            last = i;
-            let mid = Histogram::value(i);
-            let err = (mid as f64 - v as f64).abs() / (v.max(1) as f64);
-            assert!(err < 0.01, "{v} -> bucket {i} value {mid}");
-        }
-        assert!(Histogram::index(u64::MAX) < Histogram::default().counts.len());
-    }
-
-    #[test]
-    fn histogram_quantiles() {
-        let mut h = Histogram::default();
-        for v in 1..=1000 {
-            h.record(v);
-        }
-        let s = h.summary();
-        assert!((495..=505).contains(&s.p50), "{s:?}");
-        assert!((985..=1000).contains(&s.p99), "{s:?}");
-        assert_eq!(s.max, 1000);
-        let mut other = Histogram::default();
-        other.record(5000);
-        h.merge(&other);
-        assert_eq!((h.count(), h.summary().max), (1001, 5000));
-        assert_eq!(Histogram::default().summary(), Latency::default());
-    }
 
     #[test]
     fn templates_patch_the_seqid() {

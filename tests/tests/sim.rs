@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use metaproxy_tests::free_port;
 use metaproxy_tests::harness::{self, Method, Process, start_on_free_ports};
+use metaproxy_tests::raw::{RawConn, WAIT, query_frame_of};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, HostPort, NegotiationRequest, NegotiationResponse,
-    NegotiationStatus, QueryCfgRequest, QueryCfgResponse, ReplyFrame, RequestFrame, RpcAddress,
-    rpc,
+    ErrorCode, HostPort, NegotiationRequest, NegotiationResponse, NegotiationStatus,
+    QueryCfgRequest, QueryCfgResponse, RequestFrame, RpcAddress, rpc,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Generous: the machine may be loaded, and a wait that ends early costs nothing.
-const WAIT: Duration = Duration::from_secs(20);
 
 use metaproxy_tests::vectors::load as vector;
 
@@ -44,97 +40,13 @@ async fn start(metas: usize, host_port_fields: bool) -> SimHandle {
     Simulator::start(config).await.expect("simulator starts")
 }
 
-/// A raw client connection.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connects");
-        Conn {
-            stream,
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The raw bytes of the next reply frame.
-    async fn raw_reply(&mut self) -> Vec<u8> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if self.buf.len() >= 4 {
-                    let len =
-                        u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                            as usize;
-                    if self.buf.len() >= len {
-                        return self.buf.split_to(len).to_vec();
-                    }
-                }
-                let n = self.stream.read_buf(&mut self.buf).await.expect("read");
-                assert!(n > 0, "connection closed while a reply was expected");
-            }
-        })
-        .await
-        .expect("a reply in time")
-    }
-
-    async fn reply(&mut self) -> ReplyFrame {
-        let raw = self.raw_reply().await;
-        let mut buf = BytesMut::from(&raw[..]);
-        codec::decode_reply(&mut buf, DEFAULT_MAX_REPLY_FRAME)
-            .expect("reply decodes")
-            .expect("a whole reply")
-    }
-
-    async fn query_reply(&mut self) -> (i32, QueryCfgResponse) {
-        let frame = self.reply().await;
-        assert_eq!(frame.rpc_error, ErrorCode::OK);
-        assert_eq!(frame.message.name, rpc::ack_name(rpc::QUERY_CONFIG));
-        let resp = QueryCfgResponse::from_result(&frame.body).expect("response decodes");
-        (frame.seqid(), resp)
-    }
-
-    async fn query(&mut self, table: &str, seqid: i32) -> QueryCfgResponse {
-        self.send(&query(table, seqid, None)).await;
-        let (got, resp) = self.query_reply().await;
-        assert_eq!(got, seqid);
-        resp
-    }
-
-    /// Waits for the server to close the connection; panics if it sends anything instead.
-    async fn expect_closed(&mut self) {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("the connection is closed in time");
-    }
-}
-
 /// A v0 query_config request as the Go client writes it.
 fn query(table: &str, seqid: i32, indices: Option<Vec<i32>>) -> Vec<u8> {
-    let mut args = BytesMut::new();
-    QueryCfgRequest {
+    let request = QueryCfgRequest {
         app_name: table.into(),
         partition_indices: indices.or(Some(vec![])),
-    }
-    .to_args(&mut args);
-    RequestFrame::call_v0(rpc::QUERY_CONFIG, seqid, 0, args.freeze())
-        .to_bytes()
-        .to_vec()
+    };
+    query_frame_of(&request, seqid).to_vec()
 }
 
 fn rpc_address(addr: SocketAddr) -> RpcAddress {
@@ -198,12 +110,12 @@ async fn leader_reproduces_the_captured_replies() {
     ];
     // One connection per request, as in the capture ...
     for (req, reply) in pairs {
-        let mut conn = Conn::open(leader).await;
+        let mut conn = RawConn::connect(leader).await;
         conn.send(&vector(req)).await;
         assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
     }
     // ... and all of them on one connection, one at a time.
-    let mut conn = Conn::open(leader).await;
+    let mut conn = RawConn::connect(leader).await;
     for (req, reply) in pairs {
         conn.send(&vector(req)).await;
         assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
@@ -227,7 +139,7 @@ async fn non_leader_reproduces_the_captured_forward_replies() {
             "fake-meta-forward-node.reply.hex",
         ),
     ] {
-        let mut conn = Conn::open(other).await;
+        let mut conn = RawConn::connect(other).await;
         conn.send(&vector(req)).await;
         assert_eq!(
             conn.raw_reply().await,
@@ -256,7 +168,7 @@ async fn host_port_leader_reproduces_the_captured_hp_replies() {
                 "node-v0-query-temp-hp.reply.hex",
             ),
         ] {
-            let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+            let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
             conn.send(&vector(req)).await;
             assert_eq!(conn.raw_reply().await, vector(reply), "{req} -> {reply}");
         }
@@ -275,7 +187,7 @@ async fn reproduces_the_documents_two_partition_reply() {
     let sim = Simulator::start(SimConfig::loopback(1, vec![table]))
         .await
         .expect("starts");
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     conn.send(&vector("doc-java-v1-query-temp.req.hex")).await;
     assert_eq!(conn.raw_reply().await, vector("doc-reply-2partitions.hex"));
     sim.shutdown().await;
@@ -284,7 +196,7 @@ async fn reproduces_the_documents_two_partition_reply() {
 #[tokio::test]
 async fn unknown_rpc_gets_handler_not_found_and_the_connection_stays_open() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     // An empty args struct: the simulator never looks inside an unknown RPC.
     let foo = RequestFrame::call_v0("RPC_FOO", 7, 0, Bytes::from_static(&[0]));
     conn.send(&foo.to_bytes()).await;
@@ -304,7 +216,7 @@ async fn unknown_rpc_gets_handler_not_found_and_the_connection_stays_open() {
 #[tokio::test]
 async fn negotiation_says_auth_is_disabled() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     let mut args = BytesMut::new();
     NegotiationRequest {
         status: NegotiationStatus::SASL_LIST_MECHANISMS,
@@ -328,7 +240,7 @@ async fn forward_names_the_current_leader() {
     let addrs = sim.meta_addrs();
     let mut conns = Vec::new();
     for &a in &addrs {
-        conns.push(Conn::open(a).await);
+        conns.push(RawConn::connect(a).await);
     }
     for leader in [2, 1, 0] {
         sim.set_leader(Some(leader)).expect("set leader");
@@ -361,7 +273,7 @@ async fn forward_names_the_current_leader() {
 async fn forward_carries_the_leader_host_port_in_host_port_mode() {
     let sim = start(2, true).await;
     let leader = sim.meta_addrs()[0];
-    let mut conn = Conn::open(sim.meta_addrs()[1]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[1]).await;
     let resp = conn.query("temp", 1).await;
     assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS);
     let pc = &resp.partitions[0];
@@ -384,7 +296,7 @@ async fn forward_carries_the_leader_host_port_in_host_port_mode() {
 async fn stopped_meta_refuses_connections_until_restarted() {
     let sim = start(2, false).await;
     let addr = sim.meta_addrs()[1];
-    let mut before = Conn::open(addr).await;
+    let mut before = RawConn::connect(addr).await;
     before.query("temp", 1).await;
 
     sim.stop_meta(1).await.expect("stops");
@@ -397,12 +309,15 @@ async fn stopped_meta_refuses_connections_until_restarted() {
     );
     sim.stop_meta(1).await.expect("stopping twice is fine");
     // The other meta is unaffected.
-    Conn::open(sim.meta_addrs()[0]).await.query("temp", 2).await;
+    RawConn::connect(sim.meta_addrs()[0])
+        .await
+        .query("temp", 2)
+        .await;
 
     sim.start_meta(1).await.expect("restarts");
     assert!(sim.is_running(1).expect("meta 1"));
     sim.start_meta(1).await.expect("starting twice is fine");
-    let resp = Conn::open(addr).await.query("temp", 3).await;
+    let resp = RawConn::connect(addr).await.query("temp", 3).await;
     assert_eq!(resp.err, ErrorCode::FORWARD_TO_OTHERS);
     assert!(sim.stop_meta(5).await.is_err(), "no meta 5");
     sim.shutdown().await;
@@ -411,8 +326,8 @@ async fn stopped_meta_refuses_connections_until_restarted() {
 #[tokio::test]
 async fn not_active_meta_says_so() {
     let sim = start(2, false).await;
-    let mut leader = Conn::open(sim.meta_addrs()[0]).await;
-    let mut other = Conn::open(sim.meta_addrs()[1]).await;
+    let mut leader = RawConn::connect(sim.meta_addrs()[0]).await;
+    let mut other = RawConn::connect(sim.meta_addrs()[1]).await;
     sim.set_not_active(0, true).expect("switch");
     sim.set_not_active(1, true).expect("switch");
     for conn in [&mut leader, &mut other] {
@@ -431,7 +346,7 @@ async fn not_active_meta_says_so() {
 #[tokio::test]
 async fn delayed_replies_overlap_instead_of_adding_up() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     let delay = Duration::from_millis(1000);
     sim.set_delay(0, delay).expect("delay");
     let started = Instant::now();
@@ -459,7 +374,7 @@ async fn delayed_replies_overlap_instead_of_adding_up() {
 #[tokio::test]
 async fn tables_change_while_serving() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     assert_eq!(conn.query("t2", 1).await.err, ErrorCode::OBJECT_NOT_FOUND);
 
     sim.put_table(TableSpec::new("t2", 3, 2, [v4("10.1.1.1:1")]))
@@ -508,7 +423,7 @@ async fn tables_change_while_serving() {
 #[tokio::test]
 async fn requested_partition_indices_are_honoured() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     let pidx = |resp: &QueryCfgResponse| -> Vec<i32> {
         resp.partitions
             .iter()
@@ -532,7 +447,7 @@ async fn requested_partition_indices_are_honoured() {
 #[tokio::test]
 async fn pipelined_requests_are_all_answered() {
     let sim = start(1, false).await;
-    let mut conn = Conn::open(sim.meta_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
     let mut batch = Vec::new();
     for seqid in 0..100 {
         let table = if seqid % 3 == 0 { "nosuch" } else { "temp" };
@@ -564,17 +479,17 @@ async fn pipelined_requests_are_all_answered() {
 async fn bad_frames_close_only_their_connection() {
     let sim = start(1, false).await;
     let addr = sim.meta_addrs()[0];
-    let mut good = Conn::open(addr).await;
+    let mut good = RawConn::connect(addr).await;
     good.query("temp", 1).await;
 
     // Not a THFT frame at all.
-    let mut http = Conn::open(addr).await;
+    let mut http = RawConn::connect(addr).await;
     http.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     http.expect_closed().await;
 
     // A sound frame whose args are not a query_cfg_request, after a good request in the same
     // write: the good one is answered, then the connection closes.
-    let mut bad_args = Conn::open(addr).await;
+    let mut bad_args = RawConn::connect(addr).await;
     let mut bytes = query("temp", 1, None);
     bytes.extend(
         RequestFrame::call_v0(
@@ -590,7 +505,7 @@ async fn bad_frames_close_only_their_connection() {
     bad_args.expect_closed().await;
 
     // A v0 header with the wrong header length.
-    let mut bad_header = Conn::open(addr).await;
+    let mut bad_header = RawConn::connect(addr).await;
     let mut frame = query("temp", 1, None);
     frame[11] = 47;
     bad_header.send(&frame).await;
@@ -607,8 +522,8 @@ async fn counters_count_by_meta_rpc_and_table() {
     let [a, b] = sim.meta_addrs()[..] else {
         panic!("two metas")
     };
-    let mut leader = Conn::open(a).await;
-    let mut other = Conn::open(b).await;
+    let mut leader = RawConn::connect(a).await;
+    let mut other = RawConn::connect(b).await;
     sim.reset_counters();
     leader.query("temp", 1).await;
     leader.query("temp", 2).await;
@@ -634,7 +549,7 @@ async fn counters_count_by_meta_rpc_and_table() {
     assert_eq!(c.requests, 0);
     assert!(c.by_rpc.is_empty() && c.by_table.is_empty());
     assert_eq!(c.by_meta[&a.to_string()], 0);
-    Conn::open(b).await.query("temp", 1).await;
+    RawConn::connect(b).await.query("temp", 1).await;
     let c = sim.counters();
     assert_eq!(
         (c.connections, c.connections_by_meta[&b.to_string()]),
@@ -685,7 +600,7 @@ async fn admin_http_api_steers_the_cluster() {
         (status, &state["leader"]),
         (200, &serde_json::json!(b.to_string()))
     );
-    let resp = Conn::open(a).await.query("temp", 1).await;
+    let resp = RawConn::connect(a).await.query("temp", 1).await;
     assert_eq!(resp.partitions[0].primary, rpc_address(b));
     assert_eq!(
         http(admin, Method::POST, "/leader", r#"{"meta": 0}"#)
@@ -716,7 +631,7 @@ async fn admin_http_api_steers_the_cluster() {
         false
     );
     assert_eq!(http(admin, Method::POST, "/metas/1/start", "").await.0, 200);
-    Conn::open(b).await.query("temp", 1).await;
+    RawConn::connect(b).await.query("temp", 1).await;
     assert_eq!(
         http(admin, Method::POST, "/metas/9.9.9.9:1/stop", "")
             .await
@@ -733,7 +648,7 @@ async fn admin_http_api_steers_the_cluster() {
         200
     );
     assert_eq!(
-        Conn::open(a).await.query("temp", 1).await.err,
+        RawConn::connect(a).await.query("temp", 1).await.err,
         ErrorCode::SERVICE_NOT_ACTIVE
     );
     assert_eq!(
@@ -745,7 +660,7 @@ async fn admin_http_api_steers_the_cluster() {
     assert_eq!(put("/metas/0/delay", r#"{"delay_ms": 300}"#).await.0, 200);
     let started = Instant::now();
     assert_eq!(
-        Conn::open(a).await.query("temp", 1).await.err,
+        RawConn::connect(a).await.query("temp", 1).await.err,
         ErrorCode::OK
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -756,7 +671,7 @@ async fn admin_http_api_steers_the_cluster() {
     let t2 = r#"{"app_id": 3, "partition_count": 2, "replicas": ["10.1.1.1:1"], "replica_hosts": ["h1"]}"#;
     let (status, spec) = http(admin, Method::PUT, "/tables/t2", t2).await;
     assert_eq!((status, &spec["name"]), (200, &serde_json::json!("t2")));
-    let resp = Conn::open(a).await.query("t2", 1).await;
+    let resp = RawConn::connect(a).await.query("t2", 1).await;
     assert_eq!((resp.app_id, resp.partition_count), (3, 2));
     let (status, tables) = http(admin, Method::GET, "/tables", "").await;
     assert_eq!((status, tables.as_array().map(Vec::len)), (200, Some(2)));
@@ -778,7 +693,7 @@ async fn admin_http_api_steers_the_cluster() {
     assert_eq!(http(admin, Method::DELETE, "/tables/t2", "").await.0, 200);
     assert_eq!(http(admin, Method::DELETE, "/tables/t2", "").await.0, 404);
     assert_eq!(
-        Conn::open(a).await.query("t2", 1).await.err,
+        RawConn::connect(a).await.query("t2", 1).await.err,
         ErrorCode::OBJECT_NOT_FOUND
     );
 
@@ -851,7 +766,7 @@ async fn binary_serves_the_yaml_tables_and_stops_on_sigterm() {
             .expect("meta address")
     };
     assert_eq!(state["leader"], meta(1).to_string());
-    let mut conn = Conn::open(meta(1)).await;
+    let mut conn = RawConn::connect(meta(1)).await;
     conn.send(&vector("node-v0-query-temp-hp.req.hex")).await;
     assert_eq!(
         conn.raw_reply().await,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use metaproxy_tests::client::{ClientOptions, OpError, TableClient};
+use metaproxy_tests::raw::{RawConn, WAIT};
 use metaproxy_tests::sim::{
     DuplicationSpec, ReplicaMode, SimConfig, SimHandle, Simulator, TableSpec,
 };
@@ -18,54 +19,7 @@ use pegasus_rpc::codec::{
     MessageKind, Payload, ReadResponse, ReplyFrame, RequestFrame, RequestHeader, TtlResponse,
     UpdateRequest, UpdateResponse, rpc,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// A raw connection to a replica node.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connects");
-        Conn {
-            stream,
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The next reply frame, or `None` if none comes within `within`.
-    async fn reply_within(&mut self, within: Duration) -> Option<ReplyFrame> {
-        tokio::time::timeout(within, async {
-            loop {
-                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
-                    .expect("a valid reply")
-                {
-                    return frame;
-                }
-                let n = self.stream.read_buf(&mut self.buf).await.expect("read");
-                assert!(n > 0, "connection closed while a reply was expected");
-            }
-        })
-        .await
-        .ok()
-    }
-
-    async fn reply(&mut self) -> ReplyFrame {
-        self.reply_within(WAIT).await.expect("a reply in time")
-    }
-}
 
 /// A reply with its `server` field set to the capture's address, so that a reply from a node on
 /// a free port can be compared with the vectors byte for byte.
@@ -148,7 +102,7 @@ fn pidx(hash: u64, count: i32) -> i32 {
 async fn official_client_frames_get_the_documented_replies() {
     let sim = temp_on(1).await;
     let node = sim.replica_addrs()[0];
-    let mut conn = Conn::open(node).await;
+    let mut conn = RawConn::connect(node).await;
 
     // Node.js: PUT (seqid 0), GET (1), REMOVE (2), as captured.
     conn.send(&vector("node-v0-put-h1s1.req.hex")).await;
@@ -221,7 +175,7 @@ async fn refusals_are_the_documented_bytes() {
     let state = sim.table_state("temp").expect("temp");
     assert_eq!(state.layout[2].primary.map(SocketAddr::V4), Some(n0));
 
-    let mut secondary = Conn::open(n1).await;
+    let mut secondary = RawConn::connect(n1).await;
     secondary.send(&vector("node-v0-put-h1s1.req.hex")).await;
     assert_eq!(
         secondary.reply().await.to_bytes(),
@@ -235,7 +189,7 @@ async fn refusals_are_the_documented_bytes() {
         vec![TableSpec::served("other", 3, 8)],
     ))
     .await;
-    let mut conn = Conn::open(other.replica_addrs()[0]).await;
+    let mut conn = RawConn::connect(other.replica_addrs()[0]).await;
     conn.send(&vector("node-v0-get-h1s1.req.hex")).await;
     assert_eq!(
         conn.reply().await.to_bytes(),
@@ -263,7 +217,7 @@ async fn refusals_are_the_documented_bytes() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let sim = temp_on(1).await;
-    let mut conn = Conn::open(sim.replica_addrs()[0]).await;
+    let mut conn = RawConn::connect(sim.replica_addrs()[0]).await;
     let mut batch = BytesMut::new();
     let n = 300;
     for i in 0..n {
@@ -345,7 +299,7 @@ async fn failure_modes_of_a_replica_node() {
             Blob::from(key.clone()).args_bytes(),
         )
     };
-    let mut conn = Conn::open(node).await;
+    let mut conn = RawConn::connect(node).await;
 
     for (mode, want) in [
         (ReplicaMode::NotHosting, Some(ErrorCode::OBJECT_NOT_FOUND)),
@@ -363,12 +317,7 @@ async fn failure_modes_of_a_replica_node() {
     sim.set_replica_mode(0, ReplicaMode::Stopped)
         .await
         .expect("stop");
-    let mut buf = [0u8; 16];
-    let closed = tokio::time::timeout(WAIT, conn.stream.read(&mut buf)).await;
-    assert!(
-        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
-        "the open connection is closed"
-    );
+    conn.expect_closed_silently().await;
     assert!(
         TcpStream::connect(node).await.is_err(),
         "refused while stopped"
@@ -376,7 +325,7 @@ async fn failure_modes_of_a_replica_node() {
     sim.set_replica_mode(0, ReplicaMode::Serving)
         .await
         .expect("start");
-    let mut conn = Conn::open(node).await;
+    let mut conn = RawConn::connect(node).await;
     conn.send(&get(2)).await;
     assert_eq!(conn.reply().await.rpc_error, ErrorCode::OK);
     sim.shutdown().await;
@@ -687,7 +636,7 @@ fn soon() -> tokio::time::Instant {
 #[tokio::test]
 async fn update_app_env_is_the_documented_exchange() {
     let sim = temp_on(1).await;
-    let mut meta = Conn::open(sim.meta_addrs()[0]).await;
+    let mut meta = RawConn::connect(sim.meta_addrs()[0]).await;
     meta.send(&vector("doc-admin-update-app-env-set.req.hex"))
         .await;
     assert_eq!(
@@ -733,7 +682,7 @@ async fn admin_rpcs_need_an_active_leader() {
         ..SimConfig::with_replicas(2, 1, vec![TableSpec::served("temp", 2, 8)])
     })
     .await;
-    let mut follower = Conn::open(sim.meta_addrs()[0]).await;
+    let mut follower = RawConn::connect(sim.meta_addrs()[0]).await;
     follower
         .send(&vector("doc-admin-update-app-env-set.req.hex"))
         .await;
@@ -806,7 +755,7 @@ async fn query_duplication_in_the_2_6_and_2_5_shapes() {
         c.set(b"h1", b"s1", b"v1", 0).await.expect("set");
         drained(&source, "temp").await;
 
-        let mut meta = Conn::open(source.meta_addrs()[0]).await;
+        let mut meta = RawConn::connect(source.meta_addrs()[0]).await;
         meta.send(&vector("doc-admin-query-dup.req.hex")).await;
         let reply = meta.reply().await;
         assert_eq!(reply.seqid(), 2);

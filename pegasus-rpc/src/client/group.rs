@@ -23,7 +23,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::meta::{CallError, ClientOptions, MetaClient};
+use super::conn::{CallError, ClientOptions};
+use super::meta::MetaClient;
 use crate::codec::{
     self, CodecError, ErrorCode, QueryCfgRequest, QueryCfgResponse, QueryDuplicationRequest,
     QueryDuplicationResponse, ReplyFrame, UpdateAppEnvRequest, UpdateAppEnvResponse,

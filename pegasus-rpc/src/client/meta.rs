@@ -1,174 +1,38 @@
-//! A client for one Pegasus MetaServer: one TCP connection carrying pipelined calls, replies
-//! matched by seqid in whatever order they come, a deadline on every call, and a new connection
-//! (with a fresh DNS lookup) after the old one failed.
-//!
-//! ```text
-//!  call() --frame--> mpsc --> writer task --batched write--> socket
-//!  call() <--oneshot-- pending[seqid] <-- reader task <--replies-- socket
-//! ```
-//! When either task fails, every pending call fails at once with the reason, and the next call
-//! connects again.
+//! A client for one Pegasus MetaServer: a [`Connection`] whose calls carry the all-zero v0 header
+//! every client sends a MetaServer, and the decoded query_config.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use bytes::BytesMut;
 use tokio::time::Instant;
 
-use crate::codec::{
-    self, CodecError, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse,
-    ReplyFrame,
-};
-
-/// Why a call to a MetaServer failed.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum CallError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("no reply from {addr} before the deadline")]
-    Timeout { addr: String },
-    #[error("connection to {addr} lost: {reason}")]
-    ConnectionLost { addr: String, reason: String },
-    #[error("{addr} answered with the rpc-level error {error}")]
-    Rpc { addr: String, error: ErrorCode },
-    #[error("bad reply from {addr}: {source}")]
-    BadReply { addr: String, source: CodecError },
-}
-
-impl CallError {
-    /// A fixed, small label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            CallError::Connect { .. } => "connect",
-            CallError::Timeout { .. } => "timeout",
-            CallError::ConnectionLost { .. } => "connection_lost",
-            CallError::Rpc { .. } => "rpc_error",
-            CallError::BadReply { .. } => "bad_reply",
-        }
-    }
-}
-
-/// Settings of a [`MetaClient`].
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// Limit on the DNS lookup plus the TCP connect.
-    pub connect_timeout: Duration,
-    /// Largest reply frame accepted (default [`DEFAULT_MAX_REPLY_FRAME`], 4 MiB).
-    pub max_frame: usize,
-    /// Frames queued for the writer before callers wait.
-    pub write_queue: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            connect_timeout: Duration::from_secs(2),
-            max_frame: DEFAULT_MAX_REPLY_FRAME,
-            write_queue: 4096,
-        }
-    }
-}
-
-type Waiter = oneshot::Sender<Result<ReplyFrame, CallError>>;
-
-/// The calls waiting on one connection, and whether it is closed.
-struct Pending {
-    calls: HashMap<i32, Waiter>,
-    closed: Option<String>,
-}
-
-struct Connection {
-    frames: mpsc::Sender<Bytes>,
-    pending: Arc<Mutex<Pending>>,
-    closed: Arc<AtomicBool>,
-    next_seqid: AtomicI32,
-    peer: SocketAddr,
-}
-
-impl Connection {
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// Fails every pending call of a connection with `reason`, and refuses new ones.
-fn close(addr: &str, pending: &Mutex<Pending>, closed: &AtomicBool, reason: String) {
-    closed.store(true, Ordering::Release);
-    let calls = {
-        let mut p = lock(pending);
-        if p.closed.is_some() {
-            return;
-        }
-        p.closed = Some(reason.clone());
-        std::mem::take(&mut p.calls)
-    };
-    for (_, waiter) in calls {
-        let _ = waiter.send(Err(CallError::ConnectionLost {
-            addr: addr.to_owned(),
-            reason: reason.clone(),
-        }));
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves the data consistent (plain inserts and
-    // removes), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Removes a call's waiter when the caller stops waiting (deadline, or the future dropped).
-struct PendingGuard<'a> {
-    pending: &'a Mutex<Pending>,
-    seqid: i32,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        lock(self.pending).calls.remove(&self.seqid);
-    }
-}
+use super::conn::{CallError, ClientOptions, Connection};
+use crate::codec::{self, QueryCfgRequest, QueryCfgResponse, ReplyFrame};
 
 /// A client for one MetaServer address (`host:port`; host names are resolved on each connect).
 pub struct MetaClient {
-    addr: String,
-    opts: ClientOptions,
-    current: Mutex<Option<Arc<Connection>>>,
-    connecting: tokio::sync::Mutex<()>,
+    conn: Connection,
 }
 
 impl MetaClient {
     pub fn new(addr: impl Into<String>, opts: ClientOptions) -> Self {
         MetaClient {
-            addr: addr.into(),
-            opts,
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            conn: Connection::with_role(addr, opts, "MetaServer"),
         }
     }
 
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.conn.addr()
     }
 
     /// The socket address of the live connection, if there is one.
     pub fn peer(&self) -> Option<SocketAddr> {
-        lock(&self.current)
-            .as_ref()
-            .filter(|c| !c.is_closed())
-            .map(|c| c.peer)
+        self.conn.peer()
     }
 
     /// Whether a live connection exists.
     pub fn is_connected(&self) -> bool {
-        self.peer().is_some()
+        self.conn.is_connected()
     }
 
     /// Sends `name(args)` and waits for the reply until `deadline`. The reply is returned
@@ -179,58 +43,7 @@ impl MetaClient {
         args: &[u8],
         deadline: Instant,
     ) -> Result<ReplyFrame, CallError> {
-        match tokio::time::timeout_at(deadline, self.call_inner(name, args, deadline)).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout {
-                addr: self.addr.clone(),
-            }),
-        }
-    }
-
-    async fn call_inner(
-        &self,
-        name: &str,
-        args: &[u8],
-        deadline: Instant,
-    ) -> Result<ReplyFrame, CallError> {
-        let conn = self.connection().await?;
-        let seqid = conn.next_seqid.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut p = lock(&conn.pending);
-            if let Some(reason) = &p.closed {
-                return Err(CallError::ConnectionLost {
-                    addr: self.addr.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            p.calls.insert(seqid, tx);
-        }
-        let _guard = PendingGuard {
-            pending: &conn.pending,
-            seqid,
-        };
-
-        let timeout_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .min(i32::MAX as u128) as i32;
-        let mut frame =
-            BytesMut::with_capacity(codec::V0_HEADER_LEN + name.len() + 12 + args.len());
-        codec::encode_call(&mut frame, name, seqid, timeout_ms, args);
-        if conn.frames.send(frame.freeze()).await.is_err() {
-            return Err(CallError::ConnectionLost {
-                addr: self.addr.clone(),
-                reason: "writer stopped".into(),
-            });
-        }
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::ConnectionLost {
-                addr: self.addr.clone(),
-                reason: "connection dropped".into(),
-            }),
-        }
+        self.conn.call(name, args, deadline).await
     }
 
     /// query_config for `table`, decoded. An rpc-level error is an `Err`.
@@ -244,177 +57,18 @@ impl MetaClient {
         let reply = self.call(codec::rpc::QUERY_CONFIG, &args, deadline).await?;
         if !reply.rpc_error.is_ok() {
             return Err(CallError::Rpc {
-                addr: self.addr.clone(),
+                addr: self.addr().to_owned(),
                 error: reply.rpc_error,
             });
         }
         QueryCfgResponse::from_result(&reply.body).map_err(|source| CallError::BadReply {
-            addr: self.addr.clone(),
+            addr: self.addr().to_owned(),
             source,
         })
     }
 
     /// Closes the connection; pending calls fail and the next call connects again.
     pub fn disconnect(&self) {
-        if let Some(conn) = lock(&self.current).take() {
-            close(
-                &self.addr,
-                &conn.pending,
-                &conn.closed,
-                "disconnected by the client".into(),
-            );
-        }
+        self.conn.disconnect();
     }
-
-    async fn connection(&self) -> Result<Arc<Connection>, CallError> {
-        if let Some(conn) = self.live() {
-            return Ok(conn);
-        }
-        // One connect at a time; those who waited use its result.
-        let _connecting = self.connecting.lock().await;
-        if let Some(conn) = self.live() {
-            return Ok(conn);
-        }
-        let conn = Arc::new(self.connect().await?);
-        *lock(&self.current) = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn live(&self) -> Option<Arc<Connection>> {
-        lock(&self.current)
-            .as_ref()
-            .filter(|c| !c.is_closed())
-            .cloned()
-    }
-
-    async fn connect(&self) -> Result<Connection, CallError> {
-        let fail = |reason: String| CallError::Connect {
-            addr: self.addr.clone(),
-            reason,
-        };
-        let stream =
-            tokio::time::timeout(self.opts.connect_timeout, TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| fail(format!("timed out after {:?}", self.opts.connect_timeout)))?
-                .map_err(|e| fail(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().map_err(|e| fail(e.to_string()))?;
-        tracing::debug!(meta = %self.addr, %peer, "connected to MetaServer");
-
-        let (read, write) = stream.into_split();
-        let (frames, rx) = mpsc::channel(self.opts.write_queue);
-        let pending = Arc::new(Mutex::new(Pending {
-            calls: HashMap::new(),
-            closed: None,
-        }));
-        let closed = Arc::new(AtomicBool::new(false));
-        let stop_reader = Arc::new(Notify::new());
-        tokio::spawn(write_loop(
-            self.addr.clone(),
-            write,
-            rx,
-            pending.clone(),
-            closed.clone(),
-            stop_reader.clone(),
-        ));
-        tokio::spawn(read_loop(
-            self.addr.clone(),
-            read,
-            self.opts.max_frame,
-            pending.clone(),
-            closed.clone(),
-            stop_reader,
-        ));
-        Ok(Connection {
-            frames,
-            pending,
-            closed,
-            next_seqid: AtomicI32::new(1),
-            peer,
-        })
-    }
-}
-
-impl Drop for MetaClient {
-    fn drop(&mut self) {
-        self.disconnect();
-    }
-}
-
-/// Writes queued frames, batching whatever is queued into one write. Ends when the connection is
-/// dropped (every sender gone) or a write fails; either way it stops the reader.
-async fn write_loop(
-    addr: String,
-    mut write: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Bytes>,
-    pending: Arc<Mutex<Pending>>,
-    closed: Arc<AtomicBool>,
-    stop_reader: Arc<Notify>,
-) {
-    let mut batch = BytesMut::with_capacity(16 * 1024);
-    while let Some(first) = frames.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < 64 * 1024 {
-            match frames.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = write.write_all(&batch).await {
-            close(&addr, &pending, &closed, format!("write failed: {e}"));
-            break;
-        }
-        batch.clear();
-    }
-    let _ = write.shutdown().await;
-    close(&addr, &pending, &closed, "connection closed".into());
-    stop_reader.notify_one();
-}
-
-/// Reads replies and hands each to the call waiting for its seqid.
-async fn read_loop(
-    addr: String,
-    mut read: OwnedReadHalf,
-    max_frame: usize,
-    pending: Arc<Mutex<Pending>>,
-    closed: Arc<AtomicBool>,
-    stop: Arc<Notify>,
-) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let reason = loop {
-        loop {
-            match codec::decode_reply(&mut buf, max_frame) {
-                Ok(Some(reply)) => {
-                    let waiter = lock(&pending).calls.remove(&reply.seqid());
-                    match waiter {
-                        Some(w) => {
-                            let _ = w.send(Ok(reply));
-                        }
-                        None => {
-                            tracing::debug!(meta = %addr, seqid = reply.seqid(), "reply for no pending call (timed out?)")
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(meta = %addr, error = %e, "bad reply from MetaServer; closing the connection");
-                    let reason = format!("bad reply: {e}");
-                    close(&addr, &pending, &closed, reason);
-                    return;
-                }
-            }
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        tokio::select! {
-            n = read.read_buf(&mut buf) => match n {
-                Ok(0) => break "closed by the MetaServer".to_owned(),
-                Ok(_) => {}
-                Err(e) => break format!("read failed: {e}"),
-            },
-            _ = stop.notified() => break "connection closed".to_owned(),
-        }
-    };
-    close(&addr, &pending, &closed, reason);
 }

@@ -1,8 +1,11 @@
-//! Calls to Pegasus MetaServers: [`MetaClient`] for one MetaServer connection, [`MetaGroup`] for
-//! the MetaServers of one cluster (leader following, failover to the others, hedging).
+//! Calls to Pegasus servers: [`Connection`] for one pipelined connection to any server,
+//! [`MetaClient`] for one MetaServer connection, [`MetaGroup`] for the MetaServers of one cluster
+//! (leader following, failover to the others, hedging).
 
+mod conn;
 mod group;
 mod meta;
 
+pub use conn::{CallError, ClientOptions, Connection};
 pub use group::{GroupError, GroupOptions, GroupReply, MetaGroup, NoMetaServers};
-pub use meta::{CallError, ClientOptions, MetaClient};
+pub use meta::MetaClient;

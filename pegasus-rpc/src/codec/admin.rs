@@ -31,12 +31,15 @@
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;
-use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::ErrorCode;
 use super::wire::{
-    self, ThriftWire, field, read_list, read_map, read_struct, write_list, write_map,
+    self, ThriftWire, begin_struct, finish_struct, read_list, read_map, read_struct, write_field,
+    write_i32_field, write_i64_field, write_map, write_opt_bool_field, write_opt_i32_field,
+    write_opt_string_field, write_opt_strings_field, write_string_field, write_struct_field,
+    write_structs_field,
 };
 
 /// `app_env_operation`.
@@ -133,25 +136,13 @@ impl ThriftWire for UpdateAppEnvRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new(
-            "configuration_update_app_env_request",
-        ))?;
-        write_string(o, 1, &self.app_name)?;
-        o.write_field_begin(&field(TType::I32, 2))?;
-        o.write_i32(self.op.0)?;
-        o.write_field_end()?;
-        for (id, list) in [(3, &self.keys), (4, &self.values)] {
-            if let Some(list) = list {
-                o.write_field_begin(&field(TType::List, id))?;
-                write_list(o, TType::String, list, |o, s| o.write_string(s))?;
-                o.write_field_end()?;
-            }
-        }
-        if let Some(prefix) = &self.clear_prefix {
-            write_string(o, 5, prefix)?;
-        }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "configuration_update_app_env_request")?;
+        write_string_field(o, 1, &self.app_name)?;
+        write_i32_field(o, 2, self.op.0)?;
+        write_opt_strings_field(o, 3, self.keys.as_deref())?;
+        write_opt_strings_field(o, 4, self.values.as_deref())?;
+        write_opt_string_field(o, 5, self.clear_prefix.as_deref())?;
+        finish_struct(o)
     }
 }
 
@@ -191,15 +182,10 @@ impl ThriftWire for UpdateAppEnvResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new(
-            "configuration_update_app_env_response",
-        ))?;
-        o.write_field_begin(&field(TType::Struct, 1))?;
-        self.err.write(o)?;
-        o.write_field_end()?;
-        write_string(o, 2, &self.hint_message)?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "configuration_update_app_env_response")?;
+        write_struct_field(o, 1, &self.err)?;
+        write_string_field(o, 2, &self.hint_message)?;
+        finish_struct(o)
     }
 }
 
@@ -262,15 +248,10 @@ impl ThriftWire for DuplicationPartitionState {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_partition_state"))?;
-        o.write_field_begin(&field(TType::I64, 1))?;
-        o.write_i64(self.confirmed_decree)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I64, 2))?;
-        o.write_i64(self.last_committed_decree)?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "duplication_partition_state")?;
+        write_i64_field(o, 1, self.confirmed_decree)?;
+        write_i64_field(o, 2, self.last_committed_decree)?;
+        finish_struct(o)
     }
 }
 
@@ -330,43 +311,32 @@ impl ThriftWire for DuplicationEntry {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_entry"))?;
-        write_i32(o, 1, self.dupid)?;
-        write_i32(o, 2, self.status.0)?;
-        write_string(o, 3, &self.remote)?;
-        o.write_field_begin(&field(TType::I64, 4))?;
-        o.write_i64(self.create_ts)?;
-        o.write_field_end()?;
+        begin_struct(o, "duplication_entry")?;
+        write_i32_field(o, 1, self.dupid)?;
+        write_i32_field(o, 2, self.status.0)?;
+        write_string_field(o, 3, &self.remote)?;
+        write_i64_field(o, 4, self.create_ts)?;
         if let Some(progress) = &self.progress {
-            o.write_field_begin(&field(TType::Map, 5))?;
-            write_map(o, TType::I32, TType::I64, progress, |o, k, v| {
-                o.write_i32(*k)?;
-                o.write_i64(*v)
+            write_field(o, TType::Map, 5, |o| {
+                write_map(o, TType::I32, TType::I64, progress, |o, k, v| {
+                    o.write_i32(*k)?;
+                    o.write_i64(*v)
+                })
             })?;
-            o.write_field_end()?;
         }
-        if let Some(mode) = self.fail_mode {
-            write_i32(o, 7, mode.0)?;
-        }
-        if let Some(name) = &self.remote_app_name {
-            write_string(o, 8, name)?;
-        }
-        if let Some(count) = self.remote_replica_count {
-            write_i32(o, 9, count)?;
-        }
-        if let Some(mode) = self.mode {
-            write_i32(o, 10, mode.0)?;
-        }
+        write_opt_i32_field(o, 7, self.fail_mode.map(|m| m.0))?;
+        write_opt_string_field(o, 8, self.remote_app_name.as_deref())?;
+        write_opt_i32_field(o, 9, self.remote_replica_count)?;
+        write_opt_i32_field(o, 10, self.mode.map(|m| m.0))?;
         if let Some(states) = &self.partition_states {
-            o.write_field_begin(&field(TType::Map, 11))?;
-            write_map(o, TType::I32, TType::Struct, states, |o, k, v| {
-                o.write_i32(*k)?;
-                v.write(o)
+            write_field(o, TType::Map, 11, |o| {
+                write_map(o, TType::I32, TType::Struct, states, |o, k, v| {
+                    o.write_i32(*k)?;
+                    v.write(o)
+                })
             })?;
-            o.write_field_end()?;
         }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        finish_struct(o)
     }
 }
 
@@ -408,10 +378,9 @@ impl ThriftWire for QueryDuplicationRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_query_request"))?;
-        write_string(o, 1, &self.app_name)?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "duplication_query_request")?;
+        write_string_field(o, 1, &self.app_name)?;
+        finish_struct(o)
     }
 }
 
@@ -454,16 +423,11 @@ impl ThriftWire for QueryDuplicationResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_query_response"))?;
-        o.write_field_begin(&field(TType::Struct, 1))?;
-        self.err.write(o)?;
-        o.write_field_end()?;
-        write_i32(o, 3, self.appid)?;
-        o.write_field_begin(&field(TType::List, 4))?;
-        write_list(o, TType::Struct, &self.entry_list, |o, e| e.write(o))?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "duplication_query_response")?;
+        write_struct_field(o, 1, &self.err)?;
+        write_i32_field(o, 3, self.appid)?;
+        write_structs_field(o, 4, &self.entry_list)?;
+        finish_struct(o)
     }
 }
 
@@ -519,22 +483,13 @@ impl ThriftWire for AddDuplicationRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_add_request"))?;
-        write_string(o, 1, &self.app_name)?;
-        write_string(o, 2, &self.remote_cluster_name)?;
-        if let Some(checkpoint) = self.is_duplicating_checkpoint {
-            o.write_field_begin(&field(TType::Bool, 3))?;
-            o.write_bool(checkpoint)?;
-            o.write_field_end()?;
-        }
-        if let Some(name) = &self.remote_app_name {
-            write_string(o, 4, name)?;
-        }
-        if let Some(count) = self.remote_replica_count {
-            write_i32(o, 5, count)?;
-        }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "duplication_add_request")?;
+        write_string_field(o, 1, &self.app_name)?;
+        write_string_field(o, 2, &self.remote_cluster_name)?;
+        write_opt_bool_field(o, 3, self.is_duplicating_checkpoint)?;
+        write_opt_string_field(o, 4, self.remote_app_name.as_deref())?;
+        write_opt_i32_field(o, 5, self.remote_replica_count)?;
+        finish_struct(o)
     }
 }
 
@@ -583,40 +538,19 @@ impl ThriftWire for AddDuplicationResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("duplication_add_response"))?;
-        o.write_field_begin(&field(TType::Struct, 1))?;
-        self.err.write(o)?;
-        o.write_field_end()?;
-        write_i32(o, 2, self.appid)?;
-        write_i32(o, 3, self.dupid)?;
-        if let Some(hint) = &self.hint {
-            write_string(o, 4, hint)?;
-        }
-        if let Some(name) = &self.remote_app_name {
-            write_string(o, 5, name)?;
-        }
-        if let Some(count) = self.remote_replica_count {
-            write_i32(o, 6, count)?;
-        }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "duplication_add_response")?;
+        write_struct_field(o, 1, &self.err)?;
+        write_i32_field(o, 2, self.appid)?;
+        write_i32_field(o, 3, self.dupid)?;
+        write_opt_string_field(o, 4, self.hint.as_deref())?;
+        write_opt_string_field(o, 5, self.remote_app_name.as_deref())?;
+        write_opt_i32_field(o, 6, self.remote_replica_count)?;
+        finish_struct(o)
     }
 }
 
 fn read_strings(i: &mut dyn TInputProtocol) -> thrift::Result<Vec<String>> {
     read_list(i, TType::String, |i| i.read_string())
-}
-
-fn write_string(o: &mut dyn TOutputProtocol, id: i16, value: &str) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::String, id))?;
-    o.write_string(value)?;
-    o.write_field_end()
-}
-
-fn write_i32(o: &mut dyn TOutputProtocol, id: i16, value: i32) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::I32, id))?;
-    o.write_i32(value)?;
-    o.write_field_end()
 }
 
 #[cfg(test)]

@@ -19,11 +19,14 @@
 //! cannot be resumed) or exactly one whole frame, even when its content turns out malformed.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::{ErrorCode, Gpid};
-use super::wire::{self, ThriftWire, field, read_struct};
+use super::wire::{
+    self, ThriftWire, begin_struct, finish_struct, read_struct, write_opt_bool_field,
+    write_opt_i32_field, write_opt_i64_field,
+};
 
 pub const THFT_MAGIC: [u8; 4] = *b"THFT";
 pub const V0_HEADER_LEN: usize = 48;
@@ -182,30 +185,13 @@ impl ThriftWire for RequestMetaV1 {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("request_meta"))?;
-        for (id, v) in [
-            (1, self.app_id),
-            (2, self.partition_index),
-            (3, self.client_timeout),
-        ] {
-            if let Some(v) = v {
-                o.write_field_begin(&field(TType::I32, id))?;
-                o.write_i32(v)?;
-                o.write_field_end()?;
-            }
-        }
-        if let Some(v) = self.partition_hash {
-            o.write_field_begin(&field(TType::I64, 4))?;
-            o.write_i64(v)?;
-            o.write_field_end()?;
-        }
-        if let Some(v) = self.is_backup_request {
-            o.write_field_begin(&field(TType::Bool, 5))?;
-            o.write_bool(v)?;
-            o.write_field_end()?;
-        }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "request_meta")?;
+        write_opt_i32_field(o, 1, self.app_id)?;
+        write_opt_i32_field(o, 2, self.partition_index)?;
+        write_opt_i32_field(o, 3, self.client_timeout)?;
+        write_opt_i64_field(o, 4, self.partition_hash)?;
+        write_opt_bool_field(o, 5, self.is_backup_request)?;
+        finish_struct(o)
     }
 }
 

@@ -2,11 +2,15 @@
 //! `partition_configuration`, including the optional 2.6 `hp_*` fields.
 
 use bytes::BytesMut;
-use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::{ErrorCode, Gpid, HostPort, RpcAddress};
-use super::wire::{self, ThriftWire, field, read_list, read_struct, write_list};
+use super::wire::{
+    self, ThriftWire, begin_struct, finish_struct, read_list, read_struct, write_bool_field,
+    write_field, write_i32_field, write_i64_field, write_list, write_opt_struct_field,
+    write_opt_structs_field, write_string_field, write_struct_field, write_structs_field,
+};
 
 /// `query_cfg_request`. `partition_indices` is `None` when the field is absent (the Node.js client
 /// leaves it out) and `Some(vec![])` for "all partitions" as the other clients write it.
@@ -52,17 +56,14 @@ impl ThriftWire for QueryCfgRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("query_cfg_request"))?;
-        o.write_field_begin(&field(TType::String, 1))?;
-        o.write_string(&self.app_name)?;
-        o.write_field_end()?;
+        begin_struct(o, "query_cfg_request")?;
+        write_string_field(o, 1, &self.app_name)?;
         if let Some(indices) = &self.partition_indices {
-            o.write_field_begin(&field(TType::List, 2))?;
-            write_list(o, TType::I32, indices, |o, v| o.write_i32(*v))?;
-            o.write_field_end()?;
+            write_field(o, TType::List, 2, |o| {
+                write_list(o, TType::I32, indices, |o, v| o.write_i32(*v))
+            })?;
         }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        finish_struct(o)
     }
 }
 
@@ -125,48 +126,19 @@ impl ThriftWire for PartitionConfiguration {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("partition_configuration"))?;
-        o.write_field_begin(&field(TType::Struct, 1))?;
-        self.pid.write(o)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I64, 2))?;
-        o.write_i64(self.ballot)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I32, 3))?;
-        o.write_i32(self.max_replica_count)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::Struct, 4))?;
-        self.primary.write(o)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::List, 5))?;
-        write_list(o, TType::Struct, &self.secondaries, |o, a| a.write(o))?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::List, 6))?;
-        write_list(o, TType::Struct, &self.last_drops, |o, a| a.write(o))?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I64, 7))?;
-        o.write_i64(self.last_committed_decree)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I32, 8))?;
-        o.write_i32(self.partition_flags)?;
-        o.write_field_end()?;
-        if let Some(hp) = &self.hp_primary {
-            o.write_field_begin(&field(TType::Struct, 9))?;
-            hp.write(o)?;
-            o.write_field_end()?;
-        }
-        if let Some(list) = &self.hp_secondaries {
-            o.write_field_begin(&field(TType::List, 10))?;
-            write_list(o, TType::Struct, list, |o, h| h.write(o))?;
-            o.write_field_end()?;
-        }
-        if let Some(list) = &self.hp_last_drops {
-            o.write_field_begin(&field(TType::List, 11))?;
-            write_list(o, TType::Struct, list, |o, h| h.write(o))?;
-            o.write_field_end()?;
-        }
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "partition_configuration")?;
+        write_struct_field(o, 1, &self.pid)?;
+        write_i64_field(o, 2, self.ballot)?;
+        write_i32_field(o, 3, self.max_replica_count)?;
+        write_struct_field(o, 4, &self.primary)?;
+        write_structs_field(o, 5, &self.secondaries)?;
+        write_structs_field(o, 6, &self.last_drops)?;
+        write_i64_field(o, 7, self.last_committed_decree)?;
+        write_i32_field(o, 8, self.partition_flags)?;
+        write_opt_struct_field(o, 9, self.hp_primary.as_ref())?;
+        write_opt_structs_field(o, 10, self.hp_secondaries.as_deref())?;
+        write_opt_structs_field(o, 11, self.hp_last_drops.as_deref())?;
+        finish_struct(o)
     }
 }
 
@@ -259,23 +231,12 @@ impl ThriftWire for QueryCfgResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("query_cfg_response"))?;
-        o.write_field_begin(&field(TType::Struct, 1))?;
-        self.err.write(o)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I32, 2))?;
-        o.write_i32(self.app_id)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::I32, 3))?;
-        o.write_i32(self.partition_count)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::Bool, 4))?;
-        o.write_bool(self.is_stateful)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::List, 5))?;
-        write_list(o, TType::Struct, &self.partitions, |o, p| p.write(o))?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "query_cfg_response")?;
+        write_struct_field(o, 1, &self.err)?;
+        write_i32_field(o, 2, self.app_id)?;
+        write_i32_field(o, 3, self.partition_count)?;
+        write_bool_field(o, 4, self.is_stateful)?;
+        write_structs_field(o, 5, &self.partitions)?;
+        finish_struct(o)
     }
 }

@@ -2,11 +2,13 @@
 //! is switched off, which clients with authentication on accept as success (docs/protocol.md §8).
 
 use bytes::BytesMut;
-use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::Blob;
-use super::wire::{self, ThriftWire, field, read_struct};
+use super::wire::{
+    self, ThriftWire, begin_struct, finish_struct, read_struct, write_i32_field, write_struct_field,
+};
 
 /// `negotiation_status`. Values outside the enum are kept as they came.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,15 +45,10 @@ impl ThriftWire for Negotiation {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("negotiation"))?;
-        o.write_field_begin(&field(TType::I32, 1))?;
-        o.write_i32(self.status.0)?;
-        o.write_field_end()?;
-        o.write_field_begin(&field(TType::Struct, 2))?;
-        self.msg.write(o)?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
+        begin_struct(o, "negotiation")?;
+        write_i32_field(o, 1, self.status.0)?;
+        write_struct_field(o, 2, &self.msg)?;
+        finish_struct(o)
     }
 }
 

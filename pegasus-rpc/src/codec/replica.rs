@@ -17,11 +17,16 @@
 //! error name: the rpc-level error of the reply frame carries those.
 
 use bytes::{Bytes, BytesMut};
-use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType};
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::Blob;
-use super::wire::{self, ThriftWire, field, read_list, read_struct, write_list};
+use super::wire::{
+    self, ThriftWire, begin_struct, finish_struct, read_list, read_struct, write_bool_field,
+    write_field, write_i32_field, write_i64_field, write_opt_bool_field, write_opt_i8_field,
+    write_opt_i32_field, write_opt_i64_field, write_opt_string_field, write_opt_struct_field,
+    write_string_field, write_struct_field, write_structs_field,
+};
 
 /// The `error` codes of the replica responses (`rocksdb::Status::Code`, §15.2).
 pub mod rocksdb {
@@ -106,55 +111,6 @@ impl From<Vec<u8>> for Blob {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Field writers: one call per field, so that each encoder reads as the IDL does.
-
-fn begin(o: &mut dyn TOutputProtocol, name: &str) -> thrift::Result<()> {
-    o.write_struct_begin(&TStructIdentifier::new(name))
-}
-
-fn end(o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-    o.write_field_stop()?;
-    o.write_struct_end()
-}
-
-fn put_i32(o: &mut dyn TOutputProtocol, id: i16, v: i32) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::I32, id))?;
-    o.write_i32(v)?;
-    o.write_field_end()
-}
-
-fn put_i64(o: &mut dyn TOutputProtocol, id: i16, v: i64) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::I64, id))?;
-    o.write_i64(v)?;
-    o.write_field_end()
-}
-
-fn put_bool(o: &mut dyn TOutputProtocol, id: i16, v: bool) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::Bool, id))?;
-    o.write_bool(v)?;
-    o.write_field_end()
-}
-
-fn put_string(o: &mut dyn TOutputProtocol, id: i16, v: &str) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::String, id))?;
-    o.write_string(v)?;
-    o.write_field_end()
-}
-
-/// A `dsn.blob` field: tagged STRUCT, encoded as binary.
-fn put_blob(o: &mut dyn TOutputProtocol, id: i16, v: &Blob) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::Struct, id))?;
-    v.write(o)?;
-    o.write_field_end()
-}
-
-fn put_blobs(o: &mut dyn TOutputProtocol, id: i16, v: &[Blob]) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::List, id))?;
-    write_list(o, TType::Struct, v, |o, b| b.write(o))?;
-    o.write_field_end()
-}
-
 fn get_blobs(i: &mut dyn TInputProtocol) -> thrift::Result<Vec<Blob>> {
     read_list(i, TType::Struct, Blob::read)
 }
@@ -201,23 +157,15 @@ impl ThriftWire for UpdateRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "update_request")?;
-        put_blob(o, 1, &self.key)?;
-        put_blob(o, 2, &self.value)?;
-        put_i32(o, 3, self.expire_ts_seconds)?;
-        if let Some(v) = self.update_type {
-            put_i32(o, 4, v)?;
-        }
-        if let Some(v) = self.check_value_returned {
-            put_bool(o, 5, v)?;
-        }
-        if let Some(v) = self.check_value_exist {
-            put_bool(o, 6, v)?;
-        }
-        if let Some(v) = &self.check_value {
-            put_blob(o, 7, v)?;
-        }
-        end(o)
+        begin_struct(o, "update_request")?;
+        write_struct_field(o, 1, &self.key)?;
+        write_struct_field(o, 2, &self.value)?;
+        write_i32_field(o, 3, self.expire_ts_seconds)?;
+        write_opt_i32_field(o, 4, self.update_type)?;
+        write_opt_bool_field(o, 5, self.check_value_returned)?;
+        write_opt_bool_field(o, 6, self.check_value_exist)?;
+        write_opt_struct_field(o, 7, self.check_value.as_ref())?;
+        finish_struct(o)
     }
 }
 
@@ -254,13 +202,13 @@ impl ThriftWire for UpdateResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "update_response")?;
-        put_i32(o, 1, self.error)?;
-        put_i32(o, 2, self.app_id)?;
-        put_i32(o, 3, self.partition_index)?;
-        put_i64(o, 4, self.decree)?;
-        put_string(o, 5, &self.server)?;
-        end(o)
+        begin_struct(o, "update_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_i32_field(o, 2, self.app_id)?;
+        write_i32_field(o, 3, self.partition_index)?;
+        write_i64_field(o, 4, self.decree)?;
+        write_string_field(o, 5, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -299,20 +247,12 @@ impl ThriftWire for KeyValue {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "key_value")?;
-        put_blob(o, 1, &self.key)?;
-        put_blob(o, 2, &self.value)?;
-        if let Some(v) = self.expire_ts_seconds {
-            put_i32(o, 3, v)?;
-        }
-        end(o)
+        begin_struct(o, "key_value")?;
+        write_struct_field(o, 1, &self.key)?;
+        write_struct_field(o, 2, &self.value)?;
+        write_opt_i32_field(o, 3, self.expire_ts_seconds)?;
+        finish_struct(o)
     }
-}
-
-fn put_kvs(o: &mut dyn TOutputProtocol, id: i16, kvs: &[KeyValue]) -> thrift::Result<()> {
-    o.write_field_begin(&field(TType::List, id))?;
-    write_list(o, TType::Struct, kvs, |o, kv| kv.write(o))?;
-    o.write_field_end()
 }
 
 /// `multi_put_request`: several sort keys of one hash key, one TTL for all.
@@ -343,11 +283,11 @@ impl ThriftWire for MultiPutRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "multi_put_request")?;
-        put_blob(o, 1, &self.hash_key)?;
-        put_kvs(o, 2, &self.kvs)?;
-        put_i32(o, 3, self.expire_ts_seconds)?;
-        end(o)
+        begin_struct(o, "multi_put_request")?;
+        write_struct_field(o, 1, &self.hash_key)?;
+        write_structs_field(o, 2, &self.kvs)?;
+        write_i32_field(o, 3, self.expire_ts_seconds)?;
+        finish_struct(o)
     }
 }
 
@@ -380,11 +320,11 @@ impl ThriftWire for MultiRemoveRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "multi_remove_request")?;
-        put_blob(o, 1, &self.hash_key)?;
-        put_blobs(o, 2, &self.sort_keys)?;
-        put_i64(o, 3, self.max_count)?;
-        end(o)
+        begin_struct(o, "multi_remove_request")?;
+        write_struct_field(o, 1, &self.hash_key)?;
+        write_structs_field(o, 2, &self.sort_keys)?;
+        write_i64_field(o, 3, self.max_count)?;
+        finish_struct(o)
     }
 }
 
@@ -422,14 +362,14 @@ impl ThriftWire for MultiRemoveResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "multi_remove_response")?;
-        put_i32(o, 1, self.error)?;
-        put_i64(o, 2, self.count)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_i64(o, 5, self.decree)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "multi_remove_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_i64_field(o, 2, self.count)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_i64_field(o, 5, self.decree)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -463,11 +403,11 @@ impl ThriftWire for IncrRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "incr_request")?;
-        put_blob(o, 1, &self.key)?;
-        put_i64(o, 2, self.increment)?;
-        put_i32(o, 3, self.expire_ts_seconds)?;
-        end(o)
+        begin_struct(o, "incr_request")?;
+        write_struct_field(o, 1, &self.key)?;
+        write_i64_field(o, 2, self.increment)?;
+        write_i32_field(o, 3, self.expire_ts_seconds)?;
+        finish_struct(o)
     }
 }
 
@@ -505,14 +445,14 @@ impl ThriftWire for IncrResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "incr_response")?;
-        put_i32(o, 1, self.error)?;
-        put_i64(o, 2, self.new_value)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_i64(o, 5, self.decree)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "incr_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_i64_field(o, 2, self.new_value)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_i64_field(o, 5, self.decree)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -581,17 +521,17 @@ impl ThriftWire for CheckAndSetRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "check_and_set_request")?;
-        put_blob(o, 1, &self.hash_key)?;
-        put_blob(o, 2, &self.check_sort_key)?;
-        put_i32(o, 3, self.check_type.0)?;
-        put_blob(o, 4, &self.check_operand)?;
-        put_bool(o, 5, self.set_diff_sort_key)?;
-        put_blob(o, 6, &self.set_sort_key)?;
-        put_blob(o, 7, &self.set_value)?;
-        put_i32(o, 8, self.set_expire_ts_seconds)?;
-        put_bool(o, 9, self.return_check_value)?;
-        end(o)
+        begin_struct(o, "check_and_set_request")?;
+        write_struct_field(o, 1, &self.hash_key)?;
+        write_struct_field(o, 2, &self.check_sort_key)?;
+        write_i32_field(o, 3, self.check_type.0)?;
+        write_struct_field(o, 4, &self.check_operand)?;
+        write_bool_field(o, 5, self.set_diff_sort_key)?;
+        write_struct_field(o, 6, &self.set_sort_key)?;
+        write_struct_field(o, 7, &self.set_value)?;
+        write_i32_field(o, 8, self.set_expire_ts_seconds)?;
+        write_bool_field(o, 9, self.return_check_value)?;
+        finish_struct(o)
     }
 }
 
@@ -633,16 +573,16 @@ impl ThriftWire for CheckAndSetResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "check_and_set_response")?;
-        put_i32(o, 1, self.error)?;
-        put_bool(o, 2, self.check_value_returned)?;
-        put_bool(o, 3, self.check_value_exist)?;
-        put_blob(o, 4, &self.check_value)?;
-        put_i32(o, 5, self.app_id)?;
-        put_i32(o, 6, self.partition_index)?;
-        put_i64(o, 7, self.decree)?;
-        put_string(o, 8, &self.server)?;
-        end(o)
+        begin_struct(o, "check_and_set_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_bool_field(o, 2, self.check_value_returned)?;
+        write_bool_field(o, 3, self.check_value_exist)?;
+        write_struct_field(o, 4, &self.check_value)?;
+        write_i32_field(o, 5, self.app_id)?;
+        write_i32_field(o, 6, self.partition_index)?;
+        write_i64_field(o, 7, self.decree)?;
+        write_string_field(o, 8, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -683,13 +623,13 @@ impl ThriftWire for ReadResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "read_response")?;
-        put_i32(o, 1, self.error)?;
-        put_blob(o, 2, &self.value)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "read_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_struct_field(o, 2, &self.value)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -725,13 +665,13 @@ impl ThriftWire for TtlResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "ttl_response")?;
-        put_i32(o, 1, self.error)?;
-        put_i32(o, 2, self.ttl_seconds)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "ttl_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_i32_field(o, 2, self.ttl_seconds)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -767,13 +707,13 @@ impl ThriftWire for CountResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "count_response")?;
-        put_i32(o, 1, self.error)?;
-        put_i64(o, 2, self.count)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "count_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_i64_field(o, 2, self.count)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -839,20 +779,20 @@ impl ThriftWire for MultiGetRequest {
 
     /// All twelve fields, as the Go client writes them.
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "multi_get_request")?;
-        put_blob(o, 1, &self.hash_key)?;
-        put_blobs(o, 2, &self.sort_keys)?;
-        put_i32(o, 3, self.max_kv_count)?;
-        put_i32(o, 4, self.max_kv_size)?;
-        put_bool(o, 5, self.no_value)?;
-        put_blob(o, 6, &self.start_sortkey)?;
-        put_blob(o, 7, &self.stop_sortkey)?;
-        put_bool(o, 8, self.start_inclusive)?;
-        put_bool(o, 9, self.stop_inclusive)?;
-        put_i32(o, 10, self.sort_key_filter_type.0)?;
-        put_blob(o, 11, &self.sort_key_filter_pattern)?;
-        put_bool(o, 12, self.reverse)?;
-        end(o)
+        begin_struct(o, "multi_get_request")?;
+        write_struct_field(o, 1, &self.hash_key)?;
+        write_structs_field(o, 2, &self.sort_keys)?;
+        write_i32_field(o, 3, self.max_kv_count)?;
+        write_i32_field(o, 4, self.max_kv_size)?;
+        write_bool_field(o, 5, self.no_value)?;
+        write_struct_field(o, 6, &self.start_sortkey)?;
+        write_struct_field(o, 7, &self.stop_sortkey)?;
+        write_bool_field(o, 8, self.start_inclusive)?;
+        write_bool_field(o, 9, self.stop_inclusive)?;
+        write_i32_field(o, 10, self.sort_key_filter_type.0)?;
+        write_struct_field(o, 11, &self.sort_key_filter_pattern)?;
+        write_bool_field(o, 12, self.reverse)?;
+        finish_struct(o)
     }
 }
 
@@ -889,13 +829,13 @@ impl ThriftWire for MultiGetResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "multi_get_response")?;
-        put_i32(o, 1, self.error)?;
-        put_kvs(o, 2, &self.kvs)?;
-        put_i32(o, 3, self.app_id)?;
-        put_i32(o, 4, self.partition_index)?;
-        put_string(o, 6, &self.server)?;
-        end(o)
+        begin_struct(o, "multi_get_response")?;
+        write_i32_field(o, 1, self.error)?;
+        write_structs_field(o, 2, &self.kvs)?;
+        write_i32_field(o, 3, self.app_id)?;
+        write_i32_field(o, 4, self.partition_index)?;
+        write_string_field(o, 6, &self.server)?;
+        finish_struct(o)
     }
 }
 
@@ -935,27 +875,16 @@ impl ThriftWire for DuplicateEntry {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "duplicate_entry")?;
-        if let Some(v) = self.timestamp {
-            put_i64(o, 1, v)?;
-        }
+        begin_struct(o, "duplicate_entry")?;
+        write_opt_i64_field(o, 1, self.timestamp)?;
         if let Some(v) = &self.task_code {
-            o.write_field_begin(&field(TType::Struct, 2))?;
-            o.write_string(v)?;
-            o.write_field_end()?;
+            // A string tagged STRUCT (§15.8).
+            write_field(o, TType::Struct, 2, |o| o.write_string(v))?;
         }
-        if let Some(v) = &self.raw_message {
-            put_blob(o, 3, v)?;
-        }
-        if let Some(v) = self.cluster_id {
-            o.write_field_begin(&field(TType::I08, 4))?;
-            o.write_i8(v)?;
-            o.write_field_end()?;
-        }
-        if let Some(v) = self.verify_timetag {
-            put_bool(o, 5, v)?;
-        }
-        end(o)
+        write_opt_struct_field(o, 3, self.raw_message.as_ref())?;
+        write_opt_i8_field(o, 4, self.cluster_id)?;
+        write_opt_bool_field(o, 5, self.verify_timetag)?;
+        finish_struct(o)
     }
 }
 
@@ -983,11 +912,9 @@ impl ThriftWire for DuplicateRequest {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "duplicate_request")?;
-        o.write_field_begin(&field(TType::List, 1))?;
-        write_list(o, TType::Struct, &self.entries, |o, e| e.write(o))?;
-        o.write_field_end()?;
-        end(o)
+        begin_struct(o, "duplicate_request")?;
+        write_structs_field(o, 1, &self.entries)?;
+        finish_struct(o)
     }
 }
 
@@ -1017,14 +944,10 @@ impl ThriftWire for DuplicateResponse {
     }
 
     fn write(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        begin(o, "duplicate_response")?;
-        if let Some(v) = self.error {
-            put_i32(o, 1, v)?;
-        }
-        if let Some(v) = &self.error_hint {
-            put_string(o, 2, v)?;
-        }
-        end(o)
+        begin_struct(o, "duplicate_response")?;
+        write_opt_i32_field(o, 1, self.error)?;
+        write_opt_string_field(o, 2, self.error_hint.as_deref())?;
+        finish_struct(o)
     }
 }
 

@@ -138,12 +138,9 @@ fn write_wrapped<T: ThriftWire>(
     id: i16,
     value: &T,
 ) -> thrift::Result<()> {
-    o.write_struct_begin(&TStructIdentifier::new(""))?;
-    o.write_field_begin(&field(TType::Struct, id))?;
-    value.write(o)?;
-    o.write_field_end()?;
-    o.write_field_stop()?;
-    o.write_struct_end()
+    begin_struct(o, "")?;
+    write_struct_field(o, id, value)?;
+    finish_struct(o)
 }
 
 fn expect_stop(i: &mut dyn TInputProtocol, what: &str) -> thrift::Result<()> {
@@ -308,4 +305,147 @@ pub fn read_struct(
         i.read_field_end()?;
     }
     i.read_struct_end()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field writers: one call per field, so that each encoder is a short list of its fields in id
+// order, as the IDL reads. The `opt` ones write nothing for `None` (an optional field left out).
+
+/// Starts a struct. Its name never goes on the wire.
+pub fn begin_struct(o: &mut dyn TOutputProtocol, name: &str) -> thrift::Result<()> {
+    o.write_struct_begin(&TStructIdentifier::new(name))
+}
+
+/// Ends a struct: the STOP field, then the struct end.
+pub fn finish_struct(o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+    o.write_field_stop()?;
+    o.write_struct_end()
+}
+
+/// A field of type `ty` whose value `write_value` writes.
+pub fn write_field(
+    o: &mut dyn TOutputProtocol,
+    ty: TType,
+    id: i16,
+    write_value: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
+) -> thrift::Result<()> {
+    o.write_field_begin(&field(ty, id))?;
+    write_value(o)?;
+    o.write_field_end()
+}
+
+pub fn write_i8_field(o: &mut dyn TOutputProtocol, id: i16, v: i8) -> thrift::Result<()> {
+    write_field(o, TType::I08, id, |o| o.write_i8(v))
+}
+
+pub fn write_i32_field(o: &mut dyn TOutputProtocol, id: i16, v: i32) -> thrift::Result<()> {
+    write_field(o, TType::I32, id, |o| o.write_i32(v))
+}
+
+pub fn write_i64_field(o: &mut dyn TOutputProtocol, id: i16, v: i64) -> thrift::Result<()> {
+    write_field(o, TType::I64, id, |o| o.write_i64(v))
+}
+
+pub fn write_bool_field(o: &mut dyn TOutputProtocol, id: i16, v: bool) -> thrift::Result<()> {
+    write_field(o, TType::Bool, id, |o| o.write_bool(v))
+}
+
+pub fn write_string_field(o: &mut dyn TOutputProtocol, id: i16, v: &str) -> thrift::Result<()> {
+    write_field(o, TType::String, id, |o| o.write_string(v))
+}
+
+/// A field tagged STRUCT: a thrift struct, or one of the Pegasus base types that are tagged so
+/// but encode themselves (`blob`, `error_code`, `gpid`, `rpc_address`, `host_port`, §6).
+pub fn write_struct_field<T: ThriftWire>(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: &T,
+) -> thrift::Result<()> {
+    write_field(o, TType::Struct, id, |o| v.write(o))
+}
+
+/// A list field of values tagged STRUCT (see [`write_struct_field`]).
+pub fn write_structs_field<T: ThriftWire>(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    items: &[T],
+) -> thrift::Result<()> {
+    write_field(o, TType::List, id, |o| {
+        write_list(o, TType::Struct, items, |o, v| v.write(o))
+    })
+}
+
+/// A list field of strings.
+pub fn write_strings_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    items: &[String],
+) -> thrift::Result<()> {
+    write_field(o, TType::List, id, |o| {
+        write_list(o, TType::String, items, |o, s| o.write_string(s))
+    })
+}
+
+pub fn write_opt_i8_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<i8>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_i8_field(o, id, v))
+}
+
+pub fn write_opt_i32_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<i32>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_i32_field(o, id, v))
+}
+
+pub fn write_opt_i64_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<i64>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_i64_field(o, id, v))
+}
+
+pub fn write_opt_bool_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<bool>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_bool_field(o, id, v))
+}
+
+pub fn write_opt_string_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<&str>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_string_field(o, id, v))
+}
+
+pub fn write_opt_struct_field<T: ThriftWire>(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    v: Option<&T>,
+) -> thrift::Result<()> {
+    v.map_or(Ok(()), |v| write_struct_field(o, id, v))
+}
+
+pub fn write_opt_structs_field<T: ThriftWire>(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    items: Option<&[T]>,
+) -> thrift::Result<()> {
+    items.map_or(Ok(()), |items| write_structs_field(o, id, items))
+}
+
+pub fn write_opt_strings_field(
+    o: &mut dyn TOutputProtocol,
+    id: i16,
+    items: Option<&[String]>,
+) -> thrift::Result<()> {
+    items.map_or(Ok(()), |items| write_strings_field(o, id, items))
 }

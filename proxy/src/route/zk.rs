@@ -158,6 +158,17 @@ struct Slot<G> {
 }
 
 impl<G> Slot<G> {
+    /// The slot of a table not read yet.
+    fn loading(table: &str) -> Self {
+        Slot {
+            table: table.to_owned(),
+            state: watch::Sender::new(SlotState::Loading),
+            generation: AtomicU64::new(0),
+            negative: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
     fn set_error(&self, e: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
     }
@@ -412,13 +423,7 @@ impl<G: Group> Inner<G> {
         if slots.len() >= self.opts.max_tables {
             evict_unrouted(&mut slots);
         }
-        let slot = Arc::new(Slot {
-            table: table.to_owned(),
-            state: watch::Sender::new(SlotState::Loading),
-            generation: AtomicU64::new(0),
-            negative: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-        });
+        let slot = Arc::new(Slot::loading(table));
         slots.insert(table.to_owned(), slot.clone());
         tokio::spawn(refresh(self.clone(), slot.clone()));
         slot
@@ -1092,13 +1097,7 @@ mod negative_tests {
 
     /// A slot as a read that found no node leaves it.
     fn missing(inner: &Arc<Inner<NoGroup>>, table: &str) -> Arc<Slot<NoGroup>> {
-        let slot = Arc::new(Slot {
-            table: table.to_owned(),
-            state: watch::Sender::new(SlotState::Loading),
-            generation: AtomicU64::new(0),
-            negative: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-        });
+        let slot = Arc::new(Slot::loading(table));
         inner
             .slots
             .write()

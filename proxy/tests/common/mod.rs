@@ -4,25 +4,22 @@
 
 #![allow(dead_code, unused_imports)]
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use metaproxy::Proxy;
 use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
 pub use metaproxy_tests::harness::{Metrics, http_get, scrape};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
-use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
-    RequestFrame,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use pegasus_rpc::codec::{self, DEFAULT_MAX_REPLY_FRAME};
+use tokio::io::AsyncReadExt;
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
+pub use metaproxy_tests::raw::{RawConn, query_frame};
 pub use metaproxy_tests::vectors::load as vector;
 
 fn replica(port: u16) -> SocketAddrV4 {
@@ -64,97 +61,6 @@ pub async fn sim_with(config: SimConfig) -> SimHandle {
 /// The route record naming a simulated cluster.
 pub fn record(cluster: &str, sim: &SimHandle) -> RouteRecord {
     RouteRecord::new(cluster, sim.meta_addrs().iter().map(|a| a.to_string())).expect("valid record")
-}
-
-/// A raw Pegasus client connection: bytes in, frames out.
-pub struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Client {
-    pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr)
-            .await
-            .expect("connect to the proxy");
-        Client {
-            stream,
-            buf: BytesMut::new(),
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write");
-    }
-
-    /// The next reply frame; panics if none comes within [`WAIT`].
-    pub async fn reply(&mut self) -> ReplyFrame {
-        self.try_reply()
-            .await
-            .expect("a reply before the connection closed")
-    }
-
-    /// The next reply, or `None` when the proxy closed the connection.
-    pub async fn try_reply(&mut self) -> Option<ReplyFrame> {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Some(frame) = codec::decode_reply(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
-                    .expect("a valid reply")
-                {
-                    return Some(frame);
-                }
-                if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
-                    return None;
-                }
-            }
-        })
-        .await
-        .expect("no reply in time")
-    }
-
-    /// The next reply, as the exact bytes on the wire.
-    pub async fn reply_bytes(&mut self) -> Vec<u8> {
-        self.reply().await.to_bytes().to_vec()
-    }
-
-    /// Sends a v0 query_config for `table` with `seqid` and decodes the answer.
-    pub async fn query(&mut self, table: &str, seqid: i32) -> QueryCfgResponse {
-        self.send(&query_frame(table, seqid)).await;
-        let reply = self.reply().await;
-        assert_eq!(
-            reply.rpc_error,
-            ErrorCode::OK,
-            "query_config never gets an rpc-level error"
-        );
-        assert_eq!(reply.seqid(), seqid);
-        assert_eq!(
-            reply.message.name,
-            "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK"
-        );
-        QueryCfgResponse::from_result(&reply.body).expect("a query_cfg_response")
-    }
-
-    /// Whether the proxy closed the connection (reads end) within [`WAIT`].
-    pub async fn is_closed(&mut self) -> bool {
-        let mut scratch = [0u8; 256];
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.stream.read(&mut scratch).await {
-                    Ok(0) | Err(_) => return true,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false)
-    }
-}
-
-/// A v0 query_config frame as the Go client writes it.
-pub fn query_frame(table: &str, seqid: i32) -> Bytes {
-    let mut args = BytesMut::new();
-    QueryCfgRequest::new(table).to_args(&mut args);
-    RequestFrame::call_v0(codec::rpc::QUERY_CONFIG, seqid, 0, args.freeze()).to_bytes()
 }
 
 /// A routes file in a temporary directory.

@@ -4,8 +4,9 @@
 //! What flows through it: an operation's key is hashed (§15.5) to a partition of the table's
 //! routing ([`route::Router`], from query_config through any MetaServer address, the proxy
 //! included); the request goes to that partition's primary over a pipelined connection
-//! ([`session::Session`]) with the header a Go/Python client writes (v0: gpid, thread_hash,
-//! partition_hash) or the Java one (v1); the reply comes back by seqid.
+//! ([`pegasus_rpc::client::Connection`], kept by [`session::SessionPool`]) with the header a
+//! Go/Python client writes (v0: gpid, thread_hash, partition_hash) or the Java one (v1); the
+//! reply comes back by seqid.
 //!
 //! Errors follow the Java client (§15.6), the one that retries within the operation's budget:
 //!
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use pegasus_rpc::client::CallError;
 use pegasus_rpc::codec::key::{self, thread_hash};
 use pegasus_rpc::codec::{
     Blob, ErrorCode, HeaderV0, Payload, ReadResponse, ReplyFrame, RequestHeader, RequestMetaV1,
@@ -41,7 +43,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use route::{RouteError, Router};
-use session::{SessionError, SessionPool};
+use session::SessionPool;
 
 /// Which THFT header data requests carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -192,7 +194,10 @@ impl TableClient {
                         }
                         let header = self.header(config.app_id, pc.pid.partition_index, hash);
                         let session = self.sessions.get(primary);
-                        match session.call(header, name, args.clone(), deadline).await {
+                        match session
+                            .call_with_header(header, name, args.clone(), deadline)
+                            .await
+                        {
                             Ok(reply) if reply.rpc_error.is_ok() => return Ok(reply),
                             Ok(reply) => {
                                 let e = reply.rpc_error;
@@ -204,7 +209,7 @@ impl TableClient {
                                 }
                                 OpError::Rpc(e)
                             }
-                            Err(SessionError::Timeout { .. }) => return Err(OpError::Timeout),
+                            Err(CallError::Timeout { .. }) => return Err(OpError::Timeout),
                             Err(e) => OpError::SessionReset(e.to_string()),
                         }
                     }

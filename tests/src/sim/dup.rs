@@ -237,7 +237,7 @@ impl Shipper {
         });
         let session = self.sessions.get(follower.primary);
         let reply = session
-            .call(
+            .call_with_header(
                 header,
                 rpc::RRDB_DUPLICATE,
                 request.args_bytes(),

@@ -3,8 +3,8 @@
 //! official clients' reads and writes, app envs and duplication to another simulated cluster; for
 //! the tests, the demo and the benchmarks.
 //!
-//! What flows through it: `THFT` request frames arrive on each meta's listener (`server.rs`) or
-//! replica node's (`replica.rs`), are decoded with the project's codec, answered from a shared
+//! What flows through it: `THFT` request frames arrive on each meta's or replica node's listener
+//! (`listener.rs`; a meta's answers are `server.rs`'s, a node's `replica.rs`'s), are decoded with the project's codec, answered from a shared
 //! cluster view (`state.rs`: tables, layout, leader) and the tables' stores (`store.rs`,
 //! `storage.rs`), and written back as reply frames; duplication shippers (`dup.rs`) send the
 //! stores' logged writes to follower clusters; control calls (the [`SimHandle`] methods, or the
@@ -117,6 +117,7 @@ pub mod decide;
 mod dup;
 pub mod envs;
 pub mod layout;
+mod listener;
 mod meta_rpc;
 mod replica;
 mod server;
@@ -150,6 +151,7 @@ pub use layout::PartitionLayout;
 pub use state::{Counters, OTHER_KEY, ReplicaCounters};
 pub use store::{DupPartitionState, DuplicationState};
 
+use listener::{Label, Responder};
 use state::{DataSettings, MetaSlot, NodeSlot, Running, Shared};
 use table::Table;
 
@@ -209,7 +211,8 @@ impl Simulator {
         config.validate()?;
         let mut listeners = Vec::with_capacity(config.listen.len());
         for &addr in &config.listen {
-            let listener = server::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+            let listener =
+                listener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
             let bound = listener
                 .local_addr()
                 .map_err(|source| SimError::Bind { addr, source })?;
@@ -217,7 +220,8 @@ impl Simulator {
         }
         let mut node_listeners = Vec::with_capacity(config.replica_listen.len());
         for &addr in &config.replica_listen {
-            let listener = server::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+            let listener =
+                listener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
             let bound = match listener.local_addr() {
                 Ok(SocketAddr::V4(a)) => a,
                 // Validated to be IPv4 loopback.
@@ -420,7 +424,8 @@ impl SimHandle {
         let mut running = slot.running.lock().await;
         if running.is_none() {
             let addr = slot.addr;
-            let listener = server::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+            let listener =
+                listener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
             *running = Some(self.spawn_meta(i, listener));
         }
         Ok(())
@@ -721,24 +726,24 @@ impl SimHandle {
         let mut running = node.running.lock().await;
         if running.is_none() {
             let addr = SocketAddr::V4(node.addr);
-            let listener = server::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+            let listener =
+                listener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
             *running = Some(self.spawn_node(i, listener));
         }
         Ok(())
     }
 
     fn spawn_node(&self, i: usize, listener: tokio::net::TcpListener) -> Running {
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(replica::accept_loop(
-            listener,
-            i,
-            self.shared.clone(),
-            stopped,
-        ));
-        self.shared.nodes[i]
-            .listening
-            .store(true, Ordering::Release);
-        Running { stop, task }
+        let node = &self.shared.nodes[i];
+        let label = Label {
+            role: "replica server",
+            index: i,
+            addr: SocketAddr::V4(node.addr),
+        };
+        let shared = self.shared.clone();
+        spawn_server(listener, label, &node.listening, move || {
+            replica::NodeResponder::accepted(i, shared.clone())
+        })
     }
 
     /// Applies a layout change to every partition of every table.
@@ -892,17 +897,16 @@ impl SimHandle {
 
     /// Starts MetaServer `i`'s accept loop; the caller stores the result in its slot.
     fn spawn_meta(&self, i: usize, listener: tokio::net::TcpListener) -> Running {
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server::accept_loop(
-            listener,
-            i,
-            self.shared.clone(),
-            stopped,
-        ));
-        self.shared.metas[i]
-            .listening
-            .store(true, Ordering::Release);
-        Running { stop, task }
+        let meta = &self.shared.metas[i];
+        let label = Label {
+            role: "MetaServer",
+            index: i,
+            addr: meta.addr,
+        };
+        let shared = self.shared.clone();
+        spawn_server(listener, label, &meta.listening, move || {
+            server::MetaResponder::accepted(i, shared.clone())
+        })
     }
 
     async fn start_admin(mut self, addr: SocketAddr) -> Result<SimHandle, SimError> {
@@ -918,4 +922,18 @@ impl SimHandle {
         *self.admin.lock().await = Some(Running { stop, task });
         Ok(self)
     }
+}
+
+/// Starts a server's accept loop and marks it listening; the caller stores the result in its
+/// slot.
+fn spawn_server<R: Responder>(
+    listener: tokio::net::TcpListener,
+    label: Label,
+    listening: &AtomicBool,
+    accepted: impl FnMut() -> R + Send + 'static,
+) -> Running {
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(listener::accept_loop(listener, label, stopped, accepted));
+    listening.store(true, Ordering::Release);
+    Running { stop, task }
 }

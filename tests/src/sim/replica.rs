@@ -1,6 +1,6 @@
 //! The replica server nodes: data requests in, reads and writes of the table stores out.
 //!
-//! Each node has its own listener, like a MetaServer's (`server.rs`). A connection reads whatever
+//! Each node has its own listener, like a MetaServer's (`listener.rs`). A connection reads whatever
 //! the socket has, answers every whole frame in it (in order; a dropped request simply gets no
 //! reply) and writes the replies with one call. What a request gets is decided first, by the pure
 //! checks of [`super::decide`]; only a request that is to be served touches the store.
@@ -10,11 +10,8 @@
 //! nodes one by one within an interval, as on a real cluster (`docs/protocol.md` §14.1, §15.7).
 
 use std::collections::HashMap;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::key::{hash_key_hash, key_hash};
@@ -25,129 +22,47 @@ use pegasus_rpc::codec::{
     MultiRemoveRequest, MultiRemoveResponse, Payload, ReadResponse, RequestFrame, RequestHeader,
     TtlResponse, UpdateRequest, UpdateResponse, rocksdb, rpc,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::decide::{self, Op, ReplicaMode, Request, Role, Routing, Verdict};
 use super::envs::{DENY_CLIENT_REQUEST, Deny};
+use super::listener::Responder;
 use super::state::{Shared, View};
 use super::storage::{LogArgs, PartitionData};
 use super::table::Table;
 
-const READ_CHUNK: usize = 64 << 10;
-/// Stop reading from a client that does not read its replies once this much is waiting.
-const HIGH_WATER: usize = 1 << 20;
-
-/// Accepts connections for node `node` until `stop` fires; then closes them all.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    node: usize,
-    shared: Arc<Shared>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let addr = shared.nodes[node].addr;
-    info!(%addr, node, "replica server listening");
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    shared.counters.replica_connections.fetch_add(1, Ordering::Relaxed);
-                    debug!(%addr, %peer, "replica connection accepted");
-                    conns.spawn(serve(stream, peer, node, shared.clone()));
-                }
-                Err(e) => {
-                    warn!(%addr, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    conns.shutdown().await;
-    info!(%addr, node, "replica server stopped");
-}
-
-async fn serve(mut stream: TcpStream, peer: SocketAddr, node: usize, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let addr = shared.nodes[node].addr;
-    let mut conn = Conn {
-        node,
-        server: addr.to_string(),
-        shared,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
-        wbuf: BytesMut::with_capacity(READ_CHUNK),
-    };
-    match conn.run(&mut stream).await {
-        Ok(()) => debug!(%addr, %peer, "replica connection closed by the client"),
-        Err(End::Io(e)) => debug!(%addr, %peer, error = %e, "replica connection failed"),
-        Err(End::BadFrame(e)) => {
-            warn!(%addr, %peer, error = %e, "bad frame, closing the replica connection")
-        }
-    }
-}
-
-enum End {
-    Io(io::Error),
-    BadFrame(CodecError),
-}
-
-struct Conn {
+/// Answers the requests of one connection to replica node `node`.
+pub(crate) struct NodeResponder {
     node: usize,
     /// This node's address as the replies' `server` field.
     server: String,
     shared: Arc<Shared>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
 }
 
-impl Conn {
-    async fn run(&mut self, stream: &mut TcpStream) -> Result<(), End> {
-        let (mut rd, mut wr) = stream.split();
-        let mut reading = true;
-        loop {
-            if !reading && self.wbuf.is_empty() {
-                return Ok(());
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(READ_CHUNK);
-            }
-            let can_read = reading && self.wbuf.len() < HIGH_WATER;
-            tokio::select! {
-                read = rd.read_buf(&mut self.rbuf), if can_read => match read {
-                    Ok(0) => reading = false,
-                    Ok(_) => {
-                        if let Err(e) = self.on_bytes() {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                wr.write_all(&self.wbuf),
-                            )
-                            .await;
-                            return Err(End::BadFrame(e));
-                        }
-                    }
-                    Err(e) => return Err(End::Io(e)),
-                },
-                written = wr.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
-                    written.map_err(End::Io)?;
-                }
-            }
+impl NodeResponder {
+    /// The responder of a connection just accepted, counted.
+    pub(crate) fn accepted(node: usize, shared: Arc<Shared>) -> Self {
+        shared
+            .counters
+            .replica_connections
+            .fetch_add(1, Ordering::Relaxed);
+        NodeResponder {
+            node,
+            server: shared.nodes[node].addr.to_string(),
+            shared,
         }
     }
+}
 
-    fn on_bytes(&mut self) -> Result<(), CodecError> {
+impl Responder for NodeResponder {
+    fn answer(&mut self, rbuf: &mut BytesMut, out: &mut BytesMut) -> Result<(), CodecError> {
         let view = self.shared.view();
         loop {
-            match codec::decode_request(&mut self.rbuf, DEFAULT_MAX_REQUEST_FRAME)? {
+            match codec::decode_request(rbuf, DEFAULT_MAX_REQUEST_FRAME)? {
                 Some(frame) => {
-                    if let Some((err, body)) = self.answer(&view, &frame) {
+                    if let Some((err, body)) = self.answer_one(&view, &frame) {
                         codec::encode_reply(
-                            &mut self.wbuf,
+                            out,
                             err.as_str(),
                             &rpc::ack_name(frame.name()),
                             frame.seqid(),
@@ -159,9 +74,11 @@ impl Conn {
             }
         }
     }
+}
 
+impl NodeResponder {
     /// The reply to one request (rpc-level error, result body), if it gets one.
-    fn answer(&self, view: &View, frame: &RequestFrame) -> Option<(ErrorCode, Bytes)> {
+    fn answer_one(&self, view: &View, frame: &RequestFrame) -> Option<(ErrorCode, Bytes)> {
         let shared = &self.shared;
         let node = &shared.nodes[self.node];
         let name = frame.name();

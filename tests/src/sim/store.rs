@@ -15,7 +15,7 @@ use tokio::task::AbortHandle;
 
 use super::config::DuplicationSpec;
 use super::storage::{LogArgs, PartitionData};
-use crate::load::{Histogram, Latency};
+use crate::workload::{Histogram, Latency};
 
 /// `duplication_status::DS_LOG`: the log is being shipped.
 pub const DS_LOG: i32 = 3;
