@@ -164,7 +164,7 @@ async fn list_apps_lists_each_routed_table_once_from_its_cluster() {
     assert_eq!(names, ["t1", "t2"]);
     assert!(resp.hint_message.is_none());
     // t1's info is c1's (app_id 1, 4 partitions), byte for byte as c1 wrote it.
-    let mut direct = RawConn::connect(c1.meta_addrs()[0].into()).await;
+    let mut direct = RawConn::connect(c1.meta_addrs()[0]).await;
     let c1_list = direct.call("RPC_CM_LIST_APPS", &args, 1).await;
     let c1_list = ListAppsResponse::from_result(&c1_list.body).expect("c1's list");
     let c1_t1 = c1_list
