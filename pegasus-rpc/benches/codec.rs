@@ -5,7 +5,8 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, QueryCfgRequest, QueryCfgResponse,
+    self, DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, NativeHeader, QueryCfgRequest,
+    QueryCfgResponse,
 };
 use std::hint::black_box;
 
@@ -40,6 +41,56 @@ fn requests(c: &mut Criterion) {
                 })
             },
         );
+    }
+    g.finish();
+}
+
+/// The native header against THFT v0 for the same query_config: decoding the request, and
+/// writing the reply under the request's header. The native frame is the one the C++ client
+/// writes (args field 0); the THFT one the Go client's vector.
+fn native_vs_thft(c: &mut Criterion) {
+    let mut g = c.benchmark_group("header");
+    g.throughput(Throughput::Elements(1));
+    let thft = vector("doc-go-v0-query-temp.req.hex");
+    let mut args = BytesMut::new();
+    pegasus_rpc::codec::wire::encode_args(&QueryCfgRequest::new("temp"), 0, &mut args);
+    let mut native = BytesMut::new();
+    NativeHeader::request(codec::rpc::QUERY_CONFIG, 1, 5000).encode(args.len(), &mut native);
+    native.extend_from_slice(&args);
+    let body = reply_body("python-v0-query-temp.reply.hex");
+    for (name, bytes) in [("thft_v0", thft), ("native", native.to_vec())] {
+        g.bench_with_input(
+            BenchmarkId::new("decode_request", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    let mut buf = BytesMut::from(&bytes[..]);
+                    black_box(
+                        codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
+                            .expect("ok")
+                            .expect("frame"),
+                    )
+                })
+            },
+        );
+        let mut buf = BytesMut::from(&bytes[..]);
+        let frame = codec::decode_request(&mut buf, DEFAULT_MAX_REQUEST_FRAME)
+            .expect("ok")
+            .expect("frame");
+        let to = frame.reply_to();
+        g.bench_with_input(BenchmarkId::new("encode_reply", name), &to, |b, to| {
+            let mut out = BytesMut::with_capacity(1024);
+            b.iter(|| {
+                out.clear();
+                to.encode(
+                    &mut out,
+                    "ERR_OK",
+                    "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK",
+                    &body,
+                );
+                black_box(out.len())
+            })
+        });
     }
     g.finish();
 }
@@ -79,5 +130,5 @@ fn replies(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, requests, replies);
+criterion_group!(benches, requests, native_vs_thft, replies);
 criterion_main!(benches);

@@ -31,10 +31,10 @@ use std::fmt::Debug;
 use bytes::BytesMut;
 
 use crate::codec::{
-    self, AddDuplicationRequest, AddDuplicationResponse, CodecError, MessageKind,
+    self, AddDuplicationRequest, AddDuplicationResponse, CodecError, MessageKind, NativeHeader,
     NegotiationRequest, NegotiationResponse, QueryCfgRequest, QueryCfgResponse,
-    QueryDuplicationRequest, QueryDuplicationResponse, ReplyFrame, RequestFrame, RequestHeader,
-    THFT_MAGIC, UpdateAppEnvRequest, UpdateAppEnvResponse, V0_HEADER_LEN,
+    QueryDuplicationRequest, QueryDuplicationResponse, RDSN_MAGIC, ReplyFrame, RequestFrame,
+    RequestHeader, THFT_MAGIC, UpdateAppEnvRequest, UpdateAppEnvResponse, V0_HEADER_LEN,
 };
 
 /// The frame limit the properties decode with: well above what a fuzzer writes, so that frames
@@ -44,18 +44,19 @@ pub const MAX_FRAME: usize = 1 << 16;
 /// Appended to a payload that decoded, to show its decoding did not depend on what follows.
 const TRAILER: [u8; 8] = [0xff, 0x0c, 0x00, 0x01, 0x0b, 0x00, 0x00, 0x00];
 
-/// The THFT header kinds the `request_frame` target can put around the fuzzer's bytes, so that
-/// its effort goes past the header checks into message begins, `request_meta` and args. A new
-/// header (the native `RDSN` one, docs/protocol.md §13) is a new variant, its selector and an arm
-/// in [`HeaderKind::frame`]; the decoder under test stays `decode_request`.
+/// The header kinds the `request_frame` target can put around the fuzzer's bytes, so that its
+/// effort goes past the header checks into message begins, `request_meta` and args: THFT v0 and
+/// v1, and the native `RDSN` header (docs/protocol.md §3.5). The decoder under test stays
+/// `decode_request`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderKind {
     V0,
     V1,
+    Native,
 }
 
 impl HeaderKind {
-    pub const ALL: [HeaderKind; 2] = [HeaderKind::V0, HeaderKind::V1];
+    pub const ALL: [HeaderKind; 3] = [HeaderKind::V0, HeaderKind::V1, HeaderKind::Native];
 
     /// The first byte of a `request_frame` input that asks for this kind. Fixed per kind, so that
     /// a kind added later does not change what the committed inputs mean; 0 (and any byte that
@@ -64,6 +65,7 @@ impl HeaderKind {
         match self {
             HeaderKind::V0 => 1,
             HeaderKind::V1 => 2,
+            HeaderKind::Native => 3,
         }
     }
 
@@ -73,8 +75,15 @@ impl HeaderKind {
 
     /// A frame with a sound header of this kind around `inner`. v0: `inner` is the body and the
     /// header fields after the lengths are zero. v1: the first byte of `inner` is the length of
-    /// the `request_meta` (cut to what follows it), then come the meta and the body.
+    /// the `request_meta` (cut to what follows it), then come the meta and the body. Native:
+    /// `inner` is the args under the header the C++ client writes for a query_config.
     pub fn frame(self, inner: &[u8]) -> Vec<u8> {
+        if self == HeaderKind::Native {
+            let mut out = BytesMut::new();
+            NativeHeader::request(codec::rpc::QUERY_CONFIG, 1, 5000).encode(inner.len(), &mut out);
+            out.extend_from_slice(inner);
+            return out.to_vec();
+        }
         let mut out = Vec::with_capacity(V0_HEADER_LEN + inner.len());
         out.extend_from_slice(&THFT_MAGIC);
         match self {
@@ -96,6 +105,7 @@ impl HeaderKind {
                 out.extend_from_slice(&((rest.len() - meta_len) as u32).to_be_bytes());
                 out.extend_from_slice(rest);
             }
+            HeaderKind::Native => unreachable!("built above"),
         }
         out
     }
@@ -305,10 +315,16 @@ struct Framing<T> {
 
 const REQUESTS: Framing<RequestFrame> = Framing {
     decode: codec::decode_request,
-    announced: |b| match be_u32(b, 4)? {
-        0 => Some(V0_HEADER_LEN as u64 + be_u32(b, 16)? as u64),
-        1 => Some(16 + be_u32(b, 8)? as u64 + be_u32(b, 12)? as u64),
-        _ => None,
+    announced: |b| {
+        if b.starts_with(&RDSN_MAGIC) {
+            let len = b.get(16..20)?;
+            return Some(192 + u64::from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])));
+        }
+        match be_u32(b, 4)? {
+            0 => Some(V0_HEADER_LEN as u64 + be_u32(b, 16)? as u64),
+            1 => Some(16 + be_u32(b, 8)? as u64 + be_u32(b, 12)? as u64),
+            _ => None,
+        }
     },
 };
 
@@ -336,7 +352,7 @@ fn walk<T>(
         let consumed = rest.len() - buf.len();
         let decoded = match result {
             Ok(Some(frame)) => Ok(frame),
-            Err(e @ CodecError::Malformed { .. }) => Err(e),
+            Err(e @ (CodecError::Malformed { .. } | CodecError::BadChecksum("body"))) => Err(e),
             Ok(None) => {
                 assert_eq!(consumed, 0, "Ok(None) consumed bytes");
                 if let Some(len) = (framing.announced)(rest) {
@@ -423,6 +439,10 @@ fn request_round_trip(frame: &RequestFrame, bytes: &[u8]) {
             bytes.len(),
             encoded.len()
         ),
+        RequestHeader::Native(h) => {
+            assert_same_bytes(bytes, &encoded, None);
+            native_reply_round_trip(&h, &frame.args);
+        }
     }
     let mut buf = BytesMut::from(&encoded[..]);
     let back = codec::decode_request(&mut buf, MAX_FRAME.max(encoded.len()))
@@ -443,6 +463,23 @@ fn request_round_trip(frame: &RequestFrame, bytes: &[u8]) {
             .expect("encode_call writes a whole frame");
         assert_eq!((&sent.message, &sent.args), (&frame.message, &frame.args));
     }
+}
+
+/// The reply to a native request is a native frame that decodes to the reply header and body,
+/// matched to the request by its id, naming no address and not taken for a request.
+fn native_reply_round_trip(request: &NativeHeader, body: &[u8]) {
+    let mut out = BytesMut::new();
+    let ack = codec::rpc::ack_name(request.name().unwrap_or("RPC_X"));
+    codec::native::encode_reply(&mut out, request, "ERR_OK", &ack, body);
+    let limit = MAX_FRAME.max(out.len());
+    let (h, b) = codec::native::decode_frame(&mut out, limit)
+        .unwrap_or_else(|e| panic!("a native reply does not decode: {e}"))
+        .expect("a native reply is whole");
+    assert!(out.is_empty(), "a native reply is one frame");
+    assert_eq!((h.id, &b[..]), (request.id, body));
+    assert_eq!(h.error_name(), Ok("ERR_OK"));
+    assert!(!h.context.is_request() && !h.context.is_forwarded());
+    assert_eq!(h.from_address, codec::RpcAddress::INVALID);
 }
 
 fn reply_round_trip(frame: &ReplyFrame, bytes: &[u8]) {

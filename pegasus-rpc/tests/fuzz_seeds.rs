@@ -86,6 +86,8 @@ fn request_seeds(seeds: &mut Seeds, stem: &str, bytes: &[u8]) {
         let inner = match kind {
             HeaderKind::V0 => body.to_vec(),
             HeaderKind::V1 => [&[meta_len], &meta[..], body].concat(),
+            // The args under the header the C++ client writes.
+            HeaderKind::Native => frame.args.to_vec(),
         };
         let framed = codec::decode_request(&mut BytesMut::from(&kind.frame(&inner)[..]), MAX_FRAME);
         assert!(

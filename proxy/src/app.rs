@@ -106,6 +106,7 @@ impl Proxy {
             metrics.clone(),
             ServiceOptions {
                 upstream_deadline: config.upstream_timeout,
+                admin_rpcs: config.admin_rpcs,
             },
         ));
         let (shutdown, stop) = watch::channel(false);

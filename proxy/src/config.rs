@@ -11,6 +11,7 @@ use pegasus_rpc::client::GroupOptions;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::admin_rpc::AdminRpcs;
 use crate::route::{ZkOptions, parse_routes_file, validate_meta_addr};
 use crate::server::ServerOptions;
 use crate::service::ServiceOptions;
@@ -80,9 +81,13 @@ pub struct Settings {
     /// Remove the 2.6 hp_* fields from replies, for pre-2.6 clients [default: false].
     #[arg(long, env = "METAPROXY_STRIP_HOST_PORTS", num_args = 0..=1, default_missing_value = "true")]
     pub strip_host_ports: Option<bool>,
-    /// Time a query_config may take upstream, retries included [default: 3s].
+    /// Time a query_config or admin RPC may take upstream, retries included [default: 3s].
     #[arg(long, env = "METAPROXY_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<String>,
+    /// Admin RPCs answered: off, read-only (list_apps and the queries) or all (also create, drop,
+    /// envs, duplication, split, bulk load, compaction, replica count) [default: read-only].
+    #[arg(long, env = "METAPROXY_ADMIN_RPCS")]
+    pub admin_rpcs: Option<String>,
     /// Time one MetaServer gets before the next is tried [default: 1s].
     #[arg(long, env = "METAPROXY_UPSTREAM_ATTEMPT_TIMEOUT")]
     pub upstream_attempt_timeout: Option<String>,
@@ -161,6 +166,7 @@ pub struct Config {
     pub strip_host_ports: bool,
     #[serde(serialize_with = "ser_duration")]
     pub upstream_timeout: Duration,
+    pub admin_rpcs: AdminRpcs,
     #[serde(serialize_with = "ser_duration")]
     pub upstream_attempt_timeout: Duration,
     #[serde(serialize_with = "ser_opt_duration")]
@@ -310,6 +316,7 @@ impl Config {
             None => group.hedge_after,
         };
         let log_format = LogFormat::parse(s.log_format.as_deref()).map_err(bad)?;
+        let admin_rpcs = AdminRpcs::parse(s.admin_rpcs.as_deref()).map_err(bad)?;
         let log = s.log.unwrap_or_else(|| "info".into());
         check_log_filter(&log).map_err(bad)?;
         let max_connections = s.max_connections.unwrap_or(server.max_connections);
@@ -350,6 +357,7 @@ impl Config {
             max_missing_routes,
             missing_route_ttl,
             strip_host_ports: s.strip_host_ports.unwrap_or(false),
+            admin_rpcs,
             upstream_timeout: duration(
                 "upstream-timeout",
                 s.upstream_timeout,

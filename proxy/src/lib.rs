@@ -3,6 +3,7 @@
 //! in the `pegasus-rpc` crate.
 
 pub mod admin;
+pub mod admin_rpc;
 mod app;
 pub mod clusters;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod fd_limit;
 #[doc(hidden)]
 pub mod fuzz_logic;
+pub mod list_apps;
 pub mod metrics;
 pub mod route;
 pub mod server;

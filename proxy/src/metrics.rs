@@ -43,10 +43,24 @@ pub enum Outcome {
     QueryMalformed,
     Negotiation,
     HandlerNotFound,
+    /// A table-scoped admin RPC answered from the cluster, by the response's `err`.
+    AdminOk,
+    AdminOtherError,
+    /// A table-scoped admin RPC answered by the proxy itself.
+    AdminDenied,
+    AdminClusterUnavailable,
+    AdminNoRoute,
+    AdminInvalidRoute,
+    AdminRouteUnavailable,
+    AdminMalformed,
+    /// list_apps merged from every routed cluster, or not (a cluster or the routes did not answer).
+    ListAppsOk,
+    ListAppsIncomplete,
+    ListAppsDenied,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 11] = [
+    const ALL: [Outcome; 22] = [
         Outcome::QueryOk,
         Outcome::QueryObjectNotFound,
         Outcome::QueryServiceNotActive,
@@ -58,6 +72,17 @@ impl Outcome {
         Outcome::QueryMalformed,
         Outcome::Negotiation,
         Outcome::HandlerNotFound,
+        Outcome::AdminOk,
+        Outcome::AdminOtherError,
+        Outcome::AdminDenied,
+        Outcome::AdminClusterUnavailable,
+        Outcome::AdminNoRoute,
+        Outcome::AdminInvalidRoute,
+        Outcome::AdminRouteUnavailable,
+        Outcome::AdminMalformed,
+        Outcome::ListAppsOk,
+        Outcome::ListAppsIncomplete,
+        Outcome::ListAppsDenied,
     ];
 
     pub fn labels(self) -> RequestLabels {
@@ -73,6 +98,17 @@ impl Outcome {
             Outcome::QueryMalformed => ("query_config", "malformed"),
             Outcome::Negotiation => ("negotiation", "auth_disabled"),
             Outcome::HandlerNotFound => ("other", "handler_not_found"),
+            Outcome::AdminOk => ("admin", "ok"),
+            Outcome::AdminOtherError => ("admin", "upstream_error"),
+            Outcome::AdminDenied => ("admin", "denied"),
+            Outcome::AdminClusterUnavailable => ("admin", "cluster_unavailable"),
+            Outcome::AdminNoRoute => ("admin", "no_route"),
+            Outcome::AdminInvalidRoute => ("admin", "invalid_route"),
+            Outcome::AdminRouteUnavailable => ("admin", "route_unavailable"),
+            Outcome::AdminMalformed => ("admin", "malformed"),
+            Outcome::ListAppsOk => ("list_apps", "ok"),
+            Outcome::ListAppsIncomplete => ("list_apps", "incomplete"),
+            Outcome::ListAppsDenied => ("list_apps", "denied"),
         };
         RequestLabels { rpc, result }
     }

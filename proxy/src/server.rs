@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::service::{Reply, Service};
 use crate::warnings::Kind;
-use pegasus_rpc::codec::{self, CodecError, DEFAULT_MAX_REQUEST_FRAME, THFT_MAGIC};
+use pegasus_rpc::codec::{CodecError, DEFAULT_MAX_REQUEST_FRAME, RequestDecoder, announced_len};
 
 /// How much a connection reads at a time.
 const READ_CHUNK: usize = 4096;
@@ -253,26 +253,6 @@ impl Drop for Reservation {
     }
 }
 
-/// The total length the request frame at the front of `buf` announces, once its header has come
-/// far enough to say (docs/protocol.md §3.1, §3.2): `None` before that, or when the bytes are not
-/// a THFT header the codec accepts (the codec refuses those).
-fn announced_len(buf: &[u8]) -> Option<u64> {
-    let word = |at: usize| -> Option<u64> {
-        let bytes: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
-        Some(u64::from(u32::from_be_bytes(bytes)))
-    };
-    if buf.get(..4)? != THFT_MAGIC {
-        return None;
-    }
-    match word(4)? {
-        // hdr_length (48) at 8, body_length at 16.
-        0 => Some(word(8)? + word(16)?),
-        // meta_length at 8, body_length at 12, after 16 fixed bytes.
-        1 => Some(16 + word(8)? + word(12)?),
-        _ => None,
-    }
-}
-
 /// Why a connection closed: the `reason` label of `metaproxy_connections_closed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Close {
@@ -437,6 +417,8 @@ async fn connection(
     let mut ledger = Ledger::new(service.metrics());
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut wbuf = BytesMut::new();
+    // The connection speaks the header of its first frame, THFT or native, as a MetaServer's.
+    let mut decoder = RequestDecoder::default();
     let mut in_flight = FuturesUnordered::new();
     // Whether more bytes are read from the socket: until the client closes its side, a close is
     // decided, or the drain begins.
@@ -476,7 +458,7 @@ async fn connection(
                 decoded = Decoded::Held;
                 break;
             }
-            match codec::decode_request(&mut rbuf, opts.max_frame) {
+            match decoder.decode(&mut rbuf, opts.max_frame) {
                 Ok(Some(frame)) => {
                     ledger.request();
                     partial = None;
@@ -669,6 +651,11 @@ mod tests {
             h.extend_from_slice(&body.to_be_bytes());
             h
         };
+        let native = {
+            let mut h = b"RDSN\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x00".to_vec();
+            h.extend_from_slice(&300u32.to_le_bytes());
+            h
+        };
         let v1 = {
             let mut h = b"THFT\x00\x00\x00\x01".to_vec();
             h.extend_from_slice(&20u32.to_be_bytes());
@@ -688,6 +675,8 @@ mod tests {
             ("v1 without body length", v1[..15].to_vec(), None),
             ("v1", v1.clone(), Some(136)),
             ("not THFT", b"GET / HTTP/1.1\\r\\n\\r\\n".to_vec(), None),
+            ("native without body length", native[..19].to_vec(), None),
+            ("native", native.clone(), Some(192 + 300)),
             (
                 "version 7",
                 b"THFT\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),

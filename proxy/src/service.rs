@@ -7,12 +7,20 @@
 //! | query_config, record invalid | `ERR_INVALID_DATA` (and a log line naming the table) |
 //! | query_config, cluster or ZooKeeper unreachable | `ERR_SERVICE_NOT_ACTIVE`, which every official client retries |
 //! | `RPC_NEGOTIATION` | `SASL_AUTH_DISABLE` |
+//! | a table-scoped admin RPC ([`crate::admin_rpc`]) | the same, with its own reply: the cluster's, or `err` alone: `ERR_OBJECT_NOT_FOUND`, `ERR_INVALID_DATA`, `ERR_SERVICE_NOT_ACTIVE`; `ERR_ACL_DENY` when `--admin-rpcs` denies it |
+//! | `RPC_CM_LIST_APPS` | the routed clusters' lists merged ([`crate::list_apps`]) |
 //! | anything else | rpc-level `ERR_HANDLER_NOT_FOUND`, empty body |
 //!
 //! A query_config never gets an rpc-level error (some clients hang on those) nor silence, and an
 //! upstream `ERR_FORWARD_TO_OTHERS` never reaches a client: it would lead it past the proxy.
+//! Every reply goes out in the header its request came in (THFT, or the C++ client's native
+//! one); a native request reaches the MetaServers as THFT, whose forward replies the proxy
+//! follows itself, so the native `is_forward_supported` (a MetaServer forwarding the request to
+//! its leader, which then answers the client's own address) is never used.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,26 +29,33 @@ use thrift::protocol::{TInputProtocol, TOutputProtocol, TStructIdentifier, TType
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::admin_rpc::{self, AdminRoute, AdminRpcs, TableRpc};
+use crate::list_apps::{self, ClusterAnswer};
 use crate::metrics::{Metrics, Outcome};
-use crate::route::{Lookup, Routes};
+use crate::route::{Lookup, Route, RouteRecord, Routes};
 use crate::upstream::Upstreams;
 use crate::warnings::Kind;
+use pegasus_rpc::client::{GroupError, MetaGroup};
+use pegasus_rpc::codec::list_apps::{ListAppsResponse, error_only_result};
 use pegasus_rpc::codec::wire::{self, ThriftWire, read_list, read_struct};
 use pegasus_rpc::codec::{
     self, CodecError, ErrorCode, MessageKind, NegotiationRequest, NegotiationResponse,
-    QueryCfgResponse, RequestFrame,
+    QueryCfgResponse, ReplyTo, RequestFrame,
 };
 
 const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
 const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
 
 /// A reply to write, or the reason to close the connection.
+// `Frame` (with a native request's header) is the large variant and nearly every reply: boxing it
+// would add an allocation per reply to spare a few bytes on the rare `None` and `Close`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Reply {
     Frame {
         rpc_error: ErrorCode,
         name: Cow<'static, str>,
-        seqid: i32,
+        to: ReplyTo,
         body: Bytes,
     },
     /// A one-way message: nothing to write.
@@ -55,11 +70,11 @@ impl Reply {
         if let Reply::Frame {
             rpc_error,
             name,
-            seqid,
+            to,
             body,
         } = self
         {
-            codec::encode_reply(out, rpc_error.as_str(), name, *seqid, body);
+            to.encode(out, rpc_error.as_str(), name, body);
         }
     }
 }
@@ -67,16 +82,82 @@ impl Reply {
 /// Settings of the request handling.
 #[derive(Clone, Debug)]
 pub struct ServiceOptions {
-    /// The time a query_config may take upstream, leader redirects and retries included.
+    /// The time a query_config or an admin RPC may take upstream, leader redirects and retries
+    /// included.
     pub upstream_deadline: Duration,
+    /// Which admin RPCs are answered (`--admin-rpcs`).
+    pub admin_rpcs: AdminRpcs,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             upstream_deadline: Duration::from_secs(3),
+            admin_rpcs: AdminRpcs::default(),
         }
     }
+}
+
+/// The bodies the proxy answers on its own, built once: for query_config full responses, for
+/// the admin RPCs `err` alone.
+struct Answers {
+    not_found: Bytes,
+    not_active: Bytes,
+    invalid_route: Bytes,
+}
+
+impl Answers {
+    fn new(body: impl Fn(ErrorCode) -> Bytes) -> Self {
+        Answers {
+            not_found: body(ErrorCode::OBJECT_NOT_FOUND),
+            not_active: body(ErrorCode::SERVICE_NOT_ACTIVE),
+            invalid_route: body(ErrorCode::INVALID_DATA),
+        }
+    }
+}
+
+/// How a routed request was answered: by the cluster (with its `err`), or by the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Answered {
+    Upstream(ErrorCode),
+    ClusterUnavailable,
+    NoRoute,
+    InvalidRoute,
+    RouteUnavailable,
+}
+
+impl Answered {
+    fn query_outcome(&self) -> Outcome {
+        match self {
+            Answered::Upstream(err) => match err.as_str() {
+                "ERR_OK" => Outcome::QueryOk,
+                "ERR_OBJECT_NOT_FOUND" => Outcome::QueryObjectNotFound,
+                "ERR_SERVICE_NOT_ACTIVE" => Outcome::QueryServiceNotActive,
+                _ => Outcome::QueryOtherError,
+            },
+            Answered::ClusterUnavailable => Outcome::QueryClusterUnavailable,
+            Answered::NoRoute => Outcome::QueryNoRoute,
+            Answered::InvalidRoute => Outcome::QueryInvalidRoute,
+            Answered::RouteUnavailable => Outcome::QueryRouteUnavailable,
+        }
+    }
+
+    fn admin_outcome(&self) -> Outcome {
+        match self {
+            Answered::Upstream(err) if err.is_ok() => Outcome::AdminOk,
+            Answered::Upstream(_) => Outcome::AdminOtherError,
+            Answered::ClusterUnavailable => Outcome::AdminClusterUnavailable,
+            Answered::NoRoute => Outcome::AdminNoRoute,
+            Answered::InvalidRoute => Outcome::AdminInvalidRoute,
+            Answered::RouteUnavailable => Outcome::AdminRouteUnavailable,
+        }
+    }
+}
+
+fn err_only(err: ErrorCode) -> Bytes {
+    let mut out = BytesMut::new();
+    error_only_result(&err, &mut out);
+    out.freeze()
 }
 
 /// Answers requests.
@@ -85,9 +166,9 @@ pub struct Service {
     upstreams: Arc<Upstreams>,
     metrics: Metrics,
     opts: ServiceOptions,
-    not_found: Bytes,
-    not_active: Bytes,
-    invalid_route: Bytes,
+    query: Answers,
+    admin: Answers,
+    acl_deny: Bytes,
     auth_disabled: Bytes,
 }
 
@@ -111,9 +192,9 @@ impl Service {
             upstreams,
             metrics,
             opts,
-            not_found: result_body(&QueryCfgResponse::error(ErrorCode::OBJECT_NOT_FOUND)),
-            not_active: result_body(&QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE)),
-            invalid_route: result_body(&QueryCfgResponse::error(ErrorCode::INVALID_DATA)),
+            query: Answers::new(|err| result_body(&QueryCfgResponse::error(err))),
+            admin: Answers::new(err_only),
+            acl_deny: err_only(ErrorCode::new("ERR_ACL_DENY")),
             auth_disabled: auth.freeze(),
         }
     }
@@ -146,12 +227,16 @@ impl Service {
                 }
                 Err(e) => Reply::Close(e),
             },
-            other => {
-                tracing::debug!(rpc = other, "unsupported RPC");
-                self.metrics.request(Outcome::HandlerNotFound);
-                let name = Cow::Owned(codec::rpc::ack_name(other));
-                self.frame(name, &frame, ErrorCode::HANDLER_NOT_FOUND, Bytes::new())
-            }
+            other => match admin_rpc::route_of(other) {
+                AdminRoute::Table(rpc) => self.table_admin(&frame, rpc).await,
+                AdminRoute::ListApps => self.list_apps(&frame).await,
+                AdminRoute::NotServed => {
+                    tracing::debug!(rpc = other, "unsupported RPC");
+                    self.metrics.request(Outcome::HandlerNotFound);
+                    let name = Cow::Owned(codec::rpc::ack_name(other));
+                    self.frame(name, &frame, ErrorCode::HANDLER_NOT_FOUND, Bytes::new())
+                }
+            },
         };
         if frame.message.kind == MessageKind::Oneway && !matches!(reply, Reply::Close(_)) {
             return Reply::None;
@@ -169,9 +254,148 @@ impl Service {
         Reply::Frame {
             rpc_error,
             name,
-            seqid: req.seqid(),
+            to: req.reply_to(),
             body,
         }
+    }
+
+    /// Looks `table` up and answers from its cluster with `call`, or answers on the proxy's own
+    /// from `answers`: the one path of query_config and the table-scoped admin RPCs.
+    async fn routed<F, Fut>(&self, table: &str, answers: &Answers, call: F) -> (Bytes, Answered)
+    where
+        F: FnOnce(Arc<Route>, Instant) -> Fut,
+        Fut: Future<Output = Result<(Bytes, ErrorCode), GroupError>>,
+    {
+        match self.routes.lookup(table).await {
+            Lookup::Found(route) => {
+                tracing::Span::current().record("cluster", route.record.cluster.as_str());
+                let deadline = Instant::now() + self.opts.upstream_deadline;
+                let cluster = route.record.cluster.clone();
+                match call(route, deadline).await {
+                    Ok((body, err)) => (body, Answered::Upstream(err)),
+                    Err(e) => {
+                        if let Some(suppressed) = self
+                            .metrics
+                            .warnings
+                            .admit(Kind::ClusterUnreachable, &cluster)
+                        {
+                            tracing::warn!(table, %cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                        }
+                        (answers.not_active.clone(), Answered::ClusterUnavailable)
+                    }
+                }
+            }
+            Lookup::Missing => (answers.not_found.clone(), Answered::NoRoute),
+            Lookup::Invalid(e) => {
+                if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteInvalid, table) {
+                    tracing::warn!(table, error = %e, suppressed, "route record invalid; answering ERR_INVALID_DATA");
+                }
+                (answers.invalid_route.clone(), Answered::InvalidRoute)
+            }
+            Lookup::Unavailable(e) => {
+                if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteUnavailable, "") {
+                    tracing::warn!(table, error = %e, suppressed, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
+                }
+                (answers.not_active.clone(), Answered::RouteUnavailable)
+            }
+        }
+    }
+
+    /// A table-scoped admin RPC: its request's bytes to the leader of the table's cluster, its
+    /// reply's bytes back.
+    async fn table_admin(&self, frame: &RequestFrame, rpc: &'static TableRpc) -> Reply {
+        let ack = Cow::Owned(codec::rpc::ack_name(rpc.name));
+        if !self.opts.admin_rpcs.allows(rpc.access) {
+            tracing::debug!(rpc = rpc.name, admin_rpcs = %self.opts.admin_rpcs, "admin RPC denied");
+            self.metrics.request(Outcome::AdminDenied);
+            return self.frame(ack, frame, ErrorCode::OK, self.acl_deny.clone());
+        }
+        let table = match admin_rpc::table_of(&frame.args, rpc.table_field) {
+            Ok(Ok(table)) => table,
+            // No route can name it: answered as for any table without one.
+            Ok(Err(_)) => String::new(),
+            Err(e) => {
+                self.metrics.request(Outcome::AdminMalformed);
+                return Reply::Close(e);
+            }
+        };
+        let span = tracing::debug_span!(
+            "admin",
+            rpc = rpc.name,
+            table,
+            cluster = tracing::field::Empty
+        );
+        let (body, answered) = self
+            .routed(&table, &self.admin, |route, deadline| async move {
+                let reply = route.group.call(rpc.name, &frame.args, deadline).await?;
+                Ok((reply.reply.body, reply.err))
+            })
+            .instrument(span)
+            .await;
+        self.metrics.request(answered.admin_outcome());
+        self.frame(ack, frame, ErrorCode::OK, body)
+    }
+
+    /// list_apps: every routed cluster asked with the client's request, the answers merged.
+    async fn list_apps(&self, frame: &RequestFrame) -> Reply {
+        const ACK: &str = "RPC_CM_LIST_APPS_ACK";
+        if !self.opts.admin_rpcs.allows(admin_rpc::Access::Read) {
+            self.metrics.request(Outcome::ListAppsDenied);
+            return self.frame(ACK.into(), frame, ErrorCode::OK, self.acl_deny.clone());
+        }
+        let deadline = Instant::now() + self.opts.upstream_deadline;
+        let merged = match self.routes.tables().await {
+            Ok(tables) => self.list_apps_of(&tables, &frame.args, deadline).await,
+            Err(e) => list_apps::merge(&BTreeMap::new(), &[], &[format!("routes: {e}")]),
+        };
+        self.metrics.request(if merged.err.is_ok() {
+            Outcome::ListAppsOk
+        } else {
+            Outcome::ListAppsIncomplete
+        });
+        let mut body = BytesMut::new();
+        merged.to_result(&mut body);
+        self.frame(ACK.into(), frame, ErrorCode::OK, body.freeze())
+    }
+
+    async fn list_apps_of(
+        &self,
+        tables: &[String],
+        args: &Bytes,
+        deadline: Instant,
+    ) -> ListAppsResponse {
+        let lookups = futures::future::join_all(tables.iter().map(|t| self.routes.lookup(t))).await;
+        let mut routed = BTreeMap::new();
+        let mut groups: HashMap<RouteRecord, Arc<MetaGroup>> = HashMap::new();
+        let mut unrouted = Vec::new();
+        for (table, lookup) in tables.iter().zip(lookups) {
+            match lookup {
+                Lookup::Found(route) => {
+                    routed.insert(table.clone(), cluster_key(&route.record));
+                    groups
+                        .entry(route.record.clone())
+                        .or_insert_with(|| route.group.clone());
+                }
+                // Gone since it was listed, or routed nowhere usable: not a table of the proxy.
+                Lookup::Missing | Lookup::Invalid(_) => {}
+                Lookup::Unavailable(e) => unrouted.push(format!("table {table}: {e}")),
+            }
+        }
+        let answers =
+            futures::future::join_all(groups.into_iter().map(|(record, group)| async move {
+                let answer = match group.call(codec::rpc::LIST_APPS, args, deadline).await {
+                    Ok(reply) => {
+                        ListAppsResponse::from_result(&reply.reply.body).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                ClusterAnswer {
+                    cluster: cluster_key(&record),
+                    answer,
+                }
+            }))
+            .await;
+        list_apps::merge(&routed, &answers, &unrouted)
     }
 
     async fn query_config(&self, frame: &RequestFrame) -> Reply {
@@ -185,7 +409,7 @@ impl Service {
                     QUERY_CONFIG_ACK.into(),
                     frame,
                     ErrorCode::OK,
-                    self.not_found.clone(),
+                    self.query.not_found.clone(),
                 );
             }
             Err(e) => {
@@ -195,56 +419,25 @@ impl Service {
         };
         let table = table.as_str();
         let span = tracing::debug_span!("query_config", table, cluster = tracing::field::Empty);
-        let body = async {
-            match self.routes.lookup(table).await {
-                Lookup::Found(route) => {
-                    tracing::Span::current().record("cluster", route.record.cluster.as_str());
-                    let deadline = Instant::now() + self.opts.upstream_deadline;
-                    let (answer, _coalesced) = self.upstreams.query_config(&route.group, &frame.args, deadline).await;
-                    match answer {
-                        Ok(answer) => {
-                            self.metrics.request(match answer.err.as_str() {
-                                "ERR_OK" => Outcome::QueryOk,
-                                "ERR_OBJECT_NOT_FOUND" => Outcome::QueryObjectNotFound,
-                                "ERR_SERVICE_NOT_ACTIVE" => Outcome::QueryServiceNotActive,
-                                _ => Outcome::QueryOtherError,
-                            });
-                            answer.body.clone()
-                        }
-                        Err(e) => {
-                            let cluster = route.record.cluster.as_str();
-                            if let Some(suppressed) = self.metrics.warnings.admit(Kind::ClusterUnreachable, cluster) {
-                                tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
-                            }
-                            self.metrics.request(Outcome::QueryClusterUnavailable);
-                            self.not_active.clone()
-                        }
-                    }
-                }
-                Lookup::Missing => {
-                    self.metrics.request(Outcome::QueryNoRoute);
-                    self.not_found.clone()
-                }
-                Lookup::Invalid(e) => {
-                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteInvalid, table) {
-                        tracing::warn!(table, error = %e, suppressed, "route record invalid; answering ERR_INVALID_DATA");
-                    }
-                    self.metrics.request(Outcome::QueryInvalidRoute);
-                    self.invalid_route.clone()
-                }
-                Lookup::Unavailable(e) => {
-                    if let Some(suppressed) = self.metrics.warnings.admit(Kind::RouteUnavailable, "") {
-                        tracing::warn!(table, error = %e, suppressed, "route unknown; answering ERR_SERVICE_NOT_ACTIVE");
-                    }
-                    self.metrics.request(Outcome::QueryRouteUnavailable);
-                    self.not_active.clone()
-                }
-            }
-        }
-        .instrument(span)
-        .await;
+        let (body, answered) = self
+            .routed(table, &self.query, |route, deadline| async move {
+                let (answer, _coalesced) = self
+                    .upstreams
+                    .query_config(&route.group, &frame.args, deadline)
+                    .await;
+                answer.map(|a| (a.body.clone(), a.err.clone()))
+            })
+            .instrument(span)
+            .await;
+        self.metrics.request(answered.query_outcome());
         self.frame(QUERY_CONFIG_ACK.into(), frame, ErrorCode::OK, body)
     }
+}
+
+/// The name a cluster goes by in list_apps: its name and MetaServers (two records naming one
+/// cluster with different MetaServers are two groups, asked apart).
+fn cluster_key(record: &RouteRecord) -> String {
+    format!("{} ({})", record.cluster, record.meta_addrs.join(","))
 }
 
 /// The table name of a query_config's args: `Ok` when it is UTF-8, its raw bytes otherwise.

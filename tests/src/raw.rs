@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::codec::{
-    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgRequest, QueryCfgResponse, ReplyFrame,
-    RequestFrame, rpc,
+    self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, NativeHeader, QueryCfgRequest, QueryCfgResponse,
+    ReplyFrame, RequestFrame, native, rpc, wire,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -134,6 +134,37 @@ impl RawConn {
         .unwrap_or(false)
     }
 
+    /// The next native reply (header and body); panics if none comes within [`WAIT`] or the
+    /// connection closes first.
+    pub async fn native_reply(&mut self) -> (NativeHeader, Bytes) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(reply) = native::decode_frame(&mut self.buf, DEFAULT_MAX_REPLY_FRAME)
+                    .expect("a valid native reply")
+                {
+                    return reply;
+                }
+                let n = self.stream.read_buf(&mut self.buf).await.expect("read");
+                assert!(n > 0, "connection closed while a native reply was expected");
+            }
+        })
+        .await
+        .expect("a native reply in time")
+    }
+
+    /// Sends `name(args)` in a v0 frame with `seqid` and returns the reply, checking its name and
+    /// seqid.
+    pub async fn call(&mut self, name: &str, args: &[u8], seqid: i32) -> ReplyFrame {
+        let frame = RequestFrame::call_v0(name, seqid, 0, Bytes::copy_from_slice(args));
+        self.send(&frame.to_bytes()).await;
+        let reply = self.reply().await;
+        assert_eq!(
+            (reply.message.name.as_str(), reply.seqid()),
+            (rpc::ack_name(name).as_str(), seqid)
+        );
+        reply
+    }
+
     /// Panics unless the peer closes the connection within [`WAIT`].
     pub async fn expect_closed(&mut self) {
         assert!(self.is_closed().await, "the connection is closed in time");
@@ -149,6 +180,25 @@ impl RawConn {
             "the open connection is closed"
         );
     }
+}
+
+/// A native frame of `name(args)` with id `id`, as the C++ client writes it: the args struct's
+/// field is 0, the header as `create_request` and `rpc_engine::call` leave it.
+pub fn native_frame(name: &str, id: u64, args: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut header = NativeHeader::request(name, id, 5000);
+    header.trace_id = 0x1234_5678_9abc_def0;
+    header.from_address = codec::RpcAddress(0x7f00_0001_9c40_0001); // 127.0.0.1:40000
+    header.encode(args.len(), &mut out);
+    out.extend_from_slice(args);
+    out.freeze()
+}
+
+/// The args of a native query_config for `table` (field 0, as the C++ client writes them).
+pub fn native_query_args(table: &str) -> Bytes {
+    let mut args = BytesMut::new();
+    wire::encode_args(&QueryCfgRequest::new(table), 0, &mut args);
+    args.freeze()
 }
 
 /// A v0 query_config frame for all partitions of `table`, as the Go client writes it.

@@ -7,15 +7,21 @@ pub enum CodecError {
     /// The frame announces more bytes than the configured limit. The stream cannot be resumed.
     #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
     FrameTooLarge { len: u64, limit: usize },
-    /// The frame does not start with `THFT`. The stream cannot be resumed.
-    #[error("bad magic {0:02x?}: not a THFT frame")]
+    /// The frame starts with neither `THFT` nor `RDSN`, or not with the magic of the frames
+    /// before it on the connection. The stream cannot be resumed.
+    #[error("bad magic {0:02x?}: not a THFT or RDSN frame, or not the header of this connection")]
     BadMagic(Vec<u8>),
     /// A THFT header version other than 0 or 1. The stream cannot be resumed.
     #[error("unsupported THFT header version {0}")]
     UnsupportedVersion(u32),
-    /// A v0 header whose `hdr_length` is not 48. The stream cannot be resumed.
-    #[error("THFT v0 header length {0}, expected 48")]
+    /// A THFT v0 header whose `hdr_length` is not 48, or a native one whose `hdr_length` is not
+    /// 192. The stream cannot be resumed.
+    #[error("header length {0}, expected 48 (THFT v0) or 192 (RDSN)")]
     BadHeaderLength(u32),
+    /// A native frame whose non-zero CRC does not match: of the header (nothing consumed, the
+    /// stream cannot be resumed) or of the body (the frame consumed).
+    #[error("the {0} CRC of a native frame does not match")]
+    BadChecksum(&'static str),
     /// A reply whose total length is below the 4 bytes of the length itself.
     #[error("reply length {0} is shorter than its own length field")]
     BadReplyLength(i32),
@@ -40,6 +46,7 @@ impl CodecError {
             CodecError::UnsupportedVersion(_) => "bad_version",
             CodecError::BadHeaderLength(_) => "bad_header_length",
             CodecError::BadReplyLength(_) => "bad_reply_length",
+            CodecError::BadChecksum(_) => "bad_checksum",
             CodecError::Malformed { .. } => "malformed",
         }
     }

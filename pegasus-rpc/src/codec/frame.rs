@@ -12,6 +12,10 @@
 //! ```
 //! Reply (§4): `i32 total_length (counting itself) | string rpc_error | body`.
 //!
+//! Request and reply in the native header of the C++ client (§3.5, [`super::native`]):
+//! `"RDSN" | 188 more header bytes, little-endian | body`, the body without a message begin. A
+//! connection speaks the header of its first frame; [`RequestDecoder`] holds it to that.
+//!
 //! A body starts with a thrift message begin, strict `80 01 00 TT | string name | i32 seqid` or
 //! the old non-strict `string name | i8 TT | i32 seqid`, followed by the args or result struct.
 //!
@@ -23,6 +27,7 @@ use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
 use super::CodecError;
 use super::base::{ErrorCode, Gpid};
+use super::native::{self, NativeHeader, RDSN_MAGIC};
 use super::wire::{
     self, ThriftWire, begin_struct, finish_struct, read_struct, write_opt_bool_field,
     write_opt_i32_field, write_opt_i64_field,
@@ -195,11 +200,52 @@ impl ThriftWire for RequestMetaV1 {
     }
 }
 
-/// Which THFT header a request came with. It is chosen per frame.
+/// Which header a request came with: THFT v0 or v1 (chosen per frame), or native.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestHeader {
     V0(HeaderV0),
     V1(RequestMetaV1),
+    Native(NativeHeader),
+}
+
+/// The two header families; a connection speaks one (the server picks its parser from the
+/// first four bytes of the connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderFamily {
+    Thft,
+    Native,
+}
+
+impl HeaderFamily {
+    fn magic(self) -> [u8; 4] {
+        match self {
+            HeaderFamily::Thft => THFT_MAGIC,
+            HeaderFamily::Native => RDSN_MAGIC,
+        }
+    }
+
+    /// Whether `buf` could start a frame of this family (what has come of the magic matches).
+    fn could_start(self, buf: &[u8]) -> bool {
+        let have = buf.len().min(4);
+        buf[..have] == self.magic()[..have]
+    }
+}
+
+/// Where a reply goes: under the seqid of a THFT request, or in the native header of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyTo {
+    Thft { seqid: i32 },
+    Native(NativeHeader),
+}
+
+impl ReplyTo {
+    /// Appends the reply frame: a THFT reply (§4) or a native one ([`native::encode_reply`]).
+    pub fn encode(&self, out: &mut BytesMut, rpc_error: &str, ack_name: &str, body: &[u8]) {
+        match self {
+            ReplyTo::Thft { seqid } => encode_reply(out, rpc_error, ack_name, *seqid, body),
+            ReplyTo::Native(h) => native::encode_reply(out, h, rpc_error, ack_name, body),
+        }
+    }
 }
 
 /// One request: its header, its message begin, and the bytes of its args struct.
@@ -234,8 +280,27 @@ impl RequestFrame {
         &self.message.name
     }
 
+    /// The seqid of the message begin; for a native frame, the low 32 bits of its id (the reply
+    /// carries the whole id: see [`RequestFrame::reply_to`]).
     pub fn seqid(&self) -> i32 {
         self.message.seqid
+    }
+
+    /// Where the reply to this request goes.
+    pub fn reply_to(&self) -> ReplyTo {
+        match &self.header {
+            RequestHeader::Native(h) => ReplyTo::Native(*h),
+            _ => ReplyTo::Thft {
+                seqid: self.message.seqid,
+            },
+        }
+    }
+
+    pub fn family(&self) -> HeaderFamily {
+        match &self.header {
+            RequestHeader::Native(_) => HeaderFamily::Native,
+            _ => HeaderFamily::Thft,
+        }
     }
 
     pub fn gpid(&self) -> Gpid {
@@ -244,6 +309,7 @@ impl RequestFrame {
             RequestHeader::V1(m) => {
                 Gpid::new(m.app_id.unwrap_or(0), m.partition_index.unwrap_or(0))
             }
+            RequestHeader::Native(h) => h.gpid,
         }
     }
 
@@ -252,11 +318,18 @@ impl RequestFrame {
         match &self.header {
             RequestHeader::V0(h) => Some(h.client_timeout),
             RequestHeader::V1(m) => m.client_timeout,
+            RequestHeader::Native(h) => Some(h.timeout_ms),
         }
     }
 
-    /// Appends the whole frame to `out`.
+    /// Appends the whole frame to `out`. A native frame is its header and the args (the name and
+    /// id are the header's; the message begin is not on the wire).
     pub fn encode(&self, out: &mut BytesMut) {
+        if let RequestHeader::Native(h) = &self.header {
+            h.encode(self.args.len(), out);
+            out.put_slice(&self.args);
+            return;
+        }
         let body_len = self.message.encoded_len() + self.args.len();
         match &self.header {
             RequestHeader::V0(h) => {
@@ -285,6 +358,7 @@ impl RequestFrame {
                 let meta_len = (out.len() - meta_start) as u32;
                 out[meta_len_at..meta_len_at + 4].copy_from_slice(&meta_len.to_be_bytes());
             }
+            RequestHeader::Native(_) => unreachable!("written above"),
         }
         self.message.encode(out);
         out.put_slice(&self.args);
@@ -323,15 +397,73 @@ pub fn encode_call(
     out.put_slice(args);
 }
 
-/// Takes one request frame off the front of `buf`.
+/// Takes request frames off a connection's stream, holding the connection to the header family
+/// of its first frame, as a Pegasus server does (it picks the parser once per connection).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestDecoder {
+    family: Option<HeaderFamily>,
+}
+
+impl RequestDecoder {
+    /// The family of the connection, once its first frame has been decoded.
+    pub fn family(&self) -> Option<HeaderFamily> {
+        self.family
+    }
+
+    /// [`decode_request`], refusing a frame of the other family with `BadMagic`.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_frame: usize,
+    ) -> Result<Option<RequestFrame>, CodecError> {
+        if let Some(family) = self.family
+            && !family.could_start(buf)
+        {
+            return Err(CodecError::BadMagic(buf[..buf.len().min(4)].to_vec()));
+        }
+        let frame = decode_request(buf, max_frame)?;
+        if let Some(f) = &frame {
+            self.family.get_or_insert(f.family());
+        }
+        Ok(frame)
+    }
+}
+
+/// The total length the request frame at the front of `buf` announces, once its header has come
+/// far enough to say (§3.1, §3.2, §3.5): `None` before that, or when the bytes are not a header
+/// the decoder accepts.
+pub fn announced_len(buf: &[u8]) -> Option<u64> {
+    if HeaderFamily::Native.could_start(buf) {
+        return native::announced_len(buf);
+    }
+    let word = |at: usize| -> Option<u64> {
+        let bytes: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+        Some(u64::from(u32::from_be_bytes(bytes)))
+    };
+    if buf.get(..4)? != THFT_MAGIC {
+        return None;
+    }
+    match word(4)? {
+        // hdr_length (48) at 8, body_length at 16.
+        0 => Some(word(8)? + word(16)?),
+        // meta_length at 8, body_length at 12, after 16 fixed bytes.
+        1 => Some(V1_FIXED_LEN as u64 + word(8)? + word(12)?),
+        _ => None,
+    }
+}
+
+/// Takes one request frame, THFT or native, off the front of `buf`.
 ///
 /// `Ok(None)`: not a whole frame yet, nothing consumed. `Err` for a bad magic, version, header
-/// length or size: nothing consumed and the stream cannot be resumed. `Err(Malformed)`: the whole
-/// frame was consumed and its body was bad.
+/// length, header CRC or size: nothing consumed and the stream cannot be resumed. `Err(Malformed)`
+/// (or a bad body CRC): the whole frame was consumed and its content was bad.
 pub fn decode_request(
     buf: &mut BytesMut,
     max_frame: usize,
 ) -> Result<Option<RequestFrame>, CodecError> {
+    if HeaderFamily::Native.could_start(buf) && !buf.is_empty() {
+        return decode_native_request(buf, max_frame);
+    }
     let have = buf.len().min(4);
     if buf[..have] != THFT_MAGIC[..have] {
         return Err(CodecError::BadMagic(buf[..have].to_vec()));
@@ -403,6 +535,35 @@ pub fn decode_request(
         header,
         message,
         args: body.slice(used..),
+    }))
+}
+
+/// A native request: the header's name and id stand in for the message begin.
+fn decode_native_request(
+    buf: &mut BytesMut,
+    max_frame: usize,
+) -> Result<Option<RequestFrame>, CodecError> {
+    let Some((header, body)) = native::decode_frame(buf, max_frame)? else {
+        return Ok(None);
+    };
+    if !header.context.is_request() {
+        return Err(CodecError::malformed(
+            "native request",
+            "is_request is not set: a reply, not a request",
+        ));
+    }
+    let format = header.context.serialize_format();
+    if format != native::MsgContext::THRIFT_BINARY {
+        return Err(CodecError::malformed(
+            "native request",
+            format!("serialize_format {format}: only thrift binary (1) is served"),
+        ));
+    }
+    let name = header.name()?.to_owned();
+    Ok(Some(RequestFrame {
+        message: MessageBegin::new(name, MessageKind::Call, header.id as i32),
+        header: RequestHeader::Native(header),
+        args: body,
     }))
 }
 

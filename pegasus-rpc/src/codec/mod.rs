@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  request:  "THFT" | header v0 (48 bytes) or v1 (16 bytes + request_meta) | body
+//!            or "RDSN" | native header (192 bytes, little-endian) | args (no message begin)
 //!  reply:    i32 total_length (counts itself) | string rpc_error | body (only when ERR_OK)
 //!  body:     thrift message begin (name, type, seqid) | struct { field: payload } STOP
 //! ```
@@ -20,7 +21,9 @@ mod base;
 mod error;
 mod frame;
 pub mod key;
+pub mod list_apps;
 mod meta;
+pub mod native;
 mod negotiation;
 mod replica;
 pub mod wire;
@@ -33,11 +36,13 @@ pub use admin::{
 pub use base::{Blob, ErrorCode, Gpid, HostPort, RpcAddress};
 pub use error::CodecError;
 pub use frame::{
-    DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, HeaderV0, MessageBegin, MessageKind,
-    ReplyFrame, RequestFrame, RequestHeader, RequestMetaV1, THFT_MAGIC, V0_HEADER_LEN,
-    decode_reply, decode_request, encode_call, encode_reply,
+    DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, HeaderFamily, HeaderV0, MessageBegin,
+    MessageKind, ReplyFrame, ReplyTo, RequestDecoder, RequestFrame, RequestHeader, RequestMetaV1,
+    THFT_MAGIC, V0_HEADER_LEN, announced_len, decode_reply, decode_request, encode_call,
+    encode_reply,
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
+pub use native::{NativeHeader, RDSN_MAGIC};
 pub use negotiation::{NegotiationRequest, NegotiationResponse, NegotiationStatus};
 pub use replica::{
     CasCheckType, CheckAndSetRequest, CheckAndSetResponse, CountResponse, DuplicateEntry,
@@ -58,6 +63,8 @@ pub mod rpc {
     pub const QUERY_DUPLICATION: &str = "RPC_CM_QUERY_DUPLICATION";
     /// Start duplicating a table to another cluster (§14.3).
     pub const ADD_DUPLICATION: &str = "RPC_CM_ADD_DUPLICATION";
+    /// The tables of a cluster (§14.5); the proxy merges them from every routed cluster.
+    pub const LIST_APPS: &str = "RPC_CM_LIST_APPS";
 
     // Replica-server RPCs (§15.1). Writes:
     pub const RRDB_PUT: &str = "RPC_RRDB_RRDB_PUT";

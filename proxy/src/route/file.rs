@@ -151,6 +151,11 @@ impl<G: Group> FileRoutes<G> {
         self.inner.read().routes.len()
     }
 
+    /// Every table the file routes.
+    pub fn tables(&self) -> Vec<String> {
+        self.inner.read().routes.keys().cloned().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

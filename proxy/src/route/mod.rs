@@ -203,6 +203,17 @@ impl<G: Group> Routes<G> {
         rows
     }
 
+    /// Every table the source routes (for ZooKeeper, the nodes under the root now, whether
+    /// cached or not), sorted.
+    pub async fn tables(&self) -> Result<Vec<String>, String> {
+        let mut tables = match self {
+            Routes::Zk(zk) => zk.tables().await?,
+            Routes::File(file) => file.tables(),
+        };
+        tables.sort();
+        Ok(tables)
+    }
+
     /// Tables in the cache.
     pub fn len(&self) -> usize {
         match self {

@@ -321,6 +321,26 @@ impl<G: Group> ZkRoutes<G> {
         self.inner.read_slots().len()
     }
 
+    /// Every table with a node under the root, read from ZooKeeper now (bounded by the request
+    /// timeout): what list_apps asks the clusters about.
+    pub async fn tables(&self) -> Result<Vec<String>, String> {
+        let inner = &self.inner;
+        let client = inner
+            .client()
+            .ok_or_else(|| "no ZooKeeper session".to_owned())?;
+        let root = &inner.opts.root;
+        let timeout = inner.opts.request_timeout;
+        match tokio::time::timeout(timeout, client.list_children(root)).await {
+            Err(_) => Err(format!("listing {root} timed out after {timeout:?}")),
+            Ok(Ok(children)) => Ok(children
+                .into_iter()
+                .filter(|t| valid_table_name(t))
+                .collect()),
+            Ok(Err(zk::Error::NoNode)) => Ok(Vec::new()),
+            Ok(Err(e)) => Err(format!("listing {root}: {e}")),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -61,11 +61,10 @@ impl Responder for NodeResponder {
             match codec::decode_request(rbuf, DEFAULT_MAX_REQUEST_FRAME)? {
                 Some(frame) => {
                     if let Some((err, body)) = self.answer_one(&view, &frame) {
-                        codec::encode_reply(
+                        frame.reply_to().encode(
                             out,
                             err.as_str(),
                             &rpc::ack_name(frame.name()),
-                            frame.seqid(),
                             &body,
                         );
                     }
@@ -157,6 +156,7 @@ impl NodeResponder {
         let (header_hash, thread_hash) = match &frame.header {
             RequestHeader::V0(h) => (h.partition_hash, Some(h.thread_hash)),
             RequestHeader::V1(m) => (m.partition_hash.unwrap_or(0) as u64, None),
+            RequestHeader::Native(h) => (h.partition_hash, Some(h.thread_hash)),
         };
         let mismatches = decide::key_mismatches(&Routing {
             app_id: gpid.app_id,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pegasus_rpc::codec::{
-    self, CodecError, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, MessageKind, NegotiationRequest,
-    QueryCfgRequest, RequestFrame, rpc,
+    CodecError, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, MessageKind, NegotiationRequest,
+    QueryCfgRequest, RequestDecoder, RequestFrame, rpc,
 };
 use tracing::trace;
 
@@ -22,6 +22,7 @@ const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
 const UPDATE_APP_ENV_ACK: &str = "RPC_CM_UPDATE_APP_ENV_ACK";
 const QUERY_DUPLICATION_ACK: &str = "RPC_CM_QUERY_DUPLICATION_ACK";
 const ADD_DUPLICATION_ACK: &str = "RPC_CM_ADD_DUPLICATION_ACK";
+const LIST_APPS_ACK: &str = "RPC_CM_LIST_APPS_ACK";
 
 /// Answers the requests of one connection to MetaServer `meta`.
 pub(crate) struct MetaResponder {
@@ -29,6 +30,8 @@ pub(crate) struct MetaResponder {
     shared: Arc<Shared>,
     view: Arc<View>,
     counters: RecentCounters,
+    /// Holds the connection to the header (THFT or native) of its first frame.
+    decoder: RequestDecoder,
 }
 
 impl MetaResponder {
@@ -40,6 +43,7 @@ impl MetaResponder {
             view: shared.view(),
             shared,
             counters: RecentCounters::default(),
+            decoder: RequestDecoder::default(),
         }
     }
 }
@@ -63,7 +67,7 @@ impl Responder for MetaResponder {
         let mut result = Ok(());
         let mut requests = 0;
         loop {
-            match codec::decode_request(rbuf, DEFAULT_MAX_REQUEST_FRAME) {
+            match self.decoder.decode(rbuf, DEFAULT_MAX_REQUEST_FRAME) {
                 Ok(Some(frame)) => {
                     requests += 1;
                     let (shared, view) = (&self.shared, &self.view);
@@ -103,10 +107,10 @@ fn answer(
     out: &mut BytesMut,
 ) -> Result<(), CodecError> {
     let name = frame.name();
-    let seqid = frame.seqid();
     counters.rpc(&shared.counters, name);
-    trace!(meta, rpc = name, seqid, "request");
-    let reply = match name {
+    trace!(meta, rpc = name, seqid = frame.seqid(), "request");
+    let gate = || Gate::of(not_active, view.leader == Some(meta));
+    let answer = match name {
         rpc::QUERY_CONFIG => {
             let req = QueryCfgRequest::from_args(&frame.args)?;
             counters.table(&shared.counters, &req.app_name);
@@ -128,35 +132,52 @@ fn answer(
             Some((NEGOTIATION_ACK, shared.bodies.negotiation.clone()))
         }
         rpc::UPDATE_APP_ENV => {
-            let gate = Gate::of(not_active, view.leader == Some(meta));
-            let body = meta_rpc::update_app_env_body(shared, gate, &frame.args)?;
+            let body = meta_rpc::update_app_env_body(shared, gate(), &frame.args)?;
             Some((UPDATE_APP_ENV_ACK, body))
         }
         rpc::QUERY_DUPLICATION => {
-            let gate = Gate::of(not_active, view.leader == Some(meta));
-            let body = meta_rpc::query_duplication_body(shared, gate, &frame.args)?;
+            let body = meta_rpc::query_duplication_body(shared, gate(), &frame.args)?;
             Some((QUERY_DUPLICATION_ACK, body))
         }
         rpc::ADD_DUPLICATION => {
-            let gate = Gate::of(not_active, view.leader == Some(meta));
-            let body = meta_rpc::add_duplication_body(shared, gate, &frame.args)?;
+            let body = meta_rpc::add_duplication_body(shared, gate(), &frame.args)?;
             Some((ADD_DUPLICATION_ACK, body))
         }
-        _ => None,
+        rpc::LIST_APPS => Some((
+            LIST_APPS_ACK,
+            meta_rpc::list_apps_body(view, gate(), &frame.args)?,
+        )),
+        other => match meta_rpc::GENERIC_TABLE_RPCS.iter().find(|n| **n == other) {
+            Some(_) => {
+                let body = meta_rpc::generic_table_body(view, gate(), other, &frame.args)?;
+                let ack = rpc::ack_name(other);
+                return reply(frame, out, ErrorCode::OK, &ack, &body);
+            }
+            None => None,
+        },
     };
-    // A one-way call expects no reply.
-    if frame.message.kind == MessageKind::Oneway {
-        return Ok(());
-    }
-    match reply {
-        Some((ack, body)) => codec::encode_reply(out, ErrorCode::OK.as_str(), ack, seqid, &body),
-        None => codec::encode_reply(
+    match answer {
+        Some((ack, body)) => reply(frame, out, ErrorCode::OK, ack, &body),
+        None => reply(
+            frame,
             out,
-            ErrorCode::HANDLER_NOT_FOUND.as_str(),
+            ErrorCode::HANDLER_NOT_FOUND,
             &rpc::ack_name(name),
-            seqid,
             &[],
         ),
+    }
+}
+
+/// Appends the reply in the request's header (THFT or native); none for a one-way call.
+fn reply(
+    frame: &RequestFrame,
+    out: &mut BytesMut,
+    err: ErrorCode,
+    ack: &str,
+    body: &[u8],
+) -> Result<(), CodecError> {
+    if frame.message.kind != MessageKind::Oneway {
+        frame.reply_to().encode(out, err.as_str(), ack, body);
     }
     Ok(())
 }
@@ -172,5 +193,6 @@ mod tests {
         assert_eq!(UPDATE_APP_ENV_ACK, rpc::ack_name(rpc::UPDATE_APP_ENV));
         assert_eq!(QUERY_DUPLICATION_ACK, rpc::ack_name(rpc::QUERY_DUPLICATION));
         assert_eq!(ADD_DUPLICATION_ACK, rpc::ack_name(rpc::ADD_DUPLICATION));
+        assert_eq!(LIST_APPS_ACK, rpc::ack_name(rpc::LIST_APPS));
     }
 }
