@@ -561,6 +561,12 @@ impl<G: Group> Inner<G> {
         let client = self
             .client()
             .ok_or_else(|| "no ZooKeeper session".to_owned())?;
+        // A request made while disconnected waits for the connection, up to the request
+        // timeout: longer than a client waits for its answer. Fail now instead; the query gets
+        // ERR_SERVICE_NOT_ACTIVE at once (clients retry it) and a known route stays in force.
+        if !self.connected.load(Ordering::Acquire) {
+            return Err("ZooKeeper is disconnected".to_owned());
+        }
         let path = self.path(table);
         let timeout = self.opts.request_timeout;
         match tokio::time::timeout(timeout, client.get_data(&path)).await {
