@@ -155,6 +155,16 @@ pub fn record_acls(authenticated: bool, reader: Option<&str>) -> Vec<zkc::Acl> {
     ]
 }
 
+/// An ACL entry as ZooKeeper's CLI shows it: `scheme:id:PERMISSIONS`.
+pub fn show_acl(acl: &zkc::Acl) -> String {
+    format!(
+        "{}:{}:{}",
+        acl.auth_id().scheme(),
+        acl.auth_id().id(),
+        acl.permission()
+    )
+}
+
 /// Reads and writes the records of one zone.
 pub struct ZkStore {
     hosts: String,
@@ -460,18 +470,7 @@ mod tests {
     #[test]
     fn acls_of_what_the_operator_creates() {
         let id = "proxy:Zu9sYQ+4rhSqYVnEqbbxbAWhQqg=";
-        let show = |acls: Vec<zkc::Acl>| {
-            acls.iter()
-                .map(|a| {
-                    format!(
-                        "{}:{}:{}",
-                        a.auth_id().scheme(),
-                        a.auth_id().id(),
-                        a.permission()
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
+        let show = |acls: Vec<zkc::Acl>| acls.iter().map(show_acl).collect::<Vec<_>>();
         let cases: &[(bool, Option<&str>, &[&str])] = &[
             (false, None, &["world:anyone:ALL"]),
             (true, None, &["auth::ALL", "world:anyone:READ"]),

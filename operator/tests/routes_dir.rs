@@ -780,17 +780,7 @@ async fn zookeeper_acls_let_proxies_read_and_only_the_operator_write() {
     let as_operator = zk_as(&server, Some(op_creds)).await;
     for node in ["/metaproxy", "/metaproxy/acl", root, path.as_str()] {
         let (acls, _) = as_operator.get_acl(node).await.expect("get_acl");
-        let mut shown: Vec<String> = acls
-            .iter()
-            .map(|a| {
-                format!(
-                    "{}:{}:{}",
-                    a.auth_id().scheme(),
-                    a.auth_id().id(),
-                    a.permission()
-                )
-            })
-            .collect();
+        let mut shown: Vec<String> = acls.iter().map(metaproxy_operator::zk::show_acl).collect();
         shown.sort();
         assert_eq!(
             shown,

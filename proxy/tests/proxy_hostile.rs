@@ -99,6 +99,13 @@ impl Siege {
     async fn metrics(&self) -> Metrics {
         scrape(self.admin).await.expect("metrics")
     }
+
+    /// Client connections the proxy closed for `reason`.
+    async fn closed_for(&self, reason: &str) -> f64 {
+        self.metrics()
+            .await
+            .value("metaproxy_connections_closed_total", &[("reason", reason)])
+    }
 }
 
 /// Opens `n` connections at once; those that connected.
@@ -203,10 +210,7 @@ async fn garbage_huge_headers_and_dribbled_frames_leave_others_served() {
             )
         })
         .await;
-    let frames_refused = siege.metrics().await.value(
-        "metaproxy_connections_closed_total",
-        &[("reason", "bad_frame")],
-    );
+    let frames_refused = siege.closed_for("bad_frame").await;
     assert_eq!(
         frames_refused, 700.0,
         "each garbage and oversized connection closed as a bad frame"
@@ -257,14 +261,7 @@ async fn garbage_huge_headers_and_dribbled_frames_leave_others_served() {
             )
         })
         .await;
-    let m = siege.metrics().await;
-    assert_eq!(
-        m.value(
-            "metaproxy_connections_closed_total",
-            &[("reason", "frame_timeout")]
-        ),
-        50.0
-    );
+    assert_eq!(siege.closed_for("frame_timeout").await, 50.0);
 }
 
 /// 10,000 connections opened at once against a cap of 2,000: the excess is closed at once, the
@@ -350,14 +347,7 @@ async fn ten_thousand_connections_and_stalled_half_frames() {
             )
         })
         .await;
-    let m = siege.metrics().await;
-    assert_eq!(
-        m.value(
-            "metaproxy_connections_closed_total",
-            &[("reason", "frame_timeout")]
-        ),
-        1_000.0
-    );
+    assert_eq!(siege.closed_for("frame_timeout").await, 1_000.0);
 }
 
 /// Clients that pipeline without reading: the proxy stops reading each once it owes

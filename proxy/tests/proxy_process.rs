@@ -587,13 +587,7 @@ async fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
             "1000".to_owned(),
         ];
         let mut proxy = Process::spawn("metaproxy", &mut under_ulimit("-Sn 256", &args), &log)?;
-        let ready = proxy
-            .wait_ready(WAIT, async || {
-                http_get(admin, "/ready")
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .await?;
+        let ready = proxy.wait_http_ready(admin, WAIT).await?;
         Ok(ready.map(|()| (proxy, addr)))
     })
     .await

@@ -280,13 +280,7 @@ pub async fn spawn_proxy_with(
             .args(source)
             .args(args);
         let mut proxy = Process::spawn("metaproxy", &mut cmd, log)?;
-        let ready = proxy
-            .wait_ready(WAIT, async || {
-                http_get(admin, "/ready")
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .await?;
+        let ready = proxy.wait_http_ready(admin, WAIT).await?;
         Ok(ready.map(|()| (proxy, addr, admin)))
     })
     .await
