@@ -81,6 +81,7 @@ impl App {
         let reconciler = Arc::new(Reconciler::new(
             config.zones.clone(),
             config.zk,
+            &config.zk_access,
             config.observers.clone(),
             metrics.clone(),
         ));

@@ -41,8 +41,9 @@ use thiserror::Error;
 use crate::leader::LeaseConfig;
 use crate::observers::Observer;
 use crate::reconcile::schedule::Timing;
-use crate::zk::ZkTimeouts;
+use crate::zk::{ZkAccess, ZkTimeouts};
 use crate::zone::{Zone, ZoneError, Zones};
+use metaproxy::zk_auth::{ZkAuth, validate_digest_id};
 
 /// The settings of `metaproxy-operator`, declared once: each is a flag, a
 /// `METAPROXY_OPERATOR_*` environment variable, and a key of the `--config` YAML file (the flag's
@@ -118,6 +119,16 @@ pub struct Settings {
     /// Time one ZooKeeper request may take [default: 5s].
     #[arg(long, env = "METAPROXY_OPERATOR_ZK_REQUEST_TIMEOUT")]
     pub zk_request_timeout: Option<String>,
+    /// File holding `user:password` for ZooKeeper digest authentication (a mounted Secret);
+    /// records and their parents are then created writable by this identity only. The password
+    /// is never a flag and never logged [default: none, anonymous, records writable by anyone].
+    #[arg(long, env = "METAPROXY_OPERATOR_ZK_AUTH_FILE")]
+    pub zk_auth_file: Option<PathBuf>,
+    /// The proxies' ZooKeeper identity, user:BASE64(SHA1(user:password)) (ZooKeeper's
+    /// DigestAuthenticationProvider prints it): only they may read the records. Needs
+    /// zk-auth-file [default: anyone may read].
+    #[arg(long, env = "METAPROXY_OPERATOR_ZK_READER_DIGEST")]
+    pub zk_reader_digest: Option<String>,
     /// Time between full re-checks of every route [default: 60s].
     #[arg(long, env = "METAPROXY_OPERATOR_RESYNC")]
     pub resync: Option<String>,
@@ -234,6 +245,8 @@ pub struct Config {
     pub source: Source,
     pub admin_listen: SocketAddr,
     pub zk: ZkTimeouts,
+    /// The operator's credentials and the proxies' identity.
+    pub zk_access: ZkAccess,
     /// Resync and conflict re-check, in both modes.
     pub timing: Timing,
     /// Between two scans of the routes directory.
@@ -316,6 +329,24 @@ impl Config {
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&zk.session) {
             return Err(invalid("zk-session-timeout: must be between 1s and 60s"));
         }
+        let zk_access = ZkAccess {
+            auth: s
+                .zk_auth_file
+                .as_deref()
+                .map(ZkAuth::read)
+                .transpose()
+                .map_err(|e| invalid(format!("zk-auth-file: {e}")))?,
+            reader: s.zk_reader_digest,
+        };
+        if let Some(id) = &zk_access.reader {
+            validate_digest_id(id).map_err(|e| invalid(format!("zk-reader-digest: {e}")))?;
+            if zk_access.auth.is_none() {
+                return Err(invalid(
+                    "zk-reader-digest needs zk-auth-file: an anonymous operator's records are \
+                     writable by anyone",
+                ));
+            }
+        }
         let poll = duration("poll", s.poll, Duration::from_secs(1))?;
         let timing = Timing {
             resync: duration("resync", s.resync, Duration::from_secs(60))?,
@@ -364,6 +395,7 @@ impl Config {
             source,
             admin_listen,
             zk,
+            zk_access,
             timing,
             poll,
             log,
@@ -397,6 +429,12 @@ impl Config {
             admin_listen: self.admin_listen,
             zk_session_timeout: format_duration(self.zk.session),
             zk_request_timeout: format_duration(self.zk.request),
+            zk_auth: self
+                .zk_access
+                .auth
+                .as_ref()
+                .map(|a| format!("user {} from {}", a.user(), a.path().display())),
+            zk_reader_digest: self.zk_access.reader.as_deref(),
             resync: format_duration(self.timing.resync),
             conflict_recheck: format_duration(self.timing.conflict_recheck),
             log: &self.log,
@@ -465,6 +503,10 @@ struct Summary<'a> {
     admin_listen: SocketAddr,
     zk_session_timeout: String,
     zk_request_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zk_auth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zk_reader_digest: Option<&'a str>,
     resync: String,
     conflict_recheck: String,
     log: &'a str,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use metaproxy::zk_auth::{self, ZkAuth};
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -120,10 +121,56 @@ impl Default for ZkTimeouts {
     }
 }
 
+/// Who the operator is to ZooKeeper, and who may read what it writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZkAccess {
+    /// The operator's digest credentials (`--zk-auth-file`); `None`: anonymous.
+    pub auth: Option<ZkAuth>,
+    /// The proxies' digest identity, `user:BASE64(SHA1(user:password))`
+    /// (`--zk-reader-digest`); `None`: anyone may read.
+    pub reader: Option<String>,
+}
+
+/// The ACL of every znode the operator creates, records and their parents alike:
+///
+/// | operator authenticated | reader identity | ACL |
+/// |---|---|---|
+/// | no | (refused by the configuration) | `world:anyone` all (no ACL) |
+/// | yes | none | the operator's identity all, `world:anyone` read |
+/// | yes | `user:HASH` | the operator's identity all, `digest:user:HASH` read |
+///
+/// The operator's identity is ZooKeeper's `auth` scheme: whatever the session authenticated
+/// as, so the operator's password is never written into an ACL.
+pub fn record_acls(authenticated: bool, reader: Option<&str>) -> Vec<zkc::Acl> {
+    if !authenticated {
+        return zkc::Acls::anyone_all().to_vec();
+    }
+    let read = match reader {
+        Some(id) => zkc::AuthId::new("digest", id),
+        None => zkc::AuthId::anyone(),
+    };
+    vec![
+        zkc::Acl::new(zkc::Permission::ALL, zkc::AuthId::authed()),
+        zkc::Acl::new(zkc::Permission::READ, read),
+    ]
+}
+
+/// An ACL entry as ZooKeeper's CLI shows it: `scheme:id:PERMISSIONS`.
+pub fn show_acl(acl: &zkc::Acl) -> String {
+    format!(
+        "{}:{}:{}",
+        acl.auth_id().scheme(),
+        acl.auth_id().id(),
+        acl.permission()
+    )
+}
+
 /// Reads and writes the records of one zone.
 pub struct ZkStore {
     hosts: String,
     timeouts: ZkTimeouts,
+    auth: Option<ZkAuth>,
+    acls: Vec<zkc::Acl>,
     client: Mutex<Session>,
 }
 
@@ -136,12 +183,18 @@ struct Session {
 
 impl ZkStore {
     /// A store for `hosts`; it connects on first use.
-    pub fn new(hosts: impl Into<String>, timeouts: ZkTimeouts) -> Self {
+    pub fn new(hosts: impl Into<String>, timeouts: ZkTimeouts, access: &ZkAccess) -> Self {
         ZkStore {
             hosts: hosts.into(),
             timeouts,
+            auth: access.auth.clone(),
+            acls: record_acls(access.auth.is_some(), access.reader.as_deref()),
             client: Mutex::new(Session::default()),
         }
+    }
+
+    fn create_options(&self) -> zkc::CreateOptions<'_> {
+        zkc::CreateMode::Persistent.with_acls(zkc::Acls::new(&self.acls))
     }
 
     pub fn hosts(&self) -> &str {
@@ -163,9 +216,11 @@ impl ZkStore {
         {
             return Err(e.clone());
         }
-        let connect = zkc::Client::connector()
-            .with_session_timeout(self.timeouts.session)
-            .connect(&self.hosts);
+        let mut connector = zkc::Client::connector().with_session_timeout(self.timeouts.session);
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth(zk_auth::SCHEME, &auth.auth_bytes());
+        }
+        let connect = connector.connect(&self.hosts);
         // The connector retries until about one session timeout; bound it in case it does not.
         let limit = self.timeouts.session + self.timeouts.request;
         let client = match tokio::time::timeout(limit, connect).await {
@@ -258,7 +313,7 @@ impl ZkStore {
     /// [`ZkError::LostRace`] when someone else created it first.
     pub async fn create(&self, path: &str, data: &[u8]) -> Result<i32, ZkError> {
         let client = self.client().await?;
-        let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+        let opts = self.create_options();
         for attempt in 0..2 {
             match self
                 .run("create", path, client.create(path, data, &opts))
@@ -325,7 +380,7 @@ impl ZkStore {
     pub async fn watch_below(&self, root: &str) -> Result<zkc::PersistentWatcher, ZkError> {
         let client = self.client().await?;
         if !root.is_empty() {
-            let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+            let opts = self.create_options();
             if let Err(e) = self.run("mkdir", root, client.mkdir(root, &opts)).await? {
                 return Err(Self::refused("mkdir", root, e));
             }
@@ -411,6 +466,24 @@ fn parent_of(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acls_of_what_the_operator_creates() {
+        let id = "proxy:Zu9sYQ+4rhSqYVnEqbbxbAWhQqg=";
+        let show = |acls: Vec<zkc::Acl>| acls.iter().map(show_acl).collect::<Vec<_>>();
+        let cases: &[(bool, Option<&str>, &[&str])] = &[
+            (false, None, &["world:anyone:ALL"]),
+            (true, None, &["auth::ALL", "world:anyone:READ"]),
+            (true, Some(id), &["auth::ALL", &format!("digest:{id}:READ")]),
+        ];
+        for (authenticated, reader, want) in cases {
+            assert_eq!(
+                show(record_acls(*authenticated, *reader)),
+                *want,
+                "{authenticated} {reader:?}"
+            );
+        }
+    }
 
     #[test]
     fn parents() {

@@ -659,3 +659,169 @@ async fn hostile_route_files_are_refused_without_blocking() {
     assert!(status.success(), "{status}\n{}", op.log());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A client of `server` authenticated with `credentials` (`None`: anonymous).
+async fn zk_as(server: &ZkServer, credentials: Option<&str>) -> zkc::Client {
+    let mut connector = zkc::Client::connector();
+    if let Some(c) = credentials {
+        connector = connector.with_auth("digest", c.as_bytes());
+    }
+    connector
+        .connect(&server.connect_string())
+        .await
+        .expect("test client")
+}
+
+/// Digest authentication and ACLs against the real ZooKeeper: the operator, authenticated from a
+/// file, creates its records and their parents writable by itself only and readable by the
+/// proxies' identity only; an anonymous client can neither read nor write, a proxy's can read
+/// but not write, and a proxy given its credentials file serves the route. No password reaches
+/// a log or the configuration summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_acls_let_proxies_read_and_only_the_operator_write() {
+    require!(ZOOKEEPER);
+    let server = ZkServer::launch().await.expect("zookeeper");
+    let secrets = tempfile::tempdir().expect("dir");
+    let (op_creds, proxy_creds) = ("operator:op-s3cret", "proxy:px-s3cret");
+    let op_file = secrets.path().join("operator-auth");
+    let proxy_file = secrets.path().join("proxy-auth");
+    std::fs::write(&op_file, format!("{op_creds}\n")).expect("write");
+    std::fs::write(&proxy_file, format!("{proxy_creds}\n")).expect("write");
+    let reader = metaproxy_tests::zk::digest_id(proxy_creds)
+        .await
+        .expect("digest");
+    let operator_id = metaproxy_tests::zk::digest_id(op_creds)
+        .await
+        .expect("digest");
+
+    let sim = metaproxy_tests::sim::Simulator::start(metaproxy_tests::sim::SimConfig::loopback(
+        1,
+        vec![metaproxy_tests::sim::TableSpec::new(
+            "temp",
+            4,
+            8,
+            ["127.0.0.1:34801".parse().expect("addr")],
+        )],
+    ))
+    .await
+    .expect("simulator");
+    let meta = sim.meta_addrs()[0].to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    write(
+        dir.path(),
+        "temp.yaml",
+        &route_yaml("temp", "temp", "c1", &meta),
+    );
+    let root = "/metaproxy/acl/c3srv";
+    let mut args = dir_operator_args(&server, dir.path(), root);
+    args.extend([
+        "--zk-auth-file".into(),
+        op_file.display().to_string(),
+        "--zk-reader-digest".into(),
+        reader.clone(),
+    ]);
+    let op = Operator::launch(OPERATOR, &args, &[], WAIT)
+        .await
+        .expect("operator starts");
+
+    let path = format!("{root}/temp");
+    let record = RouteRecord::new("c1", [meta.clone()]).expect("record");
+    let as_proxy = zk_as(&server, Some(proxy_creds)).await;
+    wait_record(&as_proxy, &path, &record, "temp.yaml").await;
+
+    let anonymous = zk_as(&server, None).await;
+    let as_other = zk_as(&server, Some("mallory:guess")).await;
+    let create = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+    for (who, client) in [("anonymous", &anonymous), ("another user", &as_other)] {
+        assert_eq!(
+            client.get_data(&path).await.map(|_| ()),
+            Err(zkc::Error::NoAuth),
+            "{who} cannot read"
+        );
+        assert_eq!(
+            client.set_data(&path, b"{}", None).await.map(|_| ()),
+            Err(zkc::Error::NoAuth),
+            "{who} cannot write"
+        );
+        assert_eq!(
+            client.delete(&path, None).await,
+            Err(zkc::Error::NoAuth),
+            "{who} cannot delete"
+        );
+        assert_eq!(
+            client
+                .create(&format!("{root}/forged"), b"{}", &create)
+                .await
+                .map(|_| ()),
+            Err(zkc::Error::NoAuth),
+            "{who} cannot add a record"
+        );
+    }
+    assert_eq!(
+        as_proxy.set_data(&path, b"{}", None).await.map(|_| ()),
+        Err(zkc::Error::NoAuth),
+        "a proxy cannot write"
+    );
+    assert_eq!(
+        as_proxy.delete(&path, None).await,
+        Err(zkc::Error::NoAuth),
+        "a proxy cannot delete"
+    );
+    assert_eq!(
+        as_proxy
+            .create(&format!("{root}/forged"), b"{}", &create)
+            .await
+            .map(|_| ()),
+        Err(zkc::Error::NoAuth),
+        "a proxy cannot add a record"
+    );
+
+    // The record and every parent the operator created carry the same ACL.
+    let as_operator = zk_as(&server, Some(op_creds)).await;
+    for node in ["/metaproxy", "/metaproxy/acl", root, path.as_str()] {
+        let (acls, _) = as_operator.get_acl(node).await.expect("get_acl");
+        let mut shown: Vec<String> = acls.iter().map(metaproxy_operator::zk::show_acl).collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                format!("digest:{operator_id}:ALL"),
+                format!("digest:{reader}:READ")
+            ],
+            "{node}"
+        );
+    }
+
+    // A proxy with its credentials file reads the route and serves it.
+    let config = metaproxy::config::Config::load(metaproxy::config::Settings {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        zk: Some(server.connect_string()),
+        zk_root: Some(root.into()),
+        zk_auth_file: Some(proxy_file.clone()),
+        ..Default::default()
+    })
+    .expect("proxy configuration");
+    assert!(
+        !config.summary().contains("px-s3cret"),
+        "{}",
+        config.summary()
+    );
+    let proxy = metaproxy::Proxy::start(&config).await.expect("proxy");
+    let mut client = metaproxy_tests::raw::RawConn::connect(proxy.addr()).await;
+    eventually(WAIT, "the proxy serves temp", async || {
+        (client.query("temp", 1).await.app_id == 4).then_some(())
+    })
+    .await
+    .expect("served");
+
+    // Removing the file deletes the record: the operator can still delete what it wrote.
+    std::fs::remove_file(dir.path().join("temp.yaml")).expect("remove");
+    wait_gone(&as_operator, &path).await;
+    let log = op.log();
+    assert!(!log.contains("op-s3cret"), "the password is in the log");
+    assert!(
+        log.contains("operator from"),
+        "the summary names the user and file"
+    );
+}

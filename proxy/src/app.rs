@@ -89,6 +89,7 @@ impl Proxy {
                     request_timeout: config.zk_session_timeout.min(Duration::from_secs(5)),
                     max_missing: config.max_missing_routes,
                     missing_ttl: config.missing_route_ttl,
+                    auth: config.zk_auth.clone(),
                     ..ZkOptions::default()
                 },
                 resolve,

@@ -17,6 +17,7 @@ use crate::server::ServerOptions;
 use crate::service::ServiceOptions;
 pub use crate::startup::LogFormat;
 use crate::startup::{self, Startup, check_log_filter, duration_setting, format_duration};
+use crate::zk_auth::ZkAuth;
 
 /// Where clients connect, unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:34601";
@@ -64,6 +65,10 @@ pub struct Settings {
     /// ZooKeeper node under which `<table>` route records live, e.g. /metaproxy/c3srv-pegasus.
     #[arg(long, env = "METAPROXY_ZK_ROOT")]
     pub zk_root: Option<String>,
+    /// File holding `user:password` for ZooKeeper digest authentication (a mounted Secret); the
+    /// password is never a flag and never logged [default: none, anonymous].
+    #[arg(long, env = "METAPROXY_ZK_AUTH_FILE")]
+    pub zk_auth_file: Option<PathBuf>,
     /// ZooKeeper session timeout [default: 10s].
     #[arg(long, env = "METAPROXY_ZK_SESSION_TIMEOUT")]
     pub zk_session_timeout: Option<String>,
@@ -145,6 +150,9 @@ pub enum RouteSource {
         servers: String,
         root: String,
         session_timeout: String,
+        /// The credentials file and its user (never the password).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<String>,
     },
     File {
         path: PathBuf,
@@ -160,6 +168,9 @@ pub struct Config {
     pub source: RouteSource,
     #[serde(skip)]
     pub zk_session_timeout: Duration,
+    /// Digest credentials for ZooKeeper (`--zk-auth-file`).
+    #[serde(skip)]
+    pub zk_auth: Option<ZkAuth>,
     pub max_missing_routes: usize,
     #[serde(serialize_with = "ser_duration")]
     pub missing_route_ttl: Duration,
@@ -272,6 +283,13 @@ impl Config {
             s.zk_session_timeout,
             zk_defaults.session_timeout,
         )?;
+        let zk_auth = match s.zk_auth_file {
+            Some(path) if zk.is_some() => {
+                Some(ZkAuth::read(&path).map_err(|e| bad(format!("zk-auth-file: {e}")))?)
+            }
+            Some(_) => return Err(bad("zk-auth-file makes no sense without zk")),
+            None => None,
+        };
         let source = match (zk, s.routes) {
             (Some(_), Some(_)) => {
                 return Err(bad("give either zk (with zk-root) or routes, not both"));
@@ -290,6 +308,9 @@ impl Config {
                     servers,
                     root: root.trim_end_matches('/').to_owned(),
                     session_timeout: format_duration(zk_session_timeout),
+                    auth: zk_auth
+                        .as_ref()
+                        .map(|a| format!("user {} from {}", a.user(), a.path().display())),
                 }
             }
             (None, Some(path)) => {
@@ -354,6 +375,7 @@ impl Config {
             admin_listen: socket("admin-listen", s.admin_listen, DEFAULT_ADMIN_LISTEN)?,
             source,
             zk_session_timeout,
+            zk_auth,
             max_missing_routes,
             missing_route_ttl,
             strip_host_ports: s.strip_host_ports.unwrap_or(false),
@@ -464,7 +486,8 @@ mod tests {
             RouteSource::Zookeeper {
                 servers: "127.0.0.1:2181,zk-1:2181".into(),
                 root: "/metaproxy/c3".into(),
-                session_timeout: "10s".into()
+                session_timeout: "10s".into(),
+                auth: None,
             }
         );
         assert_eq!(

@@ -20,5 +20,6 @@ pub mod service;
 pub mod startup;
 pub mod upstream;
 pub mod warnings;
+pub mod zk_auth;
 
 pub use app::Proxy;

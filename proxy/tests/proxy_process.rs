@@ -9,19 +9,10 @@ use std::time::Duration;
 
 use common::*;
 use metaproxy_tests::free_port;
-use metaproxy_tests::harness::{Process, sigterm, start_on_free_ports};
+use metaproxy_tests::harness::{Process, sigterm};
 use metaproxy_tests::require;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer, four_letter_word};
 use pegasus_rpc::codec::ErrorCode;
-
-/// The binary under test: this build's, or the one `METAPROXY_BIN` names (to measure a release
-/// build, or an older one, with the same tests).
-fn bin() -> std::path::PathBuf {
-    std::env::var_os("METAPROXY_BIN")
-        .filter(|b| !b.is_empty())
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_metaproxy").into())
-}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
@@ -138,46 +129,6 @@ fn flags_override_environment_override_file() {
     );
     assert_eq!(code, 64);
     assert!(stderr.contains("hedge-after"), "{stderr}");
-}
-
-/// A `metaproxy` process on free loopback ports, serving `routes` with `args` besides, once
-/// ready; its output goes to `log`.
-async fn spawn_proxy(
-    routes: &RoutesFile,
-    args: &[&str],
-    log: &std::path::Path,
-) -> (Process, SocketAddr, SocketAddr) {
-    let source = ["--routes".to_owned(), routes.path.display().to_string()];
-    spawn_proxy_with(&source, args, log).await
-}
-
-/// A `metaproxy` process on free loopback ports with `source` (the route source flags) and
-/// `args`, once ready; its output goes to `log`.
-async fn spawn_proxy_with(
-    source: &[String],
-    args: &[&str],
-    log: &std::path::Path,
-) -> (Process, SocketAddr, SocketAddr) {
-    start_on_free_ports("metaproxy", async || {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mut cmd = Command::new(bin());
-        cmd.args(["--listen", &addr.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(source)
-            .args(args);
-        let mut proxy = Process::spawn("metaproxy", &mut cmd, log)?;
-        let ready = proxy
-            .wait_ready(WAIT, async || {
-                http_get(admin, "/ready")
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .await?;
-        Ok(ready.map(|()| (proxy, addr, admin)))
-    })
-    .await
-    .expect("metaproxy starts")
 }
 
 #[tokio::test]
@@ -330,17 +281,6 @@ async fn sigterm_answers_every_request_read_from_a_burst() {
         assert!(o.received > 0 && o.received < o.sent, "{o:?}");
         assert_eq!(o.exit, Some(0), "{o:?}");
     }
-}
-
-/// The resident set size of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
 
 /// The watches ZooKeeper holds, all sessions together (`wchs`: "... Total watches:N").
@@ -647,13 +587,7 @@ async fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
             "1000".to_owned(),
         ];
         let mut proxy = Process::spawn("metaproxy", &mut under_ulimit("-Sn 256", &args), &log)?;
-        let ready = proxy
-            .wait_ready(WAIT, async || {
-                http_get(admin, "/ready")
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .await?;
+        let ready = proxy.wait_http_ready(admin, WAIT).await?;
         Ok(ready.map(|()| (proxy, addr)))
     })
     .await

@@ -6,18 +6,23 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use metaproxy_tests::bystander::{Bystander, HANG, Phase};
 use metaproxy_tests::relay::Relay;
 use metaproxy_tests::require;
-use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
+use metaproxy_tests::sim::SimHandle;
+use metaproxy_tests::zk::{ZOOKEEPER, ZkEnsemble, ZkServer};
 use pegasus_rpc::codec::ErrorCode;
 use zookeeper_client as zk;
 
 const ROOT: &str = "/metaproxy/c3srv-pegasus";
 
 async fn zk_client(server: &ZkServer) -> zk::Client {
-    let client = zk::Client::connect(&server.connect_string())
-        .await
-        .expect("zk connects");
+    zk_client_at(&server.connect_string()).await
+}
+
+/// A client of the ZooKeeper at `connect`, with the root created.
+async fn zk_client_at(connect: &str) -> zk::Client {
+    let client = zk::Client::connect(connect).await.expect("zk connects");
     let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     client.mkdir(ROOT, &opts).await.expect("root");
     client
@@ -322,4 +327,171 @@ async fn a_partition_expires_the_session_and_missed_changes_arrive_after() {
     // Watches were re-armed on the new session: a later change arrives too.
     put(&zkc, "temp", &record("a", &a).to_json()).await;
     until_answer(&mut client, "temp", Ok(2)).await;
+}
+
+/// Records `temp` as routed to `to` (answering `app_id`) through a new client of `connect`, and
+/// waits until the proxy answers with it: how long that took.
+async fn time_to_follow(
+    connect: &str,
+    client: &mut RawConn,
+    to: &SimHandle,
+    app_id: i32,
+) -> Duration {
+    let started = std::time::Instant::now();
+    put(
+        &zk_client_at(connect).await,
+        "temp",
+        &record("c", to).to_json(),
+    )
+    .await;
+    until_answer(client, "temp", Ok(app_id)).await;
+    started.elapsed()
+}
+
+/// Asks for a table never asked before: it must be ERR_SERVICE_NOT_ACTIVE within the
+/// bystander's hang bound (clients give up after about 1 to 5 s), not after a ZooKeeper request
+/// timeout. How long the answer took.
+async fn never_seen(client: &mut RawConn, n: &mut i32) -> Duration {
+    *n += 1;
+    let started = std::time::Instant::now();
+    let resp = client.query(&format!("never_seen_{n}"), *n).await;
+    let took = started.elapsed();
+    assert_eq!(resp.err, ErrorCode::SERVICE_NOT_ACTIVE, "never_seen_{n}");
+    assert!(took < HANG, "never_seen_{n} answered after {took:?}");
+    took
+}
+
+/// Prints one row of the ZooKeeper fault matrix and checks the bystander saw no error.
+fn zk_row(fault: &str, phase: &Phase, baseline: &Phase, figures: &str) {
+    eprintln!("| {fault} | {figures} | {} |", phase.line(baseline));
+    assert_eq!(
+        phase.errors, 0,
+        "{fault}: the cached table failed: {:?}",
+        phase.first_errors
+    );
+    assert!(phase.queries > 0, "{fault}: the bystander was served");
+}
+
+/// A three-member ensemble loses its leader; then its quorum for longer than the session timeout;
+/// then stops altogether for 30 s. Throughout, a cached table is answered without an error, a
+/// table never asked before is ERR_SERVICE_NOT_ACTIVE at once, and after each recovery a change
+/// reaches the proxy. Each row prints how long each step took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_losing_its_leader_its_quorum_and_everything() {
+    require!(ZOOKEEPER);
+    let mut ensemble = ZkEnsemble::launch(3).await.expect("ensemble");
+    let connect = ensemble.connect_string();
+    let a = sim(1, vec![table("temp", 2, 4)]).await;
+    let b = sim(1, vec![table("temp", 5, 4)]).await;
+    put(
+        &zk_client_at(&connect).await,
+        "temp",
+        &record("c", &a).to_json(),
+    )
+    .await;
+    let proxy = start_with_zk(&connect, ROOT, |c| c.zk_session_timeout = Some("2s".into())).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    assert_eq!(client.query("temp", 1).await.app_id, 2);
+    let bystander = Bystander::start(proxy.addr(), "temp").await;
+    bystander.run_for(300, Duration::from_secs(30)).await;
+    let baseline = bystander.phase();
+    let mut asked = 0;
+    let connected = || proxy.routes().staleness() == Duration::ZERO;
+
+    // The leader goes: a new one is elected, the proxy's session moves to another member.
+    let leader = ensemble.leader().await.expect("a leader");
+    let started = std::time::Instant::now();
+    ensemble.kill(leader).await.expect("kill the leader");
+    let elected = metaproxy_tests::harness::eventually(WAIT, "a new leader", async || {
+        for i in (0..3).filter(|i| *i != leader) {
+            if ensemble.mode(i).await.as_deref() == Some("leader") {
+                return Some(started.elapsed());
+            }
+        }
+        None
+    })
+    .await
+    .expect("elected");
+    let followed = time_to_follow(&connect, &mut client, &b, 5).await;
+    zk_row(
+        "ZooKeeper: the leader killed",
+        &bystander.phase(),
+        &baseline,
+        &format!(
+            "new leader after {elected:.1?}; a change reached the proxy {followed:.1?} after it was written"
+        ),
+    );
+    ensemble.restart(leader).expect("restart");
+    ensemble.wait_serving(leader, WAIT).await.expect("serving");
+
+    // Two of three go for 4 s, twice the session timeout: no quorum.
+    let leader = ensemble.leader().await.expect("a leader");
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    ensemble.kill(follower).await.expect("kill a follower");
+    ensemble.kill(leader).await.expect("kill the leader");
+    let down = std::time::Instant::now();
+    eventually("the proxy sees the quorum gone", async || !connected()).await;
+    let noticed = down.elapsed();
+    let mut unseen = vec![never_seen(&mut client, &mut asked).await];
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(down.elapsed())).await;
+    unseen.push(never_seen(&mut client, &mut asked).await);
+    ensemble.restart(leader).expect("restart");
+    ensemble.restart(follower).expect("restart");
+    let back = std::time::Instant::now();
+    ensemble.wait_serving(leader, WAIT).await.expect("serving");
+    ensemble
+        .wait_serving(follower, WAIT)
+        .await
+        .expect("serving");
+    let quorum_back = back.elapsed();
+    let followed = time_to_follow(&connect, &mut client, &a, 2).await;
+    zk_row(
+        "ZooKeeper: quorum lost for 4 s (session 2 s)",
+        &bystander.phase(),
+        &baseline,
+        &format!(
+            "disconnect noticed after {noticed:.1?}; tables never seen answered in {unseen:.0?}; \
+             quorum back {quorum_back:.1?} after the restarts; a change reached the proxy \
+             {followed:.1?} after it was written"
+        ),
+    );
+
+    // Everything stops for 30 s.
+    for i in 0..3 {
+        ensemble.kill(i).await.expect("kill");
+    }
+    let down = std::time::Instant::now();
+    eventually("the proxy sees ZooKeeper gone", async || !connected()).await;
+    let mut unseen = Vec::new();
+    while down.elapsed() < Duration::from_secs(30) {
+        unseen.push(never_seen(&mut client, &mut asked).await);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    for i in 0..3 {
+        ensemble.restart(i).expect("restart");
+    }
+    let back = std::time::Instant::now();
+    for i in 0..3 {
+        ensemble.wait_serving(i, WAIT).await.expect("serving");
+    }
+    let serving = back.elapsed();
+    let followed = time_to_follow(&connect, &mut client, &b, 5).await;
+    let slowest = unseen.iter().max().copied().unwrap_or_default();
+    zk_row(
+        "ZooKeeper: the whole ensemble stopped for 30 s",
+        &bystander.phase(),
+        &baseline,
+        &format!(
+            "{} tables never seen, answered in {slowest:.0?} at most; serving {serving:.1?} after \
+             the restarts; a change reached the proxy {followed:.1?} after it was written",
+            unseen.len()
+        ),
+    );
+    assert!(
+        metrics(&proxy)
+            .await
+            .value("metaproxy_zk_session_expirations_total", &[])
+            >= 1.0,
+        "the 30 s outage ended the session; a new one was built"
+    );
 }

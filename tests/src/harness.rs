@@ -243,6 +243,21 @@ impl Process {
         })
     }
 
+    /// [`Process::wait_ready`] for a server whose admin port `admin` answers `GET /ready` with
+    /// 200 once ready.
+    pub async fn wait_http_ready(
+        &mut self,
+        admin: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Started<()>> {
+        self.wait_ready(timeout, async || {
+            http_get(admin, "/ready")
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await
+    }
+
     /// Waits for the process to exit, at most `timeout`.
     pub async fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let what = format!("{} to exit", self.what);

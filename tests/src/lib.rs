@@ -2,6 +2,7 @@
 //! for the real components (ZooKeeper, the Kubernetes API server for custom resources, the
 //! operator binary) and the Pegasus MetaServer simulator.
 
+pub mod bystander;
 pub mod chart;
 pub mod client;
 pub mod fuzz_seeds;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::harness::{Process, eventually, free_port, http_get, start_on_free_ports};
+use crate::harness::{Process, eventually, free_port, start_on_free_ports};
 use metaproxy::route::RouteRecord;
 use zookeeper_client as zkc;
 
@@ -50,13 +50,7 @@ impl Operator {
                 cmd.env(k, v);
             }
             let mut process = Process::spawn("metaproxy-operator", &mut cmd, &log)?;
-            let started = process
-                .wait_ready(timeout, async || {
-                    http_get(admin, "/ready")
-                        .await
-                        .is_ok_and(|r| r.status == 200)
-                })
-                .await?;
+            let started = process.wait_http_ready(admin, timeout).await?;
             Ok(started.map(|()| (process, admin)))
         })
         .await?;

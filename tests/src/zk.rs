@@ -208,6 +208,27 @@ pub async fn four_letter_word(port: u16, word: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The digest identity of `user:password`, `user:BASE64(SHA1(user:password))`, as ZooKeeper's
+/// own `DigestAuthenticationProvider` prints it (what an administrator runs to write an ACL).
+pub async fn digest_id(credentials: &str) -> Result<String> {
+    let classpath = classpath().map_err(anyhow::Error::msg)?;
+    let out = tokio::process::Command::new(java())
+        .args([
+            "-cp",
+            &classpath,
+            "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+            credentials,
+        ])
+        .output()
+        .await
+        .context("running DigestAuthenticationProvider")?;
+    // It prints `user:password->user:HASH`.
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.split_once("->").map(|(_, id)| id.trim().to_owned()))
+        .with_context(|| format!("no digest in {text:?}"))
+}
+
 /// `standalone`, `leader` or `follower` while serving; `None` otherwise.
 pub async fn mode(port: u16) -> Option<String> {
     four_letter_word(port, "srvr")

@@ -561,9 +561,38 @@ fn bad_values_are_refused_with_a_reason() {
     }
 }
 
+/// ZooKeeper credentials: each side mounts its own Secret as a file named by `--zk-auth-file`,
+/// and the operator is told the proxies' identity; nothing secret is in the arguments.
+#[test]
+fn zookeeper_credentials_are_one_secret_file_per_side() {
+    require!(HELM);
+    let objects = three_zones();
+    for d in objects.of_kind("Deployment") {
+        let a = args(container(d));
+        let operator = d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator";
+        assert_eq!(
+            flag_values(&a, "zk-auth-file"),
+            ["/etc/metaproxy/zk/auth"],
+            "{a:?}"
+        );
+        let secret = &d["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"];
+        let want = if operator {
+            "metaproxy-zk-operator"
+        } else {
+            "metaproxy-zk-digest"
+        };
+        assert_eq!(secret, want, "{}", d["metadata"]["name"]);
+        let reader = flag_values(&a, "zk-reader-digest");
+        if operator {
+            assert_eq!(reader, ["proxy:Zu9sYQ+4rhSqYVnEqbbxbAWhQqg="], "{a:?}");
+        } else {
+            assert!(reader.is_empty(), "{a:?}");
+        }
+    }
+}
+
 /// The flags the chart renders are the binaries' own: each Deployment's args pass the binary's
-/// `--check-config`, failover observers included. Only the flag that is coming (ZooKeeper
-/// credentials) is unknown to today's binaries, and it is off by default.
+/// `--check-config`, failover observers included, and with every value on no flag is unknown.
 #[test]
 fn the_binaries_accept_the_rendered_flags() {
     require!(HELM);
@@ -602,8 +631,9 @@ fn the_binaries_accept_the_rendered_flags() {
         }
     }
 
-    // With everything on, the flags that today's binaries lack are exactly the coming ones.
-    // (--observer came with automatic failover.)
+    // With everything on (ZooKeeper credentials too), every rendered flag is a binary's own.
+    // (--observer came with automatic failover, --zk-auth-file and --zk-reader-digest with
+    // ZooKeeper ACLs.)
     let mut unknown = BTreeSet::new();
     let known = |bin: &Path| chart::known_flags(bin).expect("--help");
     let (proxy_flags, operator_flags) = (known(&proxy), known(&operator));
@@ -625,11 +655,7 @@ fn the_binaries_accept_the_rendered_flags() {
             }
         }
     }
-    assert_eq!(
-        unknown,
-        BTreeSet::from(["zk-auth-file".to_owned()]),
-        "when a binary gains one of these, say so in values.yaml and the chart README"
-    );
+    assert_eq!(unknown, BTreeSet::new(), "flags the binaries do not know");
 }
 
 /// The settings values.yaml renders are the binaries' own defaults, except where the chart means

@@ -171,12 +171,14 @@ One field of a zone's scheduling, else of proxy.scheduling: (list $ $zone "field
 {{- toJson $zones }}
 {{- end }}
 
-{{/* The ZooKeeper credentials volume and its mount, when enabled. */}}
+{{/* The ZooKeeper credentials volume and its mount, when enabled: the proxies' Secret, or with
+"operator" as .side the operator's (operatorExistingSecret, else the same). */}}
 {{- define "metaproxy.zkAuth.volume" -}}
-{{- if .Values.zookeeper.auth.enabled -}}
+{{- $auth := .Values.zookeeper.auth -}}
+{{- if $auth.enabled -}}
 - name: zk-auth
   secret:
-    secretName: {{ .Values.zookeeper.auth.existingSecret }}
+    secretName: {{ eq (.side | default "proxy") "operator" | ternary ($auth.operatorExistingSecret | default $auth.existingSecret) $auth.existingSecret }}
     # 0440: read for the owner and the pods' group (fsGroup).
     defaultMode: 288
     items:
@@ -196,5 +198,8 @@ One field of a zone's scheduling, else of proxy.scheduling: (list $ $zone "field
 {{- define "metaproxy.zkAuth.flag" -}}
 {{- if .Values.zookeeper.auth.enabled -}}
 - {{ printf "--zk-auth-file=%s/auth" .Values.zookeeper.auth.mountPath | quote }}
+{{- if and (eq (.side | default "proxy") "operator") .Values.zookeeper.auth.readerDigest }}
+- {{ printf "--zk-reader-digest=%s" .Values.zookeeper.auth.readerDigest | quote }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::observers::Observer;
 use crate::probe::{Prober, Registration};
-use crate::zk::{Records, ZkError, ZkStore, ZkTimeouts};
+use crate::zk::{Records, ZkAccess, ZkError, ZkStore, ZkTimeouts};
 use crate::zone::Zones;
 use apply::Applied;
 use decide::{Claim, Decision, Event, Health, Inputs, Plan};
@@ -160,13 +160,15 @@ impl Reconciler {
     pub fn new(
         zones: Zones,
         timeouts: ZkTimeouts,
+        access: &ZkAccess,
         observers: Vec<Observer>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let stores = zones
             .iter()
             .map(|z| {
-                let store: Arc<dyn Records> = Arc::new(ZkStore::new(z.hosts.clone(), timeouts));
+                let store: Arc<dyn Records> =
+                    Arc::new(ZkStore::new(z.hosts.clone(), timeouts, access));
                 (z.name.clone(), store)
             })
             .collect();

@@ -67,6 +67,8 @@ pub struct ZkOptions {
     pub backoff_cap: Duration,
     /// Seeds the jitter, for tests that replay a sequence; `None` seeds it per process.
     pub jitter_seed: Option<u64>,
+    /// Digest credentials sent on every session; `None`: anonymous.
+    pub auth: Option<crate::zk_auth::ZkAuth>,
 }
 
 impl Default for ZkOptions {
@@ -84,6 +86,7 @@ impl Default for ZkOptions {
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
             jitter_seed: None,
+            auth: None,
         }
     }
 }
@@ -581,6 +584,12 @@ impl<G: Group> Inner<G> {
         let client = self
             .client()
             .ok_or_else(|| "no ZooKeeper session".to_owned())?;
+        // A request made while disconnected waits for the connection, up to the request
+        // timeout: longer than a client waits for its answer. Fail now instead; the query gets
+        // ERR_SERVICE_NOT_ACTIVE at once (clients retry it) and a known route stays in force.
+        if !self.connected.load(Ordering::Acquire) {
+            return Err("ZooKeeper is disconnected".to_owned());
+        }
         let path = self.path(table);
         let timeout = self.opts.request_timeout;
         match tokio::time::timeout(timeout, client.get_data(&path)).await {
@@ -828,7 +837,11 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
     let mut backoff = inner.backoff();
     let mut failures = 0u32;
     loop {
-        let connector = zk::Client::connector().with_session_timeout(inner.opts.session_timeout);
+        let mut connector =
+            zk::Client::connector().with_session_timeout(inner.opts.session_timeout);
+        if let Some(auth) = &inner.opts.auth {
+            connector = connector.with_auth(crate::zk_auth::SCHEME, &auth.auth_bytes());
+        }
         let connect_timeout = inner.opts.session_timeout.max(Duration::from_secs(2));
         let client = match tokio::time::timeout(
             connect_timeout,

@@ -4,15 +4,19 @@
 
 #![allow(dead_code, unused_imports)]
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use metaproxy::Proxy;
 use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
-pub use metaproxy_tests::harness::{Metrics, http_get, scrape};
+pub use metaproxy_tests::bystander::rss;
+use metaproxy_tests::free_port;
+use metaproxy_tests::harness::Process;
+pub use metaproxy_tests::harness::{Metrics, http_get, scrape, start_on_free_ports};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 use pegasus_rpc::codec::{self, DEFAULT_MAX_REPLY_FRAME};
 use tokio::io::AsyncReadExt;
@@ -238,4 +242,47 @@ pub fn burst(table: &str, n: usize) -> Vec<u8> {
         out.extend_from_slice(&query_frame(table, seqid as i32));
     }
     out
+}
+
+/// The binary under test: this build's, or the one `METAPROXY_BIN` names (to measure a release
+/// build, or an older one, with the same tests).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("METAPROXY_BIN")
+        .filter(|b| !b.is_empty())
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_metaproxy").into())
+}
+
+/// A `metaproxy` process on free loopback ports, serving `routes` with `args` besides, once
+/// ready; its output goes to `log`.
+pub async fn spawn_proxy(
+    routes: &RoutesFile,
+    args: &[&str],
+    log: &std::path::Path,
+) -> (Process, SocketAddr, SocketAddr) {
+    let source = ["--routes".to_owned(), routes.path.display().to_string()];
+    spawn_proxy_with(&source, args, log).await
+}
+
+/// A `metaproxy` process on free loopback ports with `source` (the route source flags) and
+/// `args`, once ready; its output goes to `log`.
+pub async fn spawn_proxy_with(
+    source: &[String],
+    args: &[&str],
+    log: &std::path::Path,
+) -> (Process, SocketAddr, SocketAddr) {
+    start_on_free_ports("metaproxy", async || {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cmd = Command::new(bin());
+        cmd.args(["--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(source)
+            .args(args);
+        let mut proxy = Process::spawn("metaproxy", &mut cmd, log)?;
+        let ready = proxy.wait_http_ready(admin, WAIT).await?;
+        Ok(ready.map(|()| (proxy, addr, admin)))
+    })
+    .await
+    .expect("metaproxy starts")
 }
