@@ -66,17 +66,15 @@ async fn watch_zone(
         if tx.send(all()).is_err() {
             return;
         }
-        // The stream ends with the session: watch again.
+        // The stream ends when the session ends or reconnects: watch again.
         while let Some(change) = changes.next().await {
-            let touched = match change {
-                Change::Reconnected => all(),
-                Change::Node(path) => match table_of(root, &path) {
-                    Some(table) => Touched {
-                        zone: zone.to_owned(),
-                        table: Some(table.to_owned()),
-                    },
-                    None => continue,
-                },
+            let Change::Node(path) = change;
+            let Some(table) = table_of(root, &path) else {
+                continue;
+            };
+            let touched = Touched {
+                zone: zone.to_owned(),
+                table: Some(table.to_owned()),
             };
             if tx.send(touched).is_err() {
                 return;

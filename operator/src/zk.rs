@@ -38,8 +38,6 @@ pub const CONNECT_HOLD_OFF: Duration = Duration::from_secs(1);
 pub enum Change {
     /// The znode at this path was created, changed or deleted.
     Node(String),
-    /// The session reconnected: changes may have been missed, anything may have changed.
-    Reconnected,
 }
 
 /// A zone's route records: read, compare-and-set writes, and a watch for outside changes.
@@ -434,7 +432,7 @@ impl Records for ZkStore {
     }
 }
 
-/// The watcher's events as changes, until the session ends.
+/// The watcher's events as changes, until the session ends or reconnects.
 fn changes(watcher: zkc::PersistentWatcher) -> impl futures::Stream<Item = Change> {
     futures::stream::unfold(watcher, |mut watcher| async move {
         loop {
@@ -444,10 +442,13 @@ fn changes(watcher: zkc::PersistentWatcher) -> impl futures::Stream<Item = Chang
                     warn!(state = ?event.session_state, "ZooKeeper session ended under a watch");
                     return None;
                 }
+                // A reconnected session has lost the watch: zookeeper-client 0.11.2 does not set
+                // persistent watches again (its SetWatches leaves them out) and a server keeps
+                // watches per connection. The stream ends, and its reader watches again.
                 zkc::EventType::Session
                     if event.session_state == zkc::SessionState::SyncConnected =>
                 {
-                    return Some((Change::Reconnected, watcher));
+                    return None;
                 }
                 zkc::EventType::Session => continue,
                 _ => return Some((Change::Node(event.path), watcher)),

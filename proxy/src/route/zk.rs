@@ -8,9 +8,10 @@
 //!  lookup(t) --miss--> slot(Loading) --get_data--> Found | Invalid | Missing (no node)
 //!  event on <root>/t, t cached --> re-read t (the cached route keeps being served meanwhile)
 //!  session supervisor: Disconnected -> routes served from memory, staleness grows
-//!                      SyncConnected -> re-read every route, forget tables without one
-//!                                       (events may have been missed)
-//!                      Expired/Closed -> new session and root watch, the same
+//!                      SyncConnected, Expired, Closed -> new session and root watch (the client
+//!                                       crate does not set persistent watches again on a
+//!                                       reconnect), then re-read every route, forget tables
+//!                                       without one (events may have been missed)
 //! ```
 //! Concurrent first queries for one table wait on the same read. A record that turns bad after a
 //! good one keeps the good one in force (and says so in `/routes` and the log). Every ZooKeeper
@@ -911,14 +912,22 @@ async fn supervise<G: Group>(inner: Arc<Inner<G>>) {
                     tracing::warn!("ZooKeeper disconnected; serving cached routes");
                     set_connected(&inner, false);
                 }
-                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                    tracing::info!("ZooKeeper reconnected; re-reading cached routes");
-                    set_connected(&inner, true);
-                    refresh_all(&inner);
-                }
+                // zookeeper-client 0.11.2 does not register persistent watches again when it
+                // reconnects a session (its SetWatches leaves them out), and a ZooKeeper server
+                // keeps watches per connection: after a reconnect the root watch is gone. A new
+                // session sets it again and re-reads every cached route, as after an expiry.
                 state => {
-                    tracing::warn!(?state, "ZooKeeper session ended; building a new one");
-                    inner.metrics.zk_session_expirations.inc();
+                    if matches!(
+                        state,
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly
+                    ) {
+                        tracing::info!(
+                            "ZooKeeper reconnected; a new session sets the root watch again"
+                        );
+                    } else {
+                        tracing::warn!(?state, "ZooKeeper session ended; building a new one");
+                        inner.metrics.zk_session_expirations.inc();
+                    }
                     set_connected(&inner, false);
                     inner
                         .client
