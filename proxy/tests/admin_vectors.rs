@@ -174,7 +174,14 @@ fn every_table_scoped_rpc_names_its_table_in_the_field_the_idl_says() {
 
 /// The replies: (request vector, reply vector, `err`, the response's fields after `err` as
 /// (id, type)).
-const REPLIES: [(&str, &str, &str, &[(i16, u8)]); 3] = [
+type ReplyCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(i16, u8)],
+);
+
+const REPLIES: [ReplyCase; 3] = [
     (
         "RPC_CM_DROP_APP",
         "admin/drop-app-ok.reply.hex",

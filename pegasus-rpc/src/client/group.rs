@@ -581,7 +581,8 @@ mod tests {
 
     #[test]
     fn next_free_skips_the_metas_in_flight_and_spent() {
-        let cases: [(usize, usize, &[usize], &[usize], Option<usize>); 8] = [
+        type Case<'a> = (usize, usize, &'a [usize], &'a [usize], Option<usize>);
+        let cases: [Case<'_>; 8] = [
             (0, 3, &[], &[], Some(1)),
             (0, 3, &[1], &[], Some(2)),
             (2, 3, &[0], &[], Some(1)),
@@ -653,6 +654,6 @@ mod tests {
                 "{policy:?} {delivery:?}"
             );
         }
-        assert!(CallPolicy::READ.hedge && !CallPolicy::WRITE.hedge);
+        const { assert!(CallPolicy::READ.hedge && !CallPolicy::WRITE.hedge) };
     }
 }
