@@ -254,21 +254,7 @@ async fn connection_refused_is_a_connect_error() {
 
 #[tokio::test]
 async fn an_rpc_level_error_is_reported_with_its_name() {
-    let server = fake(Arc::new(|reqs: Vec<RequestFrame>| {
-        Some(
-            reqs.iter()
-                .map(|r| {
-                    ReplyFrame::ack(
-                        r.name(),
-                        r.seqid(),
-                        ErrorCode::HANDLER_NOT_FOUND,
-                        Bytes::new(),
-                    )
-                })
-                .collect(),
-        )
-    }))
-    .await;
+    let server = handlerless_server().await;
     let client = MetaClient::new(server.addr.to_string(), ClientOptions::default());
     let err = client
         .query_config("t", soon(5000))
