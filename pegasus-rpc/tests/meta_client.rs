@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pegasus_rpc::client::{
-    CallError, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
+    CallError, CallPolicy, ClientOptions, GroupError, GroupOptions, MetaClient, MetaGroup,
 };
 use pegasus_rpc::codec::{
     self, DEFAULT_MAX_REQUEST_FRAME, ErrorCode, PartitionConfiguration, QueryCfgRequest,
@@ -254,21 +254,7 @@ async fn connection_refused_is_a_connect_error() {
 
 #[tokio::test]
 async fn an_rpc_level_error_is_reported_with_its_name() {
-    let server = fake(Arc::new(|reqs: Vec<RequestFrame>| {
-        Some(
-            reqs.iter()
-                .map(|r| {
-                    ReplyFrame::ack(
-                        r.name(),
-                        r.seqid(),
-                        ErrorCode::HANDLER_NOT_FOUND,
-                        Bytes::new(),
-                    )
-                })
-                .collect(),
-        )
-    }))
-    .await;
+    let server = handlerless_server().await;
     let client = MetaClient::new(server.addr.to_string(), ClientOptions::default());
     let err = client
         .query_config("t", soon(5000))
@@ -640,4 +626,174 @@ async fn a_final_answer_that_does_not_decode_is_a_bad_reply() {
     );
     assert_eq!(err.metric_label(), "bad_reply");
     assert_eq!(truncated.requests.load(Ordering::SeqCst), 1, "not retried");
+}
+
+fn query_args(table: &str) -> Bytes {
+    let mut args = BytesMut::new();
+    QueryCfgRequest::new(table).to_args(&mut args);
+    args.freeze()
+}
+
+fn unused_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("127.0.0.1:{port}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_is_not_hedged_nor_sent_again_where_it_may_have_arrived() {
+    let opts = GroupOptions {
+        attempt_timeout: Duration::from_secs(1),
+        hedge_after: Some(Duration::from_millis(50)),
+        ..GroupOptions::default()
+    };
+    // One MetaServer that reads and never answers: a read is sent again after each attempt
+    // timeout, a write only once.
+    for (policy, sent_again) in [(CallPolicy::READ, true), (CallPolicy::WRITE, false)] {
+        let silent = fake(Arc::new(|_: Vec<RequestFrame>| Some(vec![]))).await;
+        let group =
+            MetaGroup::new("c1", &[silent.addr.to_string()], opts.clone()).expect("metas given");
+        let err = group
+            .call_with(
+                codec::rpc::QUERY_CONFIG,
+                &query_args("t"),
+                soon(5000),
+                policy,
+            )
+            .await
+            .expect_err("no answer");
+        let requests = silent.requests.load(Ordering::SeqCst);
+        assert_eq!(requests > 1, sent_again, "{policy:?}: {requests} requests");
+        if !sent_again {
+            assert!(err.to_string().contains("may have been applied"), "{err}");
+        }
+    }
+    // A silent MetaServer first, an answering one second, and a deadline before the attempt
+    // timeout: only a hedge can get the answer, and only a read is hedged.
+    let opts = GroupOptions {
+        attempt_timeout: Duration::from_secs(30),
+        ..opts
+    };
+    for (policy, hedged) in [(CallPolicy::READ, true), (CallPolicy::WRITE, false)] {
+        let silent = fake(Arc::new(|_: Vec<RequestFrame>| Some(vec![]))).await;
+        let alive = echo_server().await;
+        let group = MetaGroup::new(
+            "c1",
+            &[silent.addr.to_string(), alive.addr.to_string()],
+            opts.clone(),
+        )
+        .expect("metas given");
+        let got = group
+            .call_with(
+                codec::rpc::QUERY_CONFIG,
+                &query_args("t"),
+                soon(5000),
+                policy,
+            )
+            .await;
+        assert_eq!(got.is_ok(), hedged, "{policy:?}: {got:?}");
+        assert_eq!(alive.requests.load(Ordering::SeqCst), usize::from(hedged));
+    }
+}
+
+#[tokio::test]
+async fn a_write_moves_on_from_a_refused_connection() {
+    let alive = echo_server().await;
+    let group = MetaGroup::new(
+        "c1",
+        &[unused_port(), alive.addr.to_string()],
+        GroupOptions::default(),
+    )
+    .expect("metas given");
+    let reply = group
+        .call_with(
+            codec::rpc::QUERY_CONFIG,
+            &query_args("t"),
+            soon(5000),
+            CallPolicy::WRITE,
+        )
+        .await
+        .expect("never sent to the first: sent to the second");
+    assert_eq!(reply.meta, alive.addr.to_string());
+    assert_eq!(alive.requests.load(Ordering::SeqCst), 1);
+}
+
+/// A MetaServer older than every RPC: rpc-level `ERR_HANDLER_NOT_FOUND`, no body.
+async fn handlerless_server() -> Fake {
+    fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| {
+                    ReplyFrame::ack(
+                        r.name(),
+                        r.seqid(),
+                        ErrorCode::HANDLER_NOT_FOUND,
+                        Bytes::new(),
+                    )
+                })
+                .collect(),
+        )
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn handler_not_found_everywhere_is_the_answer() {
+    let old = [handlerless_server().await, handlerless_server().await];
+    let group = MetaGroup::new(
+        "c1",
+        &old.iter().map(|m| m.addr.to_string()).collect::<Vec<_>>(),
+        GroupOptions::default(),
+    )
+    .expect("metas given");
+    let reply = group
+        .call("RPC_CM_GET_ATOMIC_IDEMPOTENT", &query_args("t"), soon(5000))
+        .await
+        .expect("the MetaServers' own answer");
+    assert_eq!(reply.reply.rpc_error, ErrorCode::HANDLER_NOT_FOUND);
+    assert_eq!(reply.err, ErrorCode::HANDLER_NOT_FOUND);
+    assert!(reply.reply.body.is_empty());
+    for m in &old {
+        assert_eq!(m.requests.load(Ordering::SeqCst), 1, "each asked once");
+    }
+
+    // A MetaServer that has the handler but is not active: its answer is the real one.
+    let not_active = fake(Arc::new(|reqs: Vec<RequestFrame>| {
+        Some(
+            reqs.iter()
+                .map(|r| answer(r, &QueryCfgResponse::error(ErrorCode::SERVICE_NOT_ACTIVE)))
+                .collect(),
+        )
+    }))
+    .await;
+    let old = handlerless_server().await;
+    let group = MetaGroup::new(
+        "c1",
+        &[old.addr.to_string(), not_active.addr.to_string()],
+        GroupOptions::default(),
+    )
+    .expect("metas given");
+    let reply = group
+        .call("RPC_CM_GET_ATOMIC_IDEMPOTENT", &query_args("t"), soon(5000))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.reply.rpc_error, ErrorCode::OK);
+    assert_eq!(reply.err, ErrorCode::SERVICE_NOT_ACTIVE);
+
+    // The leader answers after an old MetaServer said it has no handler: the leader's answer.
+    let alive = echo_server().await;
+    let old = handlerless_server().await;
+    let group = MetaGroup::new(
+        "c1",
+        &[old.addr.to_string(), alive.addr.to_string()],
+        GroupOptions::default(),
+    )
+    .expect("metas given");
+    let reply = group
+        .call(codec::rpc::QUERY_CONFIG, &query_args("t"), soon(5000))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.err, ErrorCode::OK);
+    assert_eq!(reply.meta, alive.addr.to_string());
 }

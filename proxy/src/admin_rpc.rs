@@ -10,6 +10,9 @@
 //! | `RPC_CM_CREATE_APP`, `RPC_CM_DROP_APP`, `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_ADD_DUPLICATION`, `RPC_CM_MODIFY_DUPLICATION`, `RPC_CM_START_PARTITION_SPLIT`, `RPC_CM_CONTROL_PARTITION_SPLIT`, `RPC_CM_START_BULK_LOAD`, `RPC_CM_CONTROL_BULK_LOAD`, `RPC_CM_CLEAR_BULK_LOAD`, `RPC_CM_START_MANUAL_COMPACT`, `RPC_CM_SET_MAX_REPLICA_COUNT`, `RPC_CM_SET_ATOMIC_IDEMPOTENT` | field 1 `app_name` | write |
 //! | `RPC_CM_RECALL_APP` | field 2 `new_app_name` (field 1 is a per-cluster app_id) | write |
 //!
+//! A write goes upstream under [`CallPolicy::WRITE`] (never hedged, never sent again to a
+//! MetaServer it may have reached), a read under [`CallPolicy::READ`] ([`policy_of`]).
+//!
 //! `--admin-rpcs` ([`AdminRpcs`]) decides which are answered; one it denies gets what a
 //! MetaServer gives a caller its ACL refuses: rpc-level `ERR_OK`, `err = ERR_ACL_DENY`
 //! (`meta_service::check_status_and_authz`).
@@ -19,6 +22,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thrift::protocol::TType;
 
+use pegasus_rpc::client::CallPolicy;
 use pegasus_rpc::codec::CodecError;
 use pegasus_rpc::codec::wire::{self, skip_plain};
 
@@ -27,6 +31,15 @@ use pegasus_rpc::codec::wire::{self, skip_plain};
 pub enum Access {
     Read,
     Write,
+}
+
+/// How an RPC of this access may be repeated upstream: a read freely, a write at most once per
+/// MetaServer that may have got it.
+pub fn policy_of(access: Access) -> CallPolicy {
+    match access {
+        Access::Read => CallPolicy::READ,
+        Access::Write => CallPolicy::WRITE,
+    }
 }
 
 /// A table-scoped admin RPC: its name, which field of its request struct names the table (a
@@ -218,6 +231,31 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), TABLE_RPCS.len(), "no RPC twice");
+    }
+
+    #[test]
+    fn writes_are_neither_hedged_nor_sent_again() {
+        for rpc in &TABLE_RPCS {
+            let policy = policy_of(rpc.access);
+            let write = rpc.access == Access::Write;
+            assert_eq!(policy.hedge, !write, "{}", rpc.name);
+            assert_eq!(policy.retry_after_send, !write, "{}", rpc.name);
+        }
+        let writes: Vec<_> = TABLE_RPCS
+            .iter()
+            .filter(|r| r.access == Access::Write)
+            .map(|r| r.name)
+            .collect();
+        for name in [
+            "RPC_CM_CREATE_APP",
+            "RPC_CM_DROP_APP",
+            "RPC_CM_RECALL_APP",
+            "RPC_CM_UPDATE_APP_ENV",
+            "RPC_CM_START_MANUAL_COMPACT",
+            "RPC_CM_SET_ATOMIC_IDEMPOTENT",
+        ] {
+            assert!(writes.contains(&name), "{name} is a write");
+        }
     }
 
     #[test]

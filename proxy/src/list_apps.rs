@@ -10,6 +10,10 @@
 //! another cluster, or one without a route, is left out). When a cluster does not answer, or
 //! answers an error, the reply's `err` says so (`ERR_SERVICE_NOT_ACTIVE`, or the cluster's
 //! error) and `hint_message` names the clusters: never a partial list under `ERR_OK`.
+//!
+//! Known cost: the lookups go through the route cache, so one list_apps caches (and keeps
+//! watching through the root watch) every table under the root, up to the cache's `max_tables`.
+//! A lookup that does not fill the cache is not there yet.
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,7 @@
 //! | `RPC_NEGOTIATION` | `SASL_AUTH_DISABLE` |
 //! | a table-scoped admin RPC ([`crate::admin_rpc`]) | the same, with its own reply: the cluster's, or `err` alone: `ERR_OBJECT_NOT_FOUND`, `ERR_INVALID_DATA`, `ERR_SERVICE_NOT_ACTIVE`; `ERR_ACL_DENY` when `--admin-rpcs` denies it |
 //! | `RPC_CM_LIST_APPS` | the routed clusters' lists merged ([`crate::list_apps`]) |
+//! | a table-scoped admin RPC that every MetaServer of the cluster lacks | rpc-level `ERR_HANDLER_NOT_FOUND`, empty body, as they answered |
 //! | anything else | rpc-level `ERR_HANDLER_NOT_FOUND`, empty body |
 //!
 //! A query_config never gets an rpc-level error (some clients hang on those) nor silence, and an
@@ -325,14 +326,22 @@ impl Service {
             table,
             cluster = tracing::field::Empty
         );
+        let policy = admin_rpc::policy_of(rpc.access);
         let (body, answered) = self
             .routed(&table, &self.admin, |route, deadline| async move {
-                let reply = route.group.call(rpc.name, &frame.args, deadline).await?;
+                let reply = route
+                    .group
+                    .call_with(rpc.name, &frame.args, deadline, policy)
+                    .await?;
                 Ok((reply.reply.body, reply.err))
             })
             .instrument(span)
             .await;
         self.metrics.request(answered.admin_outcome());
+        // The cluster's MetaServers lack the RPC: the client is told so as they told the proxy.
+        if answered == Answered::Upstream(ErrorCode::HANDLER_NOT_FOUND) {
+            return self.frame(ack, frame, ErrorCode::HANDLER_NOT_FOUND, Bytes::new());
+        }
         self.frame(ack, frame, ErrorCode::OK, body)
     }
 
@@ -384,6 +393,9 @@ impl Service {
         let answers =
             futures::future::join_all(groups.into_iter().map(|(record, group)| async move {
                 let answer = match group.call(codec::rpc::LIST_APPS, args, deadline).await {
+                    Ok(reply) if !reply.reply.rpc_error.is_ok() => {
+                        Err(format!("{} answered {}", reply.meta, reply.reply.rpc_error))
+                    }
                     Ok(reply) => {
                         ListAppsResponse::from_result(&reply.reply.body).map_err(|e| e.to_string())
                     }

@@ -16,7 +16,7 @@ use crate::clusters::{ClusterHealth, Routed};
 use crate::metrics::{Metrics, ResultLabel};
 use crate::route::RouteRecord;
 use crate::warnings::Kind;
-use pegasus_rpc::client::{GroupError, GroupOptions, MetaGroup, NoMetaServers};
+use pegasus_rpc::client::{GroupError, GroupOptions, GroupReply, MetaGroup, NoMetaServers};
 use pegasus_rpc::codec::{self, ErrorCode, QueryCfgResponse};
 
 /// A cluster's final answer to a query_config, ready to be given to any number of clients.
@@ -155,7 +155,10 @@ impl Upstreams {
             // Leaves the table when done, and also if this task panicked.
             let _leave = leave;
             let started = StdInstant::now();
-            let result = group.call(codec::rpc::QUERY_CONFIG, &args, deadline).await;
+            let result = group
+                .call(codec::rpc::QUERY_CONFIG, &args, deadline)
+                .await
+                .and_then(|reply| no_rpc_error(group.cluster(), reply));
             let label = match &result {
                 Ok(_) => "ok",
                 Err(e) => e.metric_label(),
@@ -201,6 +204,20 @@ impl Upstreams {
         .boxed()
         .shared()
     }
+}
+
+/// A query_config answered with an rpc-level error (`ERR_HANDLER_NOT_FOUND` from every
+/// MetaServer) has no body to give a client, which must never get an rpc-level error to a
+/// query_config: the cluster counts as unavailable.
+fn no_rpc_error(cluster: &str, reply: GroupReply) -> Result<GroupReply, GroupError> {
+    if reply.reply.rpc_error.is_ok() {
+        return Ok(reply);
+    }
+    Err(GroupError::Unavailable {
+        cluster: cluster.to_owned(),
+        attempts: 0,
+        last: format!("{} answered {}", reply.meta, reply.reply.rpc_error),
+    })
 }
 
 /// Removes a call from the in-flight table when dropped, so that a failed call is never shared by

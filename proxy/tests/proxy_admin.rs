@@ -7,10 +7,12 @@ mod common;
 use bytes::{BufMut, BytesMut};
 use common::*;
 use metaproxy::admin_rpc::{NOT_SERVED, TABLE_RPCS};
+use metaproxy_tests::idl;
 use metaproxy_tests::sim::SimConfig;
 use pegasus_rpc::codec::list_apps::{ListAppsResponse, app_status, list_apps_args};
 use pegasus_rpc::codec::{
-    AddDuplicationRequest, ErrorCode, QueryDuplicationRequest, UpdateAppEnvRequest,
+    AddDuplicationRequest, ErrorCode, QueryCfgResponse, QueryDuplicationRequest,
+    UpdateAppEnvRequest,
 };
 
 /// The args of admin RPC `name` for `table`, built from the IDL (`P:idl/*.thrift`), not from the
@@ -37,16 +39,15 @@ fn admin_args(name: &str, table: &str) -> Vec<u8> {
             AddDuplicationRequest::new(table, "nowhere").to_args(&mut out);
             return out.to_vec();
         }
+        "RPC_CM_CREATE_APP" => return idl::create_app(table, 4, vec![]),
+        "RPC_CM_DROP_APP" => return idl::drop_app(table),
+        // app_id 5: t2, dropped just before.
+        "RPC_CM_RECALL_APP" => return idl::recall_app(5, table),
         _ => {}
     }
     out.put_slice(&[0x0c, 0, 1]);
-    if name == "RPC_CM_RECALL_APP" {
-        out.put_slice(&[0x08, 0, 1, 0, 0, 0, 9]); // app_id 9
-        string(&mut out, 2, table);
-    } else {
-        string(&mut out, 1, table);
-        out.put_slice(&[0x08, 0, 2, 0, 0, 0, 4]); // a second field, e.g. a count or a type
-    }
+    string(&mut out, 1, table);
+    out.put_slice(&[0x08, 0, 2, 0, 0, 0, 4]); // a second field, e.g. a count or a type
     out.put_slice(&[0, 0]);
     out.to_vec()
 }
@@ -77,9 +78,9 @@ async fn every_table_scoped_admin_rpc_reaches_the_cluster_of_its_table() {
             .call(rpc.name, &admin_args(rpc.name, "t2"), seqid as i32)
             .await;
         assert_eq!(reply.rpc_error, ErrorCode::OK, "{}", rpc.name);
-        let resp = ListAppsResponse::from_result(&reply.body)
+        let err = QueryCfgResponse::peek_err(&reply.body)
             .unwrap_or_else(|e| panic!("{}: an admin response with err: {e}", rpc.name));
-        assert_eq!(resp.err.as_str(), expected_err(rpc.name), "{}", rpc.name);
+        assert_eq!(err.as_str(), expected_err(rpc.name), "{}", rpc.name);
     }
     let (on_c1, on_c2) = (c1.counters().by_rpc, c2.counters().by_rpc);
     for rpc in &TABLE_RPCS {
@@ -199,4 +200,33 @@ async fn cluster_scoped_rpcs_are_not_served_and_the_connection_stays() {
         1,
         "only query_config reached the cluster"
     );
+}
+
+#[tokio::test]
+async fn an_rpc_every_metaserver_lacks_is_handler_not_found_not_unavailable() {
+    let c1 = sim(2, vec![table("t1", 1, 4)]).await;
+    c1.set_missing_rpcs(&["RPC_CM_GET_ATOMIC_IDEMPOTENT", "RPC_CM_LIST_APPS"]);
+    let routes = RoutesFile::new(&[("t1", &record("c1", &c1))]);
+    let proxy = start_with_routes(&routes, |_| {}).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+    let name = "RPC_CM_GET_ATOMIC_IDEMPOTENT";
+    let reply = client.call(name, &admin_args(name, "t1"), 1).await;
+    assert_eq!(reply.rpc_error, ErrorCode::HANDLER_NOT_FOUND);
+    assert!(reply.body.is_empty());
+    // Each MetaServer asked once: the one without the handler is not asked again.
+    assert_eq!(c1.counters().by_rpc.get(name), Some(&2));
+
+    // list_apps: the cluster's answer makes the merged list incomplete, and says why.
+    let mut args = BytesMut::new();
+    list_apps_args(app_status::INVALID, &mut args);
+    let reply = client.call("RPC_CM_LIST_APPS", &args, 2).await;
+    let resp = ListAppsResponse::from_result(&reply.body).expect("list_apps response");
+    assert_eq!(resp.err, ErrorCode::SERVICE_NOT_ACTIVE);
+    let hint = resp.hint_message.unwrap_or_default();
+    assert!(hint.contains("ERR_HANDLER_NOT_FOUND"), "{hint}");
+
+    // Served again: the answer is the cluster's.
+    c1.set_missing_rpcs(&[]);
+    let reply = client.call(name, &admin_args(name, "t1"), 3).await;
+    assert_eq!(reply.rpc_error, ErrorCode::OK);
 }

@@ -495,3 +495,48 @@ async fn an_ensemble_losing_its_leader_its_quorum_and_everything() {
         "the 30 s outage ended the session; a new one was built"
     );
 }
+
+/// Admin RPCs with routes in ZooKeeper: a table-scoped RPC goes to the cluster the table's record
+/// names, and list_apps merges both clusters, taking each table from the cluster its record
+/// names (`shared` lives on both; its record names c2).
+#[tokio::test]
+async fn admin_rpcs_and_list_apps_follow_the_zookeeper_records() {
+    use bytes::BytesMut;
+    use pegasus_rpc::codec::list_apps::{ListAppsResponse, app_status, list_apps_args};
+
+    require!(ZOOKEEPER);
+    let server = ZkServer::launch().await.expect("zookeeper");
+    let zkc = zk_client(&server).await;
+    let c1 = sim(1, vec![table("t1", 1, 4), table("shared", 3, 4)]).await;
+    let c2 = sim(1, vec![table("t2", 1, 8), table("shared", 9, 8)]).await;
+    put(&zkc, "t1", &record("c1", &c1).to_json()).await;
+    put(&zkc, "t2", &record("c2", &c2).to_json()).await;
+    put(&zkc, "shared", &record("c2", &c2).to_json()).await;
+    let proxy = start_with_zk(&server.connect_string(), ROOT, |_| {}).await;
+    let mut client = RawConn::connect(proxy.addr()).await;
+
+    // get_max_replica_count {1: app_name}: to c2 only.
+    let name = "RPC_CM_GET_MAX_REPLICA_COUNT";
+    let args = metaproxy_tests::idl::args(&[metaproxy_tests::idl::Field::Str(1, "shared")]);
+    let reply = client.call(name, &args, 1).await;
+    assert_eq!(reply.rpc_error, ErrorCode::OK);
+    assert_eq!(
+        pegasus_rpc::codec::QueryCfgResponse::peek_err(&reply.body).expect("err"),
+        ErrorCode::OK
+    );
+    assert_eq!(c2.counters().by_rpc.get(name), Some(&1));
+    assert_eq!(c1.counters().by_rpc.get(name), None);
+
+    let mut args = BytesMut::new();
+    list_apps_args(app_status::AVAILABLE, &mut args);
+    let reply = client.call("RPC_CM_LIST_APPS", &args, 2).await;
+    let resp = ListAppsResponse::from_result(&reply.body).expect("list_apps response");
+    assert_eq!(resp.err, ErrorCode::OK, "{:?}", resp.hint_message);
+    let names: Vec<&str> = resp.infos.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["shared", "t1", "t2"]);
+    let mut direct = RawConn::connect(c2.meta_addrs()[0]).await;
+    let c2_list = direct.call("RPC_CM_LIST_APPS", &args, 1).await;
+    let c2_list = ListAppsResponse::from_result(&c2_list.body).expect("c2's list");
+    let c2_shared = c2_list.infos.iter().find(|i| i.name == "shared");
+    assert_eq!(Some(&resp.infos[0]), c2_shared, "shared comes from c2");
+}

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod client;
 pub mod fuzz_seeds;
 pub mod harness;
+pub mod idl;
 pub mod k8s;
 pub mod kv;
 pub mod load;

@@ -777,3 +777,98 @@ async fn binary_serves_the_yaml_tables_and_stops_on_sigterm() {
     assert!(status.success(), "exit 0 on SIGTERM: {status}");
     conn.expect_closed().await;
 }
+
+#[tokio::test]
+async fn create_drop_and_recall_change_the_tables() {
+    use metaproxy_tests::idl;
+    use pegasus_rpc::client::{GroupOptions, MetaGroup};
+    use pegasus_rpc::codec::list_apps::{ListAppsResponse, app_status, list_apps_args};
+
+    let sim = start(2, false).await;
+    let metas: Vec<String> = sim.meta_addrs().iter().map(|a| a.to_string()).collect();
+    let group = MetaGroup::new("sim", &metas, GroupOptions::default()).expect("metas");
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
+    let call = async |name: &str, args: Vec<u8>| {
+        let reply = group
+            .call(name, &Bytes::from(args), deadline())
+            .await
+            .expect("answer");
+        assert_eq!(reply.reply.rpc_error, ErrorCode::OK, "{name}");
+        (reply.err, reply.reply.body)
+    };
+    let listed = async |status: i32| {
+        let mut args = BytesMut::new();
+        list_apps_args(status, &mut args);
+        let (_, body) = call(rpc::LIST_APPS, args.to_vec()).await;
+        let resp = ListAppsResponse::from_result(&body).expect("list_apps response");
+        let mut names: Vec<String> = resp.infos.iter().map(|i| i.name.clone()).collect();
+        names.sort();
+        names
+    };
+    let query = async |table: &str| {
+        group
+            .query_config(table, deadline())
+            .await
+            .expect("query answered")
+    };
+
+    // create_app: configuration_create_app_response {1: err, 2: appid}; the new appid is one
+    // above temp's (2).
+    let (err, body) = call(
+        "RPC_CM_CREATE_APP",
+        idl::create_app("fresh", 8, vec![("k", "v")]),
+    )
+    .await;
+    assert_eq!(err, ErrorCode::OK);
+    assert_eq!(&body[body.len() - 9..], &[8, 0, 2, 0, 0, 0, 3, 0, 0]);
+    let q = query("fresh").await;
+    assert_eq!((q.err, q.app_id, q.partition_count), (ErrorCode::OK, 3, 8));
+    assert_eq!(
+        sim.table_state("fresh").expect("created").envs.get("k"),
+        Some(&"v".to_owned())
+    );
+    let (err, _) = call("RPC_CM_CREATE_APP", idl::create_app("fresh", 8, vec![])).await;
+    assert_eq!(err.as_str(), "ERR_APP_EXIST");
+    assert_eq!(listed(app_status::AVAILABLE).await, ["fresh", "temp"]);
+
+    // drop_app: gone from query_config, listed as dropped.
+    let (err, _) = call("RPC_CM_DROP_APP", idl::drop_app("fresh")).await;
+    assert_eq!(err, ErrorCode::OK);
+    assert_eq!(query("fresh").await.err, ErrorCode::OBJECT_NOT_FOUND);
+    assert_eq!(listed(app_status::AVAILABLE).await, ["temp"]);
+    assert_eq!(listed(app_status::DROPPED).await, ["fresh"]);
+    assert_eq!(listed(app_status::INVALID).await, ["fresh", "temp"]);
+    let (err, _) = call("RPC_CM_DROP_APP", idl::drop_app("fresh")).await;
+    assert_eq!(err, ErrorCode::APP_NOT_EXIST);
+
+    // recall_app by appid under a new name: back, same appid and partitions.
+    let (err, _) = call("RPC_CM_RECALL_APP", idl::recall_app(3, "temp")).await;
+    assert_eq!(err.as_str(), "ERR_INVALID_PARAMETERS", "the name is in use");
+    let (err, body) = call("RPC_CM_RECALL_APP", idl::recall_app(3, "again")).await;
+    assert_eq!(err, ErrorCode::OK);
+    assert!(
+        body.windows(5).any(|w| w == b"again"),
+        "the reply's app_info names the table"
+    );
+    let q = query("again").await;
+    assert_eq!((q.err, q.app_id, q.partition_count), (ErrorCode::OK, 3, 8));
+    assert_eq!(listed(app_status::DROPPED).await, Vec::<String>::new());
+    assert!(sim.dropped_tables().is_empty());
+    let (err, _) = call("RPC_CM_RECALL_APP", idl::recall_app(3, "again")).await;
+    assert_eq!(err, ErrorCode::APP_NOT_EXIST, "nothing left to recall");
+}
+
+#[tokio::test]
+async fn a_missing_rpc_is_handler_not_found() {
+    let sim = start(1, false).await;
+    sim.set_missing_rpcs(&["RPC_CM_LIST_APPS"]);
+    let mut conn = RawConn::connect(sim.meta_addrs()[0]).await;
+    let mut args = BytesMut::new();
+    pegasus_rpc::codec::list_apps::list_apps_args(0, &mut args);
+    let reply = conn.call(rpc::LIST_APPS, &args, 7).await;
+    assert_eq!(reply.rpc_error, ErrorCode::HANDLER_NOT_FOUND);
+    assert!(reply.body.is_empty());
+    sim.set_missing_rpcs(&[]);
+    let reply = conn.call(rpc::LIST_APPS, &args, 8).await;
+    assert_eq!(reply.rpc_error, ErrorCode::OK);
+}

@@ -4,6 +4,20 @@
 //! MetaServer; after `hedge_after` without an answer a second MetaServer is asked in parallel and
 //! the first final answer wins. The leader that gave the final answer is remembered.
 //!
+//! How far a call may be repeated is its [`CallPolicy`]: a read ([`CallPolicy::READ`]) is hedged
+//! and retried anywhere; a write ([`CallPolicy::WRITE`]) is never hedged, and a MetaServer it may
+//! have reached (the attempt timed out, the connection was lost, the answer was unreadable) is
+//! not asked again within the call, so that the leader cannot apply it twice. A forward reply and
+//! a refused connection say the request was not applied: those are followed and retried as for a
+//! read ([`may_ask_again`]). Another MetaServer may still be asked after such a failure: a
+//! follower only forwards; should leadership move to it meanwhile, a write could be applied twice
+//! after all (it then usually answers that the work exists, e.g. `ERR_APP_EXIST`).
+//!
+//! An rpc-level `ERR_HANDLER_NOT_FOUND` (a MetaServer older than the RPC) is not retried on the
+//! MetaServer that said it; when it is all the MetaServers said (forward replies aside, and no
+//! final answer came), it is the group's answer, so the caller learns the real reason instead
+//! of "unavailable".
+//!
 //! A leader address learned from a forward reply that matches none of the configured addresses
 //! (they may be DNS names) is added to the group, as the Java client does (docs/protocol.md §10).
 //! Only query_config replies name the leader; a forward reply to an admin RPC names none
@@ -52,6 +66,59 @@ impl Default for GroupOptions {
             max_learned: 8,
         }
     }
+}
+
+/// How far one call may be repeated (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// Whether a second MetaServer may be asked after `hedge_after` while the first has not
+    /// answered (also needs [`GroupOptions::hedge_after`]).
+    pub hedge: bool,
+    /// Whether a MetaServer may be asked again after an attempt that may have reached it.
+    pub retry_after_send: bool,
+}
+
+impl CallPolicy {
+    /// For a call whose repetition does no harm: query_config, the reads, list_apps.
+    pub const READ: CallPolicy = CallPolicy {
+        hedge: true,
+        retry_after_send: true,
+    };
+    /// For a call that changes something: at most once per MetaServer that may have got it.
+    pub const WRITE: CallPolicy = CallPolicy {
+        hedge: false,
+        retry_after_send: false,
+    };
+}
+
+/// Whether a failed attempt may have been applied by the MetaServer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not applied: the connection was refused, or the MetaServer answered an rpc-level error
+    /// (its handler never ran).
+    NotApplied,
+    /// Maybe applied: it may have arrived and run (a timeout, a lost connection, an unreadable
+    /// answer).
+    MaybeApplied,
+}
+
+impl Delivery {
+    /// What a transport failure says of the request.
+    pub fn of(error: &CallError) -> Delivery {
+        match error {
+            CallError::Connect { .. } | CallError::Rpc { .. } => Delivery::NotApplied,
+            // A timeout may have struck while connecting; it cannot be told apart, so it counts
+            // as sent.
+            CallError::Timeout { .. }
+            | CallError::ConnectionLost { .. }
+            | CallError::BadReply { .. } => Delivery::MaybeApplied,
+        }
+    }
+}
+
+/// Whether the MetaServer of a failed attempt may be asked again within the same call.
+pub fn may_ask_again(policy: CallPolicy, delivery: Delivery) -> bool {
+    policy.retry_after_send || delivery == Delivery::NotApplied
 }
 
 /// Why no usable answer came from a cluster.
@@ -115,20 +182,31 @@ enum Outcome {
     Redirect(Option<SocketAddrV4>),
     /// A real answer that is not final (`ERR_SERVICE_NOT_ACTIVE`): kept in case no better one comes.
     Fallback(ReplyFrame, ErrorCode),
-    Failed(String),
+    /// The MetaServer has no handler for the RPC: kept, and answered if no one else has one.
+    NoHandler(ReplyFrame),
+    Failed(String, Delivery),
 }
 
 fn classify(result: Result<ReplyFrame, CallError>) -> Outcome {
     let reply = match result {
         Ok(reply) => reply,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => {
+            let delivery = Delivery::of(&e);
+            return Outcome::Failed(e.to_string(), delivery);
+        }
     };
+    if reply.rpc_error == ErrorCode::HANDLER_NOT_FOUND {
+        return Outcome::NoHandler(reply);
+    }
     if !reply.rpc_error.is_ok() {
-        return Outcome::Failed(format!("rpc-level error {}", reply.rpc_error));
+        return Outcome::Failed(
+            format!("rpc-level error {}", reply.rpc_error),
+            Delivery::NotApplied,
+        );
     }
     let err = match QueryCfgResponse::peek_err(&reply.body) {
         Ok(err) => err,
-        Err(e) => return Outcome::Failed(format!("bad reply body: {e}")),
+        Err(e) => return Outcome::Failed(format!("bad reply body: {e}"), Delivery::MaybeApplied),
     };
     if err == ErrorCode::FORWARD_TO_OTHERS {
         // Only a query_config forward names the leader (in partition 0's primary); any other
@@ -235,12 +313,26 @@ impl MetaGroup {
         Some(metas.len() - 1)
     }
 
-    /// Calls `name(args)` on the cluster, following the leader, until `deadline`.
+    /// Calls `name(args)` on the cluster, following the leader, until `deadline`, as a read
+    /// ([`CallPolicy::READ`]).
     pub async fn call(
         &self,
         name: &str,
         args: &Bytes,
         deadline: Instant,
+    ) -> Result<GroupReply, GroupError> {
+        self.call_with(name, args, deadline, CallPolicy::READ).await
+    }
+
+    /// Calls `name(args)` on the cluster, following the leader, until `deadline`, repeating it
+    /// only as far as `policy` allows. The reply of an `ERR_HANDLER_NOT_FOUND` answer has that
+    /// rpc-level error, no body, and `err` `ERR_HANDLER_NOT_FOUND`.
+    pub async fn call_with(
+        &self,
+        name: &str,
+        args: &Bytes,
+        deadline: Instant,
+        policy: CallPolicy,
     ) -> Result<GroupReply, GroupError> {
         // Never empty (see the field): the modulo below and `next_free` are well defined.
         let mut metas = self.snapshot();
@@ -249,9 +341,14 @@ impl MetaGroup {
         let mut redirects = 0u32;
         let mut rotation = self.leader.load(Ordering::Relaxed) % metas.len();
         let mut in_flight: Vec<usize> = Vec::new();
+        // MetaServers not to be asked again in this call: those a write may have reached, and
+        // those without a handler for the RPC.
+        let mut spent: Vec<usize> = Vec::new();
         let mut fallback: Option<GroupReply> = None;
+        let mut no_handler: Option<GroupReply> = None;
         let mut last = String::from("no attempt made");
         let mut calls = FuturesUnordered::new();
+        let hedge_after = self.opts.hedge_after.filter(|_| policy.hedge);
 
         let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut FuturesUnordered<_>| {
             let client = metas[idx].clone();
@@ -267,22 +364,21 @@ impl MetaGroup {
         launch(rotation, &metas, &mut calls);
         in_flight.push(rotation);
         attempts += 1;
-        let hedge = self.opts.hedge_after.map(|d| Instant::now() + d);
-        let mut hedge_at = hedge;
+        let mut hedge_at = hedge_after.map(|d| Instant::now() + d);
 
         loop {
             let next = tokio::select! {
                 done = calls.next(), if !calls.is_empty() => done,
                 () = sleep_until_opt(hedge_at), if hedge_at.is_some() && in_flight.len() == 1 => {
                     hedge_at = None;
-                    if attempts < max_attempts {
-                        rotation = next_free(rotation, metas.len(), &in_flight);
-                        if !in_flight.contains(&rotation) {
-                            tracing::debug!(cluster = %self.cluster, meta = metas[rotation].addr(), "hedging the call");
-                            launch(rotation, &metas, &mut calls);
-                            in_flight.push(rotation);
-                            attempts += 1;
-                        }
+                    if attempts < max_attempts
+                        && let Some(target) = next_free(rotation, metas.len(), &in_flight, &spent)
+                    {
+                        rotation = target;
+                        tracing::debug!(cluster = %self.cluster, meta = metas[target].addr(), "hedging the call");
+                        launch(target, &metas, &mut calls);
+                        in_flight.push(target);
+                        attempts += 1;
                     }
                     continue;
                 }
@@ -309,10 +405,10 @@ impl MetaGroup {
                     if target.is_some() {
                         metas = self.snapshot();
                     }
-                    retarget = Some(match target {
-                        Some(t) if t != idx => t,
-                        _ => next_free(idx, metas.len(), &in_flight),
-                    });
+                    retarget = match target {
+                        Some(t) if t != idx && !spent.contains(&t) => Some(t),
+                        _ => next_free(idx, metas.len(), &in_flight, &spent),
+                    };
                 }
                 Outcome::Fallback(reply, err) => {
                     last = format!("{meta} answered {err}");
@@ -323,18 +419,37 @@ impl MetaGroup {
                         redirects,
                     });
                 }
-                Outcome::Failed(why) => {
+                Outcome::NoHandler(reply) => {
+                    last = format!("{meta} has no handler for {name}");
+                    spent.push(idx);
+                    no_handler = Some(GroupReply {
+                        reply,
+                        err: ErrorCode::HANDLER_NOT_FOUND,
+                        meta,
+                        redirects,
+                    });
+                }
+                Outcome::Failed(why, delivery) => {
                     tracing::debug!(cluster = %self.cluster, %meta, error = %why, "MetaServer call failed");
-                    last = why;
+                    if !may_ask_again(policy, delivery) {
+                        tracing::debug!(cluster = %self.cluster, %meta, rpc = name, "the request may have been applied; not sending it there again");
+                        spent.push(idx);
+                        last = format!("{why} (may have been applied: not sent there again)");
+                    } else {
+                        last = why;
+                    }
                 }
             }
-            if in_flight.is_empty() && attempts < max_attempts && Instant::now() < deadline {
-                let target = retarget.unwrap_or_else(|| next_free(idx, metas.len(), &in_flight));
+            let fresh = retarget
+                .or_else(|| next_free(idx, metas.len(), &in_flight, &spent))
+                .filter(|_| attempts < max_attempts);
+            if in_flight.is_empty() && Instant::now() < deadline {
+                let Some(target) = fresh else { break };
                 rotation = target;
                 launch(target, &metas, &mut calls);
                 in_flight.push(target);
                 attempts += 1;
-                hedge_at = self.opts.hedge_after.map(|d| Instant::now() + d);
+                hedge_at = hedge_after.map(|d| Instant::now() + d);
             } else if let Some(target) = retarget.filter(|t| !in_flight.contains(t))
                 && attempts < max_attempts
             {
@@ -346,7 +461,9 @@ impl MetaGroup {
                 break;
             }
         }
-        if let Some(reply) = fallback {
+        // Not active is a real answer from a MetaServer that has the handler: it wins over
+        // "no handler" from others.
+        if let Some(reply) = fallback.or(no_handler) {
             return Ok(reply);
         }
         if Instant::now() >= deadline {
@@ -430,12 +547,11 @@ impl MetaGroup {
     }
 }
 
-/// The next index after `from` that is not in flight (or `from + 1` when all are).
-fn next_free(from: usize, len: usize, in_flight: &[usize]) -> usize {
+/// The next index after `from` (`from` itself last) that is neither in flight nor spent.
+fn next_free(from: usize, len: usize, in_flight: &[usize], spent: &[usize]) -> Option<usize> {
     (1..=len)
         .map(|k| (from + k) % len)
-        .find(|i| !in_flight.contains(i))
-        .unwrap_or((from + 1) % len)
+        .find(|i| !in_flight.contains(i) && !spent.contains(i))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -464,14 +580,80 @@ mod tests {
     }
 
     #[test]
-    fn next_free_skips_the_metas_in_flight() {
-        assert_eq!(next_free(0, 3, &[]), 1);
-        assert_eq!(next_free(0, 3, &[1]), 2);
-        assert_eq!(next_free(2, 3, &[0]), 1);
-        assert_eq!(
-            next_free(0, 1, &[0]),
-            0,
-            "all in flight: the next one anyway"
-        );
+    fn next_free_skips_the_metas_in_flight_and_spent() {
+        type Case<'a> = (usize, usize, &'a [usize], &'a [usize], Option<usize>);
+        let cases: [Case<'_>; 8] = [
+            (0, 3, &[], &[], Some(1)),
+            (0, 3, &[1], &[], Some(2)),
+            (2, 3, &[0], &[], Some(1)),
+            (0, 1, &[], &[], Some(0)),
+            (0, 1, &[0], &[], None),
+            (0, 3, &[], &[1], Some(2)),
+            (0, 3, &[2], &[1], Some(0)),
+            (0, 3, &[], &[0, 1, 2], None),
+        ];
+        for (from, len, in_flight, spent, want) in cases {
+            assert_eq!(
+                next_free(from, len, in_flight, spent),
+                want,
+                "from {from} of {len}, in flight {in_flight:?}, spent {spent:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_is_not_sent_again_where_it_may_have_been_applied() {
+        let addr = || "m1:1".to_owned();
+        let errors = [
+            (
+                CallError::Connect {
+                    addr: addr(),
+                    reason: "refused".into(),
+                },
+                Delivery::NotApplied,
+            ),
+            (
+                CallError::Rpc {
+                    addr: addr(),
+                    error: ErrorCode::BUSY,
+                },
+                Delivery::NotApplied,
+            ),
+            (CallError::Timeout { addr: addr() }, Delivery::MaybeApplied),
+            (
+                CallError::ConnectionLost {
+                    addr: addr(),
+                    reason: "reset".into(),
+                },
+                Delivery::MaybeApplied,
+            ),
+            (
+                CallError::BadReply {
+                    addr: addr(),
+                    source: CodecError::Malformed {
+                        what: "reply",
+                        detail: "cut short".into(),
+                    },
+                },
+                Delivery::MaybeApplied,
+            ),
+        ];
+        for (error, want) in &errors {
+            assert_eq!(Delivery::of(error), *want, "{error}");
+        }
+        let cases = [
+            (CallPolicy::READ, Delivery::NotApplied, true),
+            (CallPolicy::READ, Delivery::MaybeApplied, true),
+            (CallPolicy::WRITE, Delivery::NotApplied, true),
+            (CallPolicy::WRITE, Delivery::MaybeApplied, false),
+        ];
+        for (policy, delivery, want) in cases {
+            assert_eq!(
+                may_ask_again(policy, delivery),
+                want,
+                "{policy:?} {delivery:?}"
+            );
+        }
+        const { assert!(CallPolicy::READ.hedge && !CallPolicy::WRITE.hedge) };
     }
 }

@@ -7,5 +7,8 @@ mod group;
 mod meta;
 
 pub use conn::{CallError, ClientOptions, Connection};
-pub use group::{GroupError, GroupOptions, GroupReply, MetaGroup, NoMetaServers};
+pub use group::{
+    CallPolicy, Delivery, GroupError, GroupOptions, GroupReply, MetaGroup, NoMetaServers,
+    may_ask_again,
+};
 pub use meta::MetaClient;

@@ -13,8 +13,9 @@
 //! | add_duplication, table missing | `ERR_APP_NOT_EXIST` |
 //! | add_duplication, one to that remote table exists | `ERR_DUP_EXIST` with its dupid (HEAD's answer) |
 //! | add_duplication | `ERR_OK`, appid, dupid; shipping starts with the writes committed from now on (the checkpoint is never copied, whatever `is_duplicating_checkpoint` says) |
-//! | list_apps | every table, `AS_AVAILABLE`, with its app_id, partition count and envs (whatever the status filter; `AS_DROPPED` and the other statuses list nothing) |
-//! | the other table-scoped admin RPCs ([`GENERIC_TABLE_RPCS`]) | `err` only: `ERR_OK` when the table exists (nothing changes), `ERR_APP_NOT_EXIST` otherwise; create_app: `ERR_APP_EXIST` when it exists, `ERR_OK` otherwise (no table is created) |
+//! | list_apps | every table, `AS_AVAILABLE`, with its app_id, partition count and envs, and every dropped table `AS_DROPPED`, as the status filter asks (`AS_INVALID`: all) |
+//! | create_app, drop_app, recall_app | they change the tables: see [`super::ddl`] |
+//! | the other table-scoped admin RPCs ([`GENERIC_TABLE_RPCS`]) | `err` only: `ERR_OK` when the table exists (nothing changes), `ERR_APP_NOT_EXIST` otherwise |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use thrift::protocol::TType;
 use tracing::info;
 
 use super::config::{DupProgress, DuplicationSpec};
+use super::ddl;
 use super::dup;
 use super::envs::{self, EnvAnswer, EnvUpdate};
 use super::state::Shared;
@@ -271,17 +273,14 @@ pub(crate) fn add_duplication_body(
     Ok(body(|out| resp.to_result(out)))
 }
 
-/// The table-scoped admin RPCs the simulator answers with `err` alone, from the table they name:
-/// field 1 of the request, but field 2 (`new_app_name`) for recall_app.
-pub(crate) const GENERIC_TABLE_RPCS: [&str; 17] = [
+/// The table-scoped admin RPCs the simulator answers with `err` alone, from the table they name
+/// (field 1 of the request).
+pub(crate) const GENERIC_TABLE_RPCS: [&str; 14] = [
     "RPC_CM_QUERY_PARTITION_SPLIT",
     "RPC_CM_QUERY_BULK_LOAD_STATUS",
     "RPC_CM_QUERY_MANUAL_COMPACT_STATUS",
     "RPC_CM_GET_MAX_REPLICA_COUNT",
     "RPC_CM_GET_ATOMIC_IDEMPOTENT",
-    "RPC_CM_CREATE_APP",
-    "RPC_CM_DROP_APP",
-    "RPC_CM_RECALL_APP",
     "RPC_CM_MODIFY_DUPLICATION",
     "RPC_CM_START_PARTITION_SPLIT",
     "RPC_CM_CONTROL_PARTITION_SPLIT",
@@ -300,7 +299,7 @@ pub(crate) fn generic_table_body(
     name: &str,
     args: &[u8],
 ) -> Result<Bytes, CodecError> {
-    let field = if name == "RPC_CM_RECALL_APP" { 2 } else { 1 };
+    let field = 1;
     // The whole request is read (unknown fields skipped), as a MetaServer would.
     let (table, _) = wire::decode_with(args, "admin request", |i| {
         let mut table = String::new();
@@ -319,49 +318,49 @@ pub(crate) fn generic_table_body(
     let exists = view.tables.contains_key(&table);
     let err = match gate {
         Gate::Closed(err) => err,
-        Gate::Open if name == "RPC_CM_CREATE_APP" && exists => ErrorCode::new("ERR_APP_EXIST"),
-        Gate::Open if name == "RPC_CM_CREATE_APP" || exists => ErrorCode::OK,
+        Gate::Open if exists => ErrorCode::OK,
         Gate::Open => ErrorCode::APP_NOT_EXIST,
     };
     info!(rpc = name, %table, %err, "admin RPC");
     Ok(body(|out| list_apps::error_only_result(&err, out)))
 }
 
-/// The list_apps body: every table as available, for the status filters that include it.
+/// The list_apps body: every table as available and every dropped one as dropped, for the
+/// status filters that include them.
 pub(crate) fn list_apps_body(
+    shared: &Shared,
     view: &super::state::View,
     gate: Gate,
     args: &[u8],
 ) -> Result<Bytes, CodecError> {
     let status = list_apps::list_apps_status(args)?;
+    let wanted = |s: i32| status == app_status::INVALID || status == s;
     let resp = match gate {
         Gate::Closed(err) => ListAppsResponse {
             err,
             ..Default::default()
         },
-        Gate::Open => ListAppsResponse {
-            err: ErrorCode::OK,
-            infos: view
+        Gate::Open => {
+            let mut infos: Vec<_> = view
                 .tables
                 .values()
-                .filter(|_| matches!(status, app_status::INVALID | app_status::AVAILABLE))
-                .map(|t| {
-                    AppInfo {
-                        status: app_status::AVAILABLE,
-                        app_type: "pegasus".into(),
-                        app_name: t.spec.name.clone(),
-                        app_id: t.spec.app_id,
-                        partition_count: t.spec.partition_count,
-                        envs: t.spec.envs.clone(),
-                        is_stateful: true,
-                        max_replica_count: t.replicas.len().min(3) as i32,
-                        create_second: 0,
-                    }
-                    .to_raw()
-                })
-                .collect(),
-            hint_message: None,
-        },
+                .filter(|_| wanted(app_status::AVAILABLE))
+                .map(|t| ddl::app_info(t, app_status::AVAILABLE))
+                .collect();
+            if wanted(app_status::DROPPED) {
+                infos.extend(
+                    shared
+                        .dropped()
+                        .values()
+                        .map(|t| ddl::app_info(t, app_status::DROPPED)),
+                );
+            }
+            ListAppsResponse {
+                err: ErrorCode::OK,
+                infos: infos.iter().map(AppInfo::to_raw).collect(),
+                hint_message: None,
+            }
+        }
     };
     Ok(body(|out| resp.to_result(out)))
 }

@@ -19,7 +19,9 @@
 //! | the same, to the leader, table missing | `ERR_OBJECT_NOT_FOUND`, other fields default |
 //! | the same, to the leader, table present | `ERR_OK`, app_id, partition_count, is_stateful true, the partitions at the valid requested indices (in the order asked, duplicates kept), or all of them when none was asked or none is valid |
 //! | `RPC_NEGOTIATION` | `negotiation_response{SASL_AUTH_DISABLE, ""}` |
-//! | `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_QUERY_DUPLICATION`, `RPC_CM_ADD_DUPLICATION` | §14, on the leader only; see `meta_rpc.rs` |
+//! | `RPC_CM_UPDATE_APP_ENV`, `RPC_CM_QUERY_DUPLICATION`, `RPC_CM_ADD_DUPLICATION`, `RPC_CM_LIST_APPS`, the other table-scoped admin RPCs | §14, on the leader only; see `meta_rpc.rs` |
+//! | `RPC_CM_CREATE_APP`, `RPC_CM_DROP_APP`, `RPC_CM_RECALL_APP` | the tables change; see `ddl.rs` |
+//! | an RPC named by [`SimHandle::set_missing_rpcs`] | rpc-level `ERR_HANDLER_NOT_FOUND`, no body, as from a MetaServer older than it |
 //! | any other RPC | rpc-level `ERR_HANDLER_NOT_FOUND`, no body; the connection stays open |
 //! | a frame the codec rejects | the connection is closed, after the replies owed before it |
 //!
@@ -113,6 +115,7 @@
 
 pub mod admin;
 mod config;
+mod ddl;
 pub mod decide;
 mod dup;
 pub mod envs;
@@ -502,6 +505,29 @@ impl SimHandle {
         }
         info!(table = %name, kept_data = !new_store, "table put");
         Ok(())
+    }
+
+    /// Makes the metas answer these RPCs rpc-level `ERR_HANDLER_NOT_FOUND`, as a MetaServer
+    /// older than them would (empty: all served again).
+    pub fn set_missing_rpcs(&self, rpcs: &[&str]) {
+        *self
+            .shared
+            .missing_rpcs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            rpcs.iter().map(|r| (*r).to_owned()).collect();
+    }
+
+    /// The names of the tables dropped by `RPC_CM_DROP_APP` and not recalled.
+    pub fn dropped_tables(&self) -> Vec<String> {
+        let mut names: Vec<_> = self
+            .shared
+            .dropped()
+            .values()
+            .map(|t| t.spec.name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Drops a table and its data; false if there was none of that name.

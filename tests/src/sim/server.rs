@@ -12,6 +12,7 @@ use pegasus_rpc::codec::{
 };
 use tracing::trace;
 
+use super::ddl;
 use super::listener::Responder;
 use super::meta_rpc::{self, Gate};
 use super::state::{RecentCounters, Shared, View};
@@ -110,6 +111,18 @@ fn answer(
     counters.rpc(&shared.counters, name);
     trace!(meta, rpc = name, seqid = frame.seqid(), "request");
     let gate = || Gate::of(not_active, view.leader == Some(meta));
+    if shared.is_missing(name) {
+        return reply(
+            frame,
+            out,
+            ErrorCode::HANDLER_NOT_FOUND,
+            &rpc::ack_name(name),
+            &[],
+        );
+    }
+    if let Some(body) = ddl::body(shared, gate(), name, &frame.args) {
+        return reply(frame, out, ErrorCode::OK, &rpc::ack_name(name), &body?);
+    }
     let answer = match name {
         rpc::QUERY_CONFIG => {
             let req = QueryCfgRequest::from_args(&frame.args)?;
@@ -145,7 +158,7 @@ fn answer(
         }
         rpc::LIST_APPS => Some((
             LIST_APPS_ACK,
-            meta_rpc::list_apps_body(view, gate(), &frame.args)?,
+            meta_rpc::list_apps_body(shared, view, gate(), &frame.args)?,
         )),
         other => match meta_rpc::GENERIC_TABLE_RPCS.iter().find(|n| **n == other) {
             Some(_) => {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -134,6 +134,10 @@ pub(crate) struct Shared {
     pub dup_lag_ms: AtomicU64,
     /// The whole cluster is stopped: metas and replica nodes.
     pub cluster_stopped: AtomicBool,
+    /// RPCs the metas answer `ERR_HANDLER_NOT_FOUND`, as a MetaServer older than them would.
+    pub missing_rpcs: RwLock<Vec<String>>,
+    /// Tables dropped by `RPC_CM_DROP_APP`, by app id, kept for `RPC_CM_RECALL_APP`.
+    dropped: std::sync::Mutex<BTreeMap<i32, Arc<Table>>>,
     view: RwLock<Arc<View>>,
     version: AtomicU64,
 }
@@ -176,9 +180,25 @@ impl Shared {
             clock: Clock::new(),
             dup_lag_ms: AtomicU64::new(u64::try_from(dup_lag.as_millis()).unwrap_or(u64::MAX)),
             cluster_stopped: AtomicBool::new(false),
+            missing_rpcs: RwLock::new(Vec::new()),
+            dropped: std::sync::Mutex::new(BTreeMap::new()),
             view: RwLock::new(Arc::new(view)),
             version: AtomicU64::new(0),
         }
+    }
+
+    /// The dropped tables, by app id.
+    pub fn dropped(&self) -> MutexGuard<'_, BTreeMap<i32, Arc<Table>>> {
+        self.dropped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the metas lack a handler for `rpc`.
+    pub fn is_missing(&self, rpc: &str) -> bool {
+        self.missing_rpcs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|m| m == rpc)
     }
 
     /// The served replica nodes' addresses.
