@@ -61,6 +61,25 @@ impl Operator {
         })
     }
 
+    /// [`Operator::launch`] in Kubernetes mode: `args` as given, the API server's
+    /// `kubeconfig` in `KUBECONFIG`. Panics when it does not start: test support.
+    pub async fn on_kubernetes(
+        binary: impl AsRef<Path>,
+        kubeconfig: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Operator {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Operator::launch(
+            binary,
+            &args,
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
+            timeout,
+        )
+        .await
+        .expect("the operator starts and gets ready")
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
