@@ -16,6 +16,7 @@
 //! `--nocapture`); `e2e/failover-figures.sh` collects them over repetitions.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metaproxy::Proxy;
@@ -718,6 +719,247 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
         proxy.drain().await;
         s.shutdown().await;
     }
+}
+
+/// Every version of the table's znode seen, with the cluster it routed to: polled every 2 ms by
+/// a client of its own, connected again when ZooKeeper comes back.
+struct History {
+    seen: Arc<Mutex<Vec<(i32, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl History {
+    fn record(connect: String) -> History {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut client: Option<zkc::Client> = None;
+            loop {
+                if client.as_ref().is_none_or(|c| c.state().is_terminated()) {
+                    let connecting = zkc::Client::connect(&connect);
+                    client = tokio::time::timeout(Duration::from_secs(1), connecting)
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                }
+                // Quietly: ZooKeeper may be down on purpose. A request made while disconnected
+                // waits for the connection: bounded, and the client started again.
+                if let Some(c) = &client {
+                    let read = Duration::from_millis(500);
+                    match tokio::time::timeout(read, c.get_data(PATH)).await {
+                        Ok(Ok((data, stat))) => {
+                            if let Ok(record) = RouteRecord::parse(&data) {
+                                let mut seen = into.lock().unwrap_or_else(PoisonError::into_inner);
+                                if seen.last().is_none_or(|(v, _)| *v != stat.version) {
+                                    seen.push((stat.version, record.cluster));
+                                }
+                            }
+                        }
+                        Ok(Err(zkc::Error::NoNode)) => {}
+                        _ => client = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        History { seen, task }
+    }
+
+    /// How many times the record moved to another cluster, and what was seen.
+    fn moves(&self) -> (usize, Vec<(i32, String)>) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        (seen.windows(2).filter(|w| w[0].1 != w[1].1).count(), seen)
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Makes the primary's MetaServers answer later than any probe or call waits (a hung primary),
+/// or on time again.
+fn hang(sim: &SimHandle, hung: bool) {
+    let delay = if hung {
+        Duration::from_secs(3)
+    } else {
+        Duration::ZERO
+    };
+    for i in 0..sim.meta_addrs().len() {
+        sim.set_delay(i, delay).expect("delay");
+    }
+}
+
+/// The phases of an automatic failover a SIGKILL hits: the fencing written with the verdict
+/// (held by the fence request to the hung primary, which runs out after a probe interval), and
+/// the reconfig after the flip (held until the old primary answers).
+const FAILOVER_PHASES: [&str; 2] = ["fencing", "reconfiguring"];
+
+/// An automatic failover with the operator killed (SIGKILL) in each of its phases: the record
+/// is never left half way. A new operator, with no probe history, carries the failover on from
+/// the znode: the record flips once, the old primary gets `reconfig*all` when it answers again,
+/// and the state and the status end complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_during_an_automatic_failover_flips_once_after_a_restart() {
+    require!(ZOOKEEPER);
+    for phase in FAILOVER_PHASES {
+        let s = Scenario::start(Duration::ZERO).await;
+        s.route(&automatic());
+        let mut op = s.operator(&[]).await;
+        s.routed_on_primary().await;
+        let Scenario { zk, primary, .. } = &s;
+        eventually(WAIT, "the route armed", async || {
+            let v = route_view(&op).await?;
+            (condition(&v, "FailedOver")?.1 == "PrimaryHealthy").then_some(())
+        })
+        .await
+        .expect("armed");
+        let history = History::record(s.zk_server.connect_string());
+        hang(primary, true);
+        eventually(WAIT, &format!("phase {phase}"), async || {
+            let st = state(zk).await;
+            (st["switchover"]["phase"] == phase && st["switchover"]["automatic"] == true)
+                .then_some(())
+        })
+        .await
+        .expect("in the phase");
+        op.kill().await.expect("SIGKILL");
+        let killed = Instant::now();
+        let killed_on = routed(zk).await.expect("znode").0;
+        assert_eq!(
+            killed_on,
+            if phase == "fencing" { "c-a" } else { "c-b" },
+            "the flip and the phase after it are one write"
+        );
+
+        let op2 = s.operator(&[]).await;
+        eventually(WAIT, "the record on c-b", async || {
+            (routed(zk).await?.0 == "c-b").then_some(())
+        })
+        .await
+        .expect("flipped");
+        // The reconfig waits for the old primary.
+        assert_eq!(state(zk).await["switchover"]["phase"], "reconfiguring");
+        hang(primary, false);
+        let (view, st) = eventually(WAIT, "the failover complete", async || {
+            let v = route_view(&op2).await?;
+            let st = state(zk).await;
+            (condition(&v, "FailedOver")?.0 == "True" && st["switchover"].is_null())
+                .then_some((v, st))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("killed in {phase}: {e}\n{}", op2.log()));
+        let done = killed.elapsed();
+        let (moves, seen) = history.moves();
+        assert_eq!(moves, 1, "killed in {phase}: one flip: {seen:?}");
+        assert_eq!(routed(zk).await.map(|r| r.0), Some("c-b".into()));
+        let envs = primary.table_state("temp").expect("temp").envs;
+        assert_eq!(
+            envs.get(DENY).map(String::as_str),
+            Some("reconfig*all"),
+            "killed in {phase}: clients sent away from the old primary"
+        );
+        assert_eq!(st["fenced"]["cluster"], "c-a", "{st}");
+        assert_eq!(st["fenced"]["value"], "reconfig*all", "{st}");
+        assert_eq!(st["failedOver"]["fencing"], "FencingSkipped", "{st}");
+        assert!(st["flippedAt"].is_i64(), "{st}");
+        assert_eq!(view["status"]["activeSide"], "backup");
+        assert_eq!(view["status"]["failover"]["from"], "c-a");
+        let flips = scrape(op2.admin)
+            .await
+            .expect("metrics")
+            .value("metaproxy_operator_flips_total", &[("kind", "automatic")]);
+        assert_eq!(
+            flips,
+            if phase == "fencing" { 1.0 } else { 0.0 },
+            "killed in {phase}: the new operator flips only what was not flipped"
+        );
+        figure(
+            &format!("double_flips_failover_killed_in_{phase}"),
+            moves.saturating_sub(1),
+        );
+        figure(
+            &format!("failover_killed_in_{phase}_to_complete_ms"),
+            done.as_millis(),
+        );
+        drop(history);
+        s.shutdown().await;
+    }
+}
+
+/// ZooKeeper stops (SIGKILL) while a planned switchover settles: the operator cannot write the
+/// next phase and counts it; once ZooKeeper is back, the switchover goes on from the phase the
+/// znode keeps and completes, the record moving once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_interrupted_by_a_zookeeper_outage_resumes_when_it_returns() {
+    require!(ZOOKEEPER);
+    let mut s = Scenario::start(Duration::ZERO).await;
+    let settings = "  switchover: {fenceSettle: 2s, drainTimeout: 30s}\n";
+    s.route(settings);
+    let op = s.operator(&[]).await;
+    s.routed_on_primary().await;
+    let history = History::record(s.zk_server.connect_string());
+    let failures = async || {
+        let m = scrape(op.admin).await.ok()?;
+        let count = |reason| {
+            m.find(
+                "metaproxy_operator_reconcile_failures_total",
+                &[("reason", reason)],
+            )
+            .unwrap_or(0.0)
+        };
+        Some(count("zookeeper_unavailable") + count("zookeeper_timeout"))
+    };
+    let before = failures().await.expect("metrics");
+    s.route(&format!("  active: backup\n{settings}"));
+    eventually(WAIT, "phase settling", async || {
+        (state(&s.zk).await["switchover"]["phase"] == "settling").then_some(())
+    })
+    .await
+    .expect("settling");
+    let (_, stopped_at) = routed(&s.zk).await.expect("znode");
+    s.zk_server.kill().await.expect("ZooKeeper stops");
+    let stopped = Instant::now();
+    eventually(WAIT, "the operator failing on ZooKeeper", async || {
+        (failures().await? > before).then_some(())
+    })
+    .await
+    .expect("counted");
+    s.zk_server.restart().await.expect("ZooKeeper back");
+    let down = stopped.elapsed();
+    let view = eventually(WAIT, "the switchover Completed", async || {
+        let v = route_view(&op).await?;
+        (condition(&v, "Switchover")?.1 == "Completed").then_some(v)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    let resumed = stopped.elapsed();
+    let zk = zkc::Client::connect(&s.zk_server.connect_string())
+        .await
+        .expect("zk client");
+    assert_eq!(routed(&zk).await.map(|r| r.0), Some("c-b".into()));
+    assert_eq!(view["status"]["activeSide"], "backup");
+    let (moves, seen) = history.moves();
+    assert_eq!(moves, 1, "one flip: {seen:?}");
+    assert!(
+        seen.iter().any(|(v, _)| *v == stopped_at),
+        "the settling version was seen: {seen:?}"
+    );
+    let envs = s.primary.table_state("temp").expect("temp").envs;
+    assert_eq!(envs.get(DENY).map(String::as_str), Some("reconfig*all"));
+    figure("zookeeper_down_in_settling_ms", down.as_millis());
+    figure("zookeeper_down_to_completed_ms", resumed.as_millis());
+    figure("double_flips_zookeeper_outage", moves.saturating_sub(1));
+    drop(history);
+    let mut op = op;
+    let status = op.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}");
+    s.shutdown().await;
 }
 
 /// Two operators over the same routes directory and ZooKeeper, both acting: when the primary
