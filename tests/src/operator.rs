@@ -146,8 +146,9 @@ pub async fn wait_route(
 }
 
 /// Waits until the znode holds exactly what the operator writes for `record` owned by route
-/// `owner` (`namespace/name`, or a route file's name), with no operator state beside it; returns
-/// its version.
+/// `owner` (`namespace/name`, or a route file's name), with no operator state beside it, and
+/// whatever writer marker it carries (routes-directory mode marks its records); returns its
+/// version.
 pub async fn wait_record(
     zk: &zkc::Client,
     path: &str,
@@ -155,13 +156,15 @@ pub async fn wait_record(
     owner: &str,
     timeout: Duration,
 ) -> i32 {
-    let want = metaproxy_operator::record::to_json(record, owner);
+    use metaproxy_operator::record;
+    let none = metaproxy_operator::reconcile::state::RouteState::default();
     eventually(
         timeout,
         &format!("{path} to hold {record} owned by {owner}"),
         async || {
             let (data, version) = znode(zk, path).await?;
-            (data == want).then_some(version)
+            let marker = record::writer(&data);
+            (data == record::with_state(record, owner, marker.as_deref(), &none)).then_some(version)
         },
     )
     .await
