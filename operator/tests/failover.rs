@@ -191,6 +191,11 @@ impl Scenario {
         .expect("routed");
     }
 
+    /// The test's ZooKeeper client and the two clusters.
+    fn parts(&self) -> (&zkc::Client, &SimHandle, &SimHandle) {
+        (&self.zk, &self.primary, &self.backup)
+    }
+
     async fn shutdown(self) {
         self.backup.shutdown().await;
         self.primary.shutdown().await;
@@ -253,6 +258,13 @@ async fn writes_flow(run: &KvRun, n: u64, what: &str) {
     .expect("writes flow");
 }
 
+/// The kv workload through `proxy`, read back from `backup`, once 500 writes are acknowledged.
+async fn kv_on_primary(proxy: &Proxy, backup: &SimHandle) -> KvRun {
+    let run = kv::spawn(kv_through(proxy, metas(backup))).expect("kv starts");
+    writes_flow(&run, 500, "writes on the primary").await;
+    run
+}
+
 /// Writes committed on `sim`'s `temp` that duplication has not confirmed.
 fn unconfirmed(sim: &SimHandle) -> i64 {
     let t = sim.table_state("temp").expect("temp");
@@ -312,15 +324,9 @@ async fn automatic_failover_after_the_window_under_load() {
     let observer = format!("az1=http://{}", proxy.admin_addr());
     let op = s.operator(&[observer]).await;
     s.routed_on_primary().await;
-    let Scenario {
-        zk,
-        primary,
-        backup,
-        ..
-    } = &s;
+    let (zk, primary, backup) = s.parts();
 
-    let run = kv::spawn(kv_through(&proxy, metas(backup))).expect("kv starts");
-    writes_flow(&run, 500, "writes on the primary").await;
+    let run = kv_on_primary(&proxy, backup).await;
     let armed = eventually(WAIT, "the route armed", async || {
         let v = route_view(&op).await?;
         (condition(&v, "FailedOver")?.1 == "PrimaryHealthy").then_some(v)
@@ -448,12 +454,7 @@ async fn automatic_failover_after_the_window_under_load() {
 async fn no_failover_when_only_the_operators_path_is_cut() {
     require!(ZOOKEEPER);
     let s = Scenario::start(Duration::ZERO).await;
-    let Scenario {
-        zk,
-        primary,
-        backup,
-        ..
-    } = &s;
+    let (zk, primary, backup) = s.parts();
     let relays = futures::future::join_all(primary.meta_addrs().into_iter().map(Relay::start))
         .await
         .into_iter()
@@ -592,12 +593,7 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
     {
         let s = Scenario::start(Duration::ZERO).await;
         let proxy = s.proxy().await;
-        let Scenario {
-            zk,
-            primary,
-            backup,
-            ..
-        } = &s;
+        let (zk, primary, backup) = s.parts();
         // An abort needs a drain that runs out while the operator is down; the others a drain
         // that has time to finish once the backup takes duplicated writes again (a batch lost in
         // the black hole is sent again after a timeout).
@@ -1043,18 +1039,9 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
         Operator::on_kubernetes(
             OPERATOR,
             &api.kubeconfig(),
-            &[
-                "--zone",
-                &zone,
-                "--identity",
-                identity,
-                "--lease-duration",
-                "3s",
-                "--renew-deadline",
-                "2s",
-                "--retry-period",
-                "300ms",
-            ],
+            (&zone, identity),
+            ["3s", "2s", "300ms"],
+            &[],
             WAIT,
         )
         .await
@@ -1164,14 +1151,8 @@ async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
     s.route(settings);
     let op = s.operator(&[]).await;
     s.routed_on_primary().await;
-    let Scenario {
-        zk,
-        primary,
-        backup,
-        ..
-    } = &s;
-    let run = kv::spawn(kv_through(&proxy, metas(backup))).expect("kv starts");
-    writes_flow(&run, 500, "writes on the primary").await;
+    let (zk, primary, backup) = s.parts();
+    let run = kv_on_primary(&proxy, backup).await;
 
     s.route(&format!("  active: backup\n{settings}"));
     let asked = Instant::now();

@@ -58,20 +58,9 @@ async fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Opera
     Operator::on_kubernetes(
         OPERATOR,
         &api.kubeconfig(),
-        &[
-            "--zone",
-            &zone,
-            "--identity",
-            identity,
-            "--lease-duration",
-            "4s",
-            "--renew-deadline",
-            "3s",
-            "--retry-period",
-            "300ms",
-            "--conflict-recheck",
-            "1s",
-        ],
+        (&zone, identity),
+        ["4s", "3s", "300ms"],
+        &["--conflict-recheck", "1s"],
         WAIT,
     )
     .await

@@ -84,6 +84,15 @@ fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> 
         })
 }
 
+/// A real ZooKeeper and a test client of it.
+async fn zookeeper() -> (ZkServer, zkc::Client) {
+    let server = ZkServer::launch().await.expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    (server, zk)
+}
+
 fn dir_operator_args(zk: &ZkServer, dir: &Path, root: &str) -> Vec<String> {
     vec![
         "--zone".into(),
@@ -111,10 +120,7 @@ async fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let path = "/metaproxy/c3srv/temp";
     write(
@@ -311,10 +317,7 @@ async fn zookeeper_outage_is_reported_and_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operator_processes_write_each_znode_once() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let tables: Vec<String> = (0..6).map(|i| format!("table_{i}")).collect();
     for (i, t) in tables.iter().enumerate() {
@@ -484,10 +487,7 @@ async fn routed_cluster(zk: &zkc::Client, path: &str) -> Option<(String, i32)> {
 async fn ownership_survives_restarts() {
     require!(ZOOKEEPER);
     const RESTARTS: usize = 12;
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let path = "/restarts/shared";
     write(
@@ -563,10 +563,7 @@ async fn records_of_files_removed_while_the_operator_was_down_are_deleted_at_its
     use metaproxy_operator::reconcile::state::RouteState;
     use metaproxy_operator::record;
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let start = async || {
         let mut args = dir_operator_args(&server, dir.path(), "/orphans");
@@ -692,10 +689,7 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_route_files_are_refused_without_blocking() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let fifo = dir.path().join("a-fifo.yaml");
     let made = tokio::process::Command::new("mkfifo")

@@ -61,15 +61,33 @@ impl Operator {
         })
     }
 
-    /// [`Operator::launch`] in Kubernetes mode: `args` as given, the API server's
-    /// `kubeconfig` in `KUBECONFIG`. Panics when it does not start: test support.
+    /// [`Operator::launch`] in Kubernetes mode over `zone` as `identity`, with the Lease timings
+    /// `lease` (`--lease-duration`, `--renew-deadline`, `--retry-period`), `extra` arguments, and
+    /// the API server's `kubeconfig` in `KUBECONFIG`. Panics when it does not start: test support.
     pub async fn on_kubernetes(
         binary: impl AsRef<Path>,
         kubeconfig: &Path,
-        args: &[&str],
+        (zone, identity): (&str, &str),
+        [duration, renew, retry]: [&str; 3],
+        extra: &[&str],
         timeout: Duration,
     ) -> Operator {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = [
+            "--zone",
+            zone,
+            "--identity",
+            identity,
+            "--lease-duration",
+            duration,
+            "--renew-deadline",
+            renew,
+            "--retry-period",
+            retry,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
         Operator::launch(
             binary,
             &args,
