@@ -18,6 +18,7 @@ use crate::config::{Config, Source};
 use crate::controller::{self, ControllerConfig};
 use crate::leader::{self, LeaderElector};
 use crate::metrics::Metrics;
+use crate::orphans;
 use crate::reconcile::Reconciler;
 use crate::routes_dir;
 
@@ -78,15 +79,21 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let state = AdminState::new(metrics.clone());
         let (shutdown, stop) = watch::channel(false);
-        let reconciler = Arc::new(Reconciler::new(
-            config.zones.clone(),
-            config.zk,
-            &config.zk_access,
-            config.observers.clone(),
-            metrics.clone(),
-        ));
+        let reconciler = Arc::new(
+            Reconciler::new(
+                config.zones.clone(),
+                config.zk,
+                &config.zk_access,
+                config.observers.clone(),
+                metrics.clone(),
+            )
+            .writing_as(match &config.source {
+                Source::Dir { id, .. } => Some(orphans::writer(id)),
+                Source::Kubernetes { .. } => None,
+            }),
+        );
         let source = match (&config.source, client) {
-            (Source::Dir(dir), _) => {
+            (Source::Dir { path: dir, .. }, _) => {
                 metrics.leader.set(1);
                 let ready = state.ready.clone();
                 tokio::spawn(routes_dir::run(

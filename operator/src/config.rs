@@ -89,6 +89,11 @@ pub struct Settings {
     /// Read routes from this directory of YAML files instead of the Kubernetes API.
     #[arg(long, env = "METAPROXY_OPERATOR_ROUTES_DIR")]
     pub routes_dir: Option<PathBuf>,
+    /// Names the routes directory in the records written from it, so that the records of files
+    /// removed while the operator was down are deleted at its next start; the same for every
+    /// operator over one directory [default: the directory's canonical path].
+    #[arg(long, env = "METAPROXY_OPERATOR_ROUTES_DIR_ID")]
+    pub routes_dir_id: Option<String>,
     /// Address of the admin HTTP port (/live, /ready, /metrics, /routes) [default: 0.0.0.0:8081].
     #[arg(long, env = "METAPROXY_OPERATOR_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
@@ -230,7 +235,12 @@ pub enum Source {
         namespace: Option<String>,
         lease: LeaseConfig,
     },
-    Dir(PathBuf),
+    Dir {
+        path: PathBuf,
+        /// Names the directory in the records written from it (`writer`), so that the records
+        /// of files removed while the operator was down are found ([`crate::orphans`]).
+        id: String,
+    },
 }
 
 /// The admin port, unless `--admin-listen` says otherwise.
@@ -367,7 +377,17 @@ impl Config {
                         dir.display()
                     )));
                 }
-                Source::Dir(dir)
+                let id = match s.routes_dir_id {
+                    Some(id) if id.trim().is_empty() => {
+                        return Err(invalid("routes-dir-id: must not be empty"));
+                    }
+                    Some(id) => id,
+                    None => std::fs::canonicalize(&dir)
+                        .unwrap_or_else(|_| dir.clone())
+                        .display()
+                        .to_string(),
+                };
+                Source::Dir { path: dir, id }
             }
             None => Source::Kubernetes {
                 namespace: s.namespace,
@@ -416,8 +436,9 @@ impl Config {
                 renew_deadline: format_duration(lease.renew_deadline),
                 retry_period: format_duration(lease.retry),
             },
-            Source::Dir(path) => SourceSummary::RoutesDir {
+            Source::Dir { path, id } => SourceSummary::RoutesDir {
                 path,
+                routes_dir_id: id,
                 poll: format_duration(self.poll),
             },
         };
@@ -527,6 +548,7 @@ enum SourceSummary<'a> {
     },
     RoutesDir {
         path: &'a Path,
+        routes_dir_id: &'a str,
         poll: String,
     },
 }
@@ -583,7 +605,7 @@ mod tests {
         assert_eq!(cfg.admin_listen.port(), 1001);
         match cfg.source {
             Source::Kubernetes { lease, .. } => assert_eq!(lease.name, "from-file"),
-            Source::Dir(_) => panic!("no routes dir was given"),
+            Source::Dir { .. } => panic!("no routes dir was given"),
         }
     }
 
@@ -763,7 +785,12 @@ mod tests {
         .expect("write");
         let cfg = Config::load(args(&["--config", path.to_str().expect("utf8")])).expect("valid");
         assert_eq!(cfg.poll, Duration::from_millis(250));
-        assert!(matches!(&cfg.source, Source::Dir(d) if d == dir.path()));
+        let canonical = std::fs::canonicalize(dir.path()).expect("canonical");
+        assert!(
+            matches!(&cfg.source, Source::Dir { path, id } if path == dir.path() && *id == canonical.display().to_string()),
+            "{:?}",
+            cfg.source
+        );
 
         std::fs::write(&path, "").expect("write");
         let err = Config::load(args(&["--config", path.to_str().expect("utf8")]))
@@ -804,6 +831,12 @@ mod tests {
         assert_eq!(json["zk-session-timeout"], "10s");
         assert_eq!(json["resync"], "10m");
         assert_eq!(json["source"]["routes-dir"]["poll"], "100ms");
+        let canonical = std::fs::canonicalize(dir.path()).expect("canonical");
+        assert_eq!(
+            json["source"]["routes-dir"]["routes-dir-id"],
+            canonical.display().to_string(),
+            "the default id"
+        );
         assert_eq!(json["log-format"], "text");
         assert_eq!(json["observers"], serde_json::json!([]));
 

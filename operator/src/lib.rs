@@ -14,6 +14,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod observers;
+pub mod orphans;
 pub mod probe;
 pub mod reconcile;
 pub mod record;

@@ -26,6 +26,7 @@ pub struct Metrics {
     znode_writes: Family<Labels, Counter>,
     pub reverts: Counter,
     pub lost_races: Counter,
+    pub orphans_deleted: Counter,
     pub reconcile_seconds: Histogram,
     pub leader: Gauge,
     cluster_up: Family<Named, Gauge>,
@@ -52,6 +53,7 @@ impl Metrics {
         let znode_writes = Family::<Labels, Counter>::default();
         let reverts = Counter::default();
         let lost_races = Counter::default();
+        let orphans_deleted = Counter::default();
         // 1 ms .. ~16 s
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let leader = Gauge::default();
@@ -74,6 +76,12 @@ impl Metrics {
             "znode_reverts",
             "Route znodes found changed outside the operator and put back",
             reverts.clone(),
+        );
+        registry.register(
+            "routes_dir_orphans_deleted",
+            "Records of route files removed while the operator was down, deleted at start-up or \
+             resync (routes-directory mode)",
+            orphans_deleted.clone(),
         );
         registry.register(
             "lost_races",
@@ -153,6 +161,7 @@ impl Metrics {
             znode_writes,
             reverts,
             lost_races,
+            orphans_deleted,
             reconcile_seconds,
             leader,
             cluster_up,

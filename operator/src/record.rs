@@ -6,8 +6,13 @@
 //!   "meta_addrs":"10.0.0.1:34601","owner":"default/temp"}
 //! ```
 //!
-//! Readers of the record ignore `owner` (the proxy's parser, the Go MetaProxy and the admin-cli
-//! read only the fields they know). The operator reads it back to decide ownership: the route
+//! An operator reading a routes directory also marks what it wrote with `writer`
+//! (`routes-dir:<id>`, see [`crate::orphans`]), so that after a restart it can find and delete
+//! the records of route files removed while it was down. Kubernetes mode writes no marker: its
+//! finalizer deletes the znode before the route goes.
+//!
+//! Readers of the record ignore `owner` and `writer` (the proxy's parser, the Go MetaProxy and
+//! the admin-cli read only the fields they know). The operator reads it back to decide ownership: the route
 //! that holds the znode keeps the table until it is deleted, across operator restarts.
 //! Equal records with equal owners give equal bytes, so an unchanged route never rewrites its
 //! znode.
@@ -22,17 +27,24 @@ use crate::reconcile::state::RouteState;
 
 /// The JSON key naming the owner.
 pub const OWNER_KEY: &str = "owner";
+/// The JSON key naming the writer (routes-directory mode).
+pub const WRITER_KEY: &str = "writer";
 /// The JSON key of the operator's state.
 pub const STATE_KEY: &str = "state";
 
 /// The bytes written to a table's znode: `record` owned by route `owner`.
 pub fn to_json(record: &RouteRecord, owner: &str) -> Vec<u8> {
-    with_state(record, owner, &RouteState::default())
+    with_state(record, owner, None, &RouteState::default())
 }
 
-/// The bytes written to a table's znode: `record` owned by route `owner`, with `state` unless
-/// it is empty.
-pub fn with_state(record: &RouteRecord, owner: &str, state: &RouteState) -> Vec<u8> {
+/// The bytes written to a table's znode: `record` owned by route `owner`, marked with `writer`
+/// when there is one, with `state` unless it is empty.
+pub fn with_state(
+    record: &RouteRecord,
+    owner: &str,
+    writer: Option<&str>,
+    state: &RouteState,
+) -> Vec<u8> {
     let mut out = record.to_json();
     // to_json writes one object and ends with its closing brace; the rest goes before it.
     if out.last() == Some(&b'}') {
@@ -41,6 +53,12 @@ pub fn with_state(record: &RouteRecord, owner: &str, state: &RouteState) -> Vec<
         out.extend_from_slice(OWNER_KEY.as_bytes());
         out.extend_from_slice(b"\":");
         out.extend_from_slice(Value::String(owner.to_owned()).to_string().as_bytes());
+        if let Some(writer) = writer {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(WRITER_KEY.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(Value::String(writer.to_owned()).to_string().as_bytes());
+        }
         if !state.is_empty() {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(STATE_KEY.as_bytes());
@@ -65,7 +83,16 @@ pub fn state(data: &[u8]) -> RouteState {
 
 /// The owner a znode's data names, if it is a JSON object with a string `owner`.
 pub fn owner(data: &[u8]) -> Option<String> {
-    match serde_json::from_slice::<Value>(data).ok()?.get(OWNER_KEY)? {
+    string_field(data, OWNER_KEY)
+}
+
+/// The writer a znode's data names, if it is a JSON object with a string `writer`.
+pub fn writer(data: &[u8]) -> Option<String> {
+    string_field(data, WRITER_KEY)
+}
+
+fn string_field(data: &[u8], key: &str) -> Option<String> {
+    match serde_json::from_slice::<Value>(data).ok()?.get(key)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
     }
@@ -113,12 +140,37 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_marker_rides_along_and_readers_ignore_it() {
+        use crate::reconcile::state::RouteState;
+        let record = RouteRecord::new("c1", ["h:1"]).expect("record");
+        let s = RouteState {
+            flipped_at: Some(5),
+            ..RouteState::default()
+        };
+        let data = with_state(&record, "t.yaml", Some("routes-dir:/etc/\"r\""), &s);
+        assert_eq!(
+            String::from_utf8(data.clone()).expect("utf8"),
+            r#"{"cluster":"c1","meta-addrs":["h:1"],"cluster_name":"c1","meta_addrs":"h:1","owner":"t.yaml","writer":"routes-dir:/etc/\"r\"","state":{"flippedAt":5}}"#
+        );
+        assert_eq!(
+            RouteRecord::parse(&data),
+            Ok(record.clone()),
+            "the proxy's parser"
+        );
+        assert_eq!(owner(&data).as_deref(), Some("t.yaml"));
+        assert_eq!(writer(&data).as_deref(), Some("routes-dir:/etc/\"r\""));
+        assert_eq!(state(&data), s);
+        assert_eq!(writer(&to_json(&record, "t.yaml")), None, "no marker");
+        assert_eq!(writer(br#"{"writer":7}"#), None);
+    }
+
+    #[test]
     fn the_state_rides_along_and_readers_ignore_it() {
         use crate::crd::ActiveCluster;
         use crate::reconcile::state::{Aborted, RouteState};
         let record = RouteRecord::new("c1", ["h:1"]).expect("record");
         assert_eq!(
-            with_state(&record, "o", &RouteState::default()),
+            with_state(&record, "o", None, &RouteState::default()),
             to_json(&record, "o"),
             "an empty state is not written"
         );
@@ -131,7 +183,7 @@ mod tests {
             }),
             ..RouteState::default()
         };
-        let data = with_state(&record, "o", &s);
+        let data = with_state(&record, "o", None, &s);
         assert_eq!(
             String::from_utf8(data.clone()).expect("utf8"),
             r#"{"cluster":"c1","meta-addrs":["h:1"],"cluster_name":"c1","meta_addrs":"h:1","owner":"o","state":{"flippedAt":5,"aborted":{"to":"backup","at":6,"reason":"why \"not\""}}}"#

@@ -12,9 +12,10 @@
 //! followed to a regular file only), at most [`MAX_FILE_BYTES`]; anything else is an error shown
 //! in `/routes`. A file's id is its name. Ownership of a table is kept in its znode; files that
 //! claim a table nobody holds are taken in name order ([`crate::reconcile::decide`]). A file
-//! that stops parsing or cannot be read keeps its last good spec until fixed. Removing a file
-//! while the operator is stopped leaves its znode in place: nothing remembers it across
-//! restarts.
+//! that stops parsing or cannot be read keeps its last good spec until fixed. A file removed
+//! while the operator was stopped is found from its record at the next start (and at every
+//! resync): the records written from the directory carry a writer marker, and those whose file
+//! is gone are deleted ([`crate::orphans`]).
 //!
 //! SIGTERM interrupts the pass in progress, ZooKeeper waits included.
 
@@ -32,6 +33,7 @@ use tracing::{info, warn};
 use crate::admin::RoutesView;
 use crate::crd::{PegasusTableRoute, PegasusTableRouteStatus};
 use crate::drift::{self, Touched};
+use crate::orphans;
 use crate::reconcile::schedule::{self, Timing};
 use crate::reconcile::{Reconciler, RouteView, claim_of, now_rfc3339, status};
 use crate::route_file;
@@ -86,11 +88,24 @@ pub async fn run(
     tokio::spawn(reconciler.prober().clone().run(tx, shutdown.clone()));
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     let mut ready = Some(ready);
+    let mut sweep_due = Instant::now();
+    let mut unmarked = std::collections::BTreeSet::new();
     loop {
         let scanned = Instant::now();
-        tokio::select! {
+        let read = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
-            _ = scan(&dir, &mut entries) => {}
+            read = scan(&dir, &mut entries) => read,
+        };
+        // The records of files removed while the operator was down: only after the directory
+        // was read, and before the routes are reconciled (a new file's record is not in
+        // ZooKeeper yet, and the directory is looked at again for names it does not know).
+        if read && scanned >= sweep_due {
+            let known = |name: &str| entries.contains_key(name);
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = orphans::sweep(&reconciler, &dir, known, &mut unmarked) => {}
+            }
+            sweep_due = scanned + timing.resync;
         }
         if !reconcile_due(&reconciler, &mut entries, &timing, &mut shutdown).await {
             break;
@@ -154,14 +169,15 @@ fn read_route_file(path: &Path) -> Result<Vec<u8>, String> {
     Ok(content)
 }
 
-async fn scan(dir: &Path, entries: &mut BTreeMap<String, Entry>) {
+/// Reads the directory into `entries`; `false` when it could not be read (nothing changed).
+async fn scan(dir: &Path, entries: &mut BTreeMap<String, Entry>) -> bool {
     let mut seen = Vec::new();
     let mut reader = match tokio::fs::read_dir(dir).await {
         Ok(r) => r,
         Err(e) => {
             // Not the same as every file removed: keep the routes until the directory is back.
             warn!(dir = %dir.display(), error = %e, "cannot read the routes directory");
-            return;
+            return false;
         }
     };
     while let Ok(Some(item)) = reader.next_entry().await {
@@ -215,6 +231,7 @@ async fn scan(dir: &Path, entries: &mut BTreeMap<String, Entry>) {
             e.failures = 0;
         }
     }
+    true
 }
 
 fn apply_parse(name: &str, e: &mut Entry) {

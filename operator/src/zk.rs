@@ -56,6 +56,8 @@ pub trait Records: Send + Sync {
     ) -> BoxFuture<'a, Result<i32, ZkError>>;
     /// Deletes `path` if it is still at `version`; gone already is fine.
     fn delete<'a>(&'a self, path: &'a str, version: i32) -> BoxFuture<'a, Result<(), ZkError>>;
+    /// The names of the znodes right below `root`; none when it does not exist.
+    fn children<'a>(&'a self, root: &'a str) -> BoxFuture<'a, Result<Vec<String>, ZkError>>;
     /// Every change below `root` (created when missing), until the session ends (the stream
     /// ends; watch again).
     fn watch<'a>(
@@ -373,6 +375,17 @@ impl ZkStore {
         }
     }
 
+    /// The names of the znodes right below `root`; none when it does not exist.
+    pub async fn children(&self, root: &str) -> Result<Vec<String>, ZkError> {
+        let client = self.client().await?;
+        let path = if root.is_empty() { "/" } else { root };
+        match self.run("list", path, client.list_children(path)).await? {
+            Ok(names) => Ok(names),
+            Err(zkc::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(Self::refused("list", path, e)),
+        }
+    }
+
     /// A persistent recursive watch on `root`: every change below it, for noticing records
     /// changed behind the operator's back. The root is created when missing.
     pub async fn watch_below(&self, root: &str) -> Result<zkc::PersistentWatcher, ZkError> {
@@ -418,6 +431,10 @@ impl Records for ZkStore {
 
     fn delete<'a>(&'a self, path: &'a str, version: i32) -> BoxFuture<'a, Result<(), ZkError>> {
         ZkStore::delete(self, path, version).boxed()
+    }
+
+    fn children<'a>(&'a self, root: &'a str) -> BoxFuture<'a, Result<Vec<String>, ZkError>> {
+        ZkStore::children(self, root).boxed()
     }
 
     fn watch<'a>(

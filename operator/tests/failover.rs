@@ -16,6 +16,7 @@
 //! `--nocapture`); `e2e/failover-figures.sh` collects them over repetitions.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metaproxy::Proxy;
@@ -136,28 +137,69 @@ async fn operator(zk: &ZkServer, dir: &Path, observers: &[String]) -> Operator {
         .expect("operator starts")
 }
 
-async fn proxy_over_zk(zk: &ZkServer) -> Proxy {
-    let config = Config::load(Settings {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        zk: Some(zk.connect_string()),
-        zk_root: Some(ROOT.into()),
-        ..Settings::default()
-    })
-    .expect("valid configuration");
-    let proxy = Proxy::start(&config).await.expect("proxy starts");
-    eventually(WAIT, "the proxy's ZooKeeper session", async || {
-        proxy.routes().is_ready().then_some(())
-    })
-    .await
-    .expect("ready");
-    proxy
+/// What every scenario here starts from: a real ZooKeeper and a client of it, the two
+/// clusters, and a routes directory for the operator (empty until [`Scenario::route`]).
+struct Scenario {
+    zk_server: ZkServer,
+    zk: zkc::Client,
+    primary: SimHandle,
+    backup: SimHandle,
+    dir: tempfile::TempDir,
 }
 
-async fn zk_client(server: &ZkServer) -> zkc::Client {
-    zkc::Client::connect(&server.connect_string())
+impl Scenario {
+    async fn start(dup_lag: Duration) -> Scenario {
+        let zk_server = ZkServer::launch().await.expect("zookeeper");
+        let zk = zkc::Client::connect(&zk_server.connect_string())
+            .await
+            .expect("zk client");
+        let (primary, backup) = clusters(dup_lag).await;
+        Scenario {
+            zk_server,
+            zk,
+            primary,
+            backup,
+            dir: tempfile::tempdir().expect("dir"),
+        }
+    }
+
+    /// Writes `temp.yaml` from the primary to the backup, with `extra` spec lines.
+    fn route(&self, extra: &str) {
+        write(
+            self.dir.path(),
+            "temp.yaml",
+            &route_file(&metas(&self.primary), &metas(&self.backup), extra),
+        );
+    }
+
+    /// The proxy over the operator's ZooKeeper root.
+    async fn proxy(&self) -> Proxy {
+        metaproxy_tests::proxy::over_zk(&self.zk_server.connect_string(), ROOT, WAIT).await
+    }
+
+    /// An operator over the routes directory.
+    async fn operator(&self, observers: &[String]) -> Operator {
+        operator(&self.zk_server, self.dir.path(), observers).await
+    }
+
+    /// Waits until the znode routes to the primary.
+    async fn routed_on_primary(&self) {
+        eventually(WAIT, "the route on c-a", async || {
+            (routed(&self.zk).await?.0 == "c-a").then_some(())
+        })
         .await
-        .expect("zk client")
+        .expect("routed");
+    }
+
+    /// The test's ZooKeeper client and the two clusters.
+    fn parts(&self) -> (&zkc::Client, &SimHandle, &SimHandle) {
+        (&self.zk, &self.primary, &self.backup)
+    }
+
+    async fn shutdown(self) {
+        self.backup.shutdown().await;
+        self.primary.shutdown().await;
+    }
 }
 
 /// The cluster the znode routes to, and its version.
@@ -216,6 +258,13 @@ async fn writes_flow(run: &KvRun, n: u64, what: &str) {
     .expect("writes flow");
 }
 
+/// The kv workload through `proxy`, read back from `backup`, once 500 writes are acknowledged.
+async fn kv_on_primary(proxy: &Proxy, backup: &SimHandle) -> KvRun {
+    let run = kv::spawn(kv_through(proxy, metas(backup))).expect("kv starts");
+    writes_flow(&run, 500, "writes on the primary").await;
+    run
+}
+
 /// Writes committed on `sim`'s `temp` that duplication has not confirmed.
 fn unconfirmed(sim: &SimHandle) -> i64 {
     let t = sim.table_state("temp").expect("temp");
@@ -269,26 +318,15 @@ async fn proxy_answers_from(proxy: &Proxy, sim: &SimHandle) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_failover_after_the_window_under_load() {
     require!(ZOOKEEPER);
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
-    let (primary, backup) = clusters(Duration::ZERO).await;
-    let proxy = proxy_over_zk(&zk_server).await;
-    let dir = tempfile::tempdir().expect("dir");
-    write(
-        dir.path(),
-        "temp.yaml",
-        &route_file(&metas(&primary), &metas(&backup), &automatic()),
-    );
+    let s = Scenario::start(Duration::ZERO).await;
+    let proxy = s.proxy().await;
+    s.route(&automatic());
     let observer = format!("az1=http://{}", proxy.admin_addr());
-    let op = operator(&zk_server, dir.path(), &[observer]).await;
-    eventually(WAIT, "the route on c-a", async || {
-        (routed(&zk).await?.0 == "c-a").then_some(())
-    })
-    .await
-    .expect("routed");
+    let op = s.operator(&[observer]).await;
+    s.routed_on_primary().await;
+    let (zk, primary, backup) = s.parts();
 
-    let run = kv::spawn(kv_through(&proxy, metas(&backup))).expect("kv starts");
-    writes_flow(&run, 500, "writes on the primary").await;
+    let run = kv_on_primary(&proxy, backup).await;
     let armed = eventually(WAIT, "the route armed", async || {
         let v = route_view(&op).await?;
         (condition(&v, "FailedOver")?.1 == "PrimaryHealthy").then_some(v)
@@ -308,7 +346,7 @@ async fn automatic_failover_after_the_window_under_load() {
     let writes_before = run.progress();
     primary.stop_cluster().await;
     let died = Instant::now();
-    let in_flight_dup = unconfirmed(&primary);
+    let in_flight_dup = unconfirmed(primary);
     let (mut first_failure, mut flipped, mut proxy_moved, mut first_success) =
         (None, None, None, None);
     let failed_before = writes_before.failed;
@@ -319,10 +357,10 @@ async fn automatic_failover_after_the_window_under_load() {
         if first_failure.is_none() && p.failed > failed_before {
             first_failure = Some(now);
         }
-        if flipped.is_none() && routed(&zk).await.is_some_and(|(c, _)| c == "c-b") {
+        if flipped.is_none() && routed(zk).await.is_some_and(|(c, _)| c == "c-b") {
             flipped = Some(Instant::now());
         }
-        if flipped.is_some() && proxy_moved.is_none() && proxy_answers_from(&proxy, &backup).await {
+        if flipped.is_some() && proxy_moved.is_none() && proxy_answers_from(&proxy, backup).await {
             proxy_moved = Some(Instant::now());
         }
         let puts_on_backup = backup
@@ -402,8 +440,7 @@ async fn automatic_failover_after_the_window_under_load() {
         0.0
     );
     proxy.drain().await;
-    backup.shutdown().await;
-    primary.shutdown().await;
+    s.shutdown().await;
 }
 
 /// The operator loses its path to the primary (a relay in front of the primary's MetaServers,
@@ -416,9 +453,8 @@ async fn automatic_failover_after_the_window_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failover_when_only_the_operators_path_is_cut() {
     require!(ZOOKEEPER);
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
-    let (primary, backup) = clusters(Duration::ZERO).await;
+    let s = Scenario::start(Duration::ZERO).await;
+    let (zk, primary, backup) = s.parts();
     let relays = futures::future::join_all(primary.meta_addrs().into_iter().map(Relay::start))
         .await
         .into_iter()
@@ -426,13 +462,13 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
         .expect("relays");
     let through_relays: Vec<String> = relays.iter().map(|r| r.addr().to_string()).collect();
 
-    let dir = tempfile::tempdir().expect("dir");
-    let routes = dir.path().join("proxy-routes.yaml");
+    let proxy_dir = tempfile::tempdir().expect("dir");
+    let routes = proxy_dir.path().join("proxy-routes.yaml");
     std::fs::write(
         &routes,
         format!(
             "temp: {{cluster: c-a, meta_addrs: [{}]}}\n",
-            metas(&primary)
+            metas(primary)
                 .iter()
                 .map(|a| format!("\"{a}\""))
                 .collect::<Vec<_>>()
@@ -462,21 +498,20 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
         timeout: Duration::from_secs(2),
     }));
 
-    let routes_dir = tempfile::tempdir().expect("dir");
     write(
-        routes_dir.path(),
+        s.dir.path(),
         "temp.yaml",
-        &route_file(&through_relays, &metas(&backup), &automatic()),
+        &route_file(&through_relays, &metas(backup), &automatic()),
     );
     let observer = format!("az1=http://{}", proxy.admin_addr());
-    let op = operator(&zk_server, routes_dir.path(), &[observer]).await;
+    let op = s.operator(&[observer]).await;
     eventually(WAIT, "the route armed", async || {
         let v = route_view(&op).await?;
         (condition(&v, "FailedOver")?.1 == "PrimaryHealthy").then_some(())
     })
     .await
     .expect("armed");
-    let (_, version) = routed(&zk).await.expect("written");
+    let (_, version) = routed(zk).await.expect("written");
 
     for r in &relays {
         r.black_hole(true);
@@ -498,18 +533,14 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
     let watch_from = Instant::now();
     let mut flips = 0;
     while watch_from.elapsed() < window * 4 {
-        if routed(&zk).await.is_some_and(|(c, _)| c != "c-a") {
+        if routed(zk).await.is_some_and(|(c, _)| c != "c-a") {
             flips += 1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     figure("flips_with_operator_path_cut", flips);
     assert_eq!(flips, 0);
-    assert_eq!(
-        routed(&zk).await,
-        Some(("c-a".into(), version)),
-        "untouched"
-    );
+    assert_eq!(routed(zk).await, Some(("c-a".into(), version)), "untouched");
     let metrics = scrape(op.admin).await.expect("metrics");
     assert!(
         metrics.value(
@@ -526,7 +557,7 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
     // agrees.
     primary.stop_cluster().await;
     eventually(WAIT, "the failover", async || {
-        (routed(&zk).await?.0 == "c-b").then_some(())
+        (routed(zk).await?.0 == "c-b").then_some(())
     })
     .await
     .expect("failed over once the observer agrees");
@@ -539,8 +570,7 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
     assert_eq!(view["status"]["failover"]["observers"]["down"], 1, "{view}");
     traffic.abort();
     proxy.drain().await;
-    backup.shutdown().await;
-    primary.shutdown().await;
+    s.shutdown().await;
 }
 
 /// The phases a SIGKILL hits, and how each is held long enough to hit: the fence request
@@ -561,11 +591,9 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
         .map(|p| (*p, false))
         .chain([("draining", true)])
     {
-        let zk_server = ZkServer::launch().await.expect("zookeeper");
-        let zk = zk_client(&zk_server).await;
-        let (primary, backup) = clusters(Duration::ZERO).await;
-        let proxy = proxy_over_zk(&zk_server).await;
-        let dir = tempfile::tempdir().expect("dir");
+        let s = Scenario::start(Duration::ZERO).await;
+        let proxy = s.proxy().await;
+        let (zk, primary, backup) = s.parts();
         // An abort needs a drain that runs out while the operator is down; the others a drain
         // that has time to finish once the backup takes duplicated writes again (a batch lost in
         // the black hole is sent again after a timeout).
@@ -576,22 +604,14 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
         } else {
             "  switchover: {fenceSettle: 3s, drainTimeout: 60s}\n"
         };
-        write(
-            dir.path(),
-            "temp.yaml",
-            &route_file(&metas(&primary), &metas(&backup), settings),
-        );
-        let mut op = operator(&zk_server, dir.path(), &[]).await;
-        eventually(WAIT, "the route on c-a", async || {
-            (routed(&zk).await?.0 == "c-a").then_some(())
-        })
-        .await
-        .expect("routed");
+        s.route(settings);
+        let mut op = s.operator(&[]).await;
+        s.routed_on_primary().await;
         // Writes acknowledged by the primary after an abort, or between a flip without fencing
         // and the reconfig, reach the backup by duplication: read back once it caught up.
         let run = kv::spawn(KvConfig {
             verify_after: Duration::from_secs(2),
-            ..kv_through(&proxy, metas(&backup))
+            ..kv_through(&proxy, metas(backup))
         })
         .expect("kv starts");
         writes_flow(&run, 300, "writes on the primary").await;
@@ -612,22 +632,14 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
             "reconfiguring" => primary.set_leader(None).expect("no leader"),
             _ => {}
         }
-        write(
-            dir.path(),
-            "temp.yaml",
-            &route_file(
-                &metas(&primary),
-                &metas(&backup),
-                &format!("  active: backup\n{settings}"),
-            ),
-        );
+        s.route(&format!("  active: backup\n{settings}"));
         eventually(WAIT, &format!("phase {phase}"), async || {
-            (state(&zk).await["switchover"]["phase"] == phase).then_some(())
+            (state(zk).await["switchover"]["phase"] == phase).then_some(())
         })
         .await
         .expect("in the phase");
         op.kill().await.expect("SIGKILL");
-        let killed_on = routed(&zk).await.expect("znode").0;
+        let killed_on = routed(zk).await.expect("znode").0;
         for i in 0..primary.meta_addrs().len() {
             primary.set_delay(i, Duration::ZERO).expect("no delay");
         }
@@ -641,7 +653,7 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
                 .await
                 .expect("serving");
         }
-        let op2 = operator(&zk_server, dir.path(), &[]).await;
+        let op2 = s.operator(&[]).await;
         let done = if abort { "Aborted" } else { "Completed" };
         let view = eventually(WAIT, &format!("the switchover {done}"), async || {
             let v = route_view(&op2).await?;
@@ -655,7 +667,7 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
                 op2.log()
             )
         });
-        let (cluster, _) = routed(&zk).await.expect("znode");
+        let (cluster, _) = routed(zk).await.expect("znode");
         let envs = primary.table_state("temp").expect("temp").envs;
         if abort {
             backup
@@ -665,7 +677,7 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
             // A batch lost in the black hole is sent again after the shipper's timeout: wait
             // for the backlog to flow before the clients stop.
             eventually(WAIT, "duplication flowing again", async || {
-                (unconfirmed(&primary) < 100).then_some(())
+                (unconfirmed(primary) < 100).then_some(())
             })
             .await
             .expect("duplication flows");
@@ -687,7 +699,7 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
         run.stop();
         let report = run.finish().await.expect("report");
         assert_eq!(
-            unconfirmed(&primary),
+            unconfirmed(primary),
             0,
             "duplication caught up before the reading back"
         );
@@ -701,9 +713,249 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
         );
         assert_eq!(lost, 0, "killed in {phase}: {report}");
         proxy.drain().await;
-        backup.shutdown().await;
-        primary.shutdown().await;
+        s.shutdown().await;
     }
+}
+
+/// Every version of the table's znode seen, with the cluster it routed to: polled every 2 ms by
+/// a client of its own, connected again when ZooKeeper comes back.
+struct History {
+    seen: Arc<Mutex<Vec<(i32, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl History {
+    fn record(connect: String) -> History {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut client: Option<zkc::Client> = None;
+            loop {
+                if client.as_ref().is_none_or(|c| c.state().is_terminated()) {
+                    let connecting = zkc::Client::connect(&connect);
+                    client = tokio::time::timeout(Duration::from_secs(1), connecting)
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                }
+                // Quietly: ZooKeeper may be down on purpose. A request made while disconnected
+                // waits for the connection: bounded, and the client started again.
+                if let Some(c) = &client {
+                    let read = Duration::from_millis(500);
+                    match tokio::time::timeout(read, c.get_data(PATH)).await {
+                        Ok(Ok((data, stat))) => {
+                            if let Ok(record) = RouteRecord::parse(&data) {
+                                let mut seen = into.lock().unwrap_or_else(PoisonError::into_inner);
+                                if seen.last().is_none_or(|(v, _)| *v != stat.version) {
+                                    seen.push((stat.version, record.cluster));
+                                }
+                            }
+                        }
+                        Ok(Err(zkc::Error::NoNode)) => {}
+                        _ => client = None,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        History { seen, task }
+    }
+
+    /// How many times the record moved to another cluster, and what was seen.
+    fn moves(&self) -> (usize, Vec<(i32, String)>) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        (seen.windows(2).filter(|w| w[0].1 != w[1].1).count(), seen)
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Makes the primary's MetaServers answer later than any probe or call waits (a hung primary),
+/// or on time again.
+fn hang(sim: &SimHandle, hung: bool) {
+    let delay = if hung {
+        Duration::from_secs(3)
+    } else {
+        Duration::ZERO
+    };
+    for i in 0..sim.meta_addrs().len() {
+        sim.set_delay(i, delay).expect("delay");
+    }
+}
+
+/// The phases of an automatic failover a SIGKILL hits: the fencing written with the verdict
+/// (held by the fence request to the hung primary, which runs out after a probe interval), and
+/// the reconfig after the flip (held until the old primary answers).
+const FAILOVER_PHASES: [&str; 2] = ["fencing", "reconfiguring"];
+
+/// An automatic failover with the operator killed (SIGKILL) in each of its phases: the record
+/// is never left half way. A new operator, with no probe history, carries the failover on from
+/// the znode: the record flips once, the old primary gets `reconfig*all` when it answers again,
+/// and the state and the status end complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_during_an_automatic_failover_flips_once_after_a_restart() {
+    require!(ZOOKEEPER);
+    for phase in FAILOVER_PHASES {
+        let s = Scenario::start(Duration::ZERO).await;
+        s.route(&automatic());
+        let mut op = s.operator(&[]).await;
+        s.routed_on_primary().await;
+        let Scenario { zk, primary, .. } = &s;
+        eventually(WAIT, "the route armed", async || {
+            let v = route_view(&op).await?;
+            (condition(&v, "FailedOver")?.1 == "PrimaryHealthy").then_some(())
+        })
+        .await
+        .expect("armed");
+        let history = History::record(s.zk_server.connect_string());
+        hang(primary, true);
+        eventually(WAIT, &format!("phase {phase}"), async || {
+            let st = state(zk).await;
+            (st["switchover"]["phase"] == phase && st["switchover"]["automatic"] == true)
+                .then_some(())
+        })
+        .await
+        .expect("in the phase");
+        op.kill().await.expect("SIGKILL");
+        let killed = Instant::now();
+        let killed_on = routed(zk).await.expect("znode").0;
+        assert_eq!(
+            killed_on,
+            if phase == "fencing" { "c-a" } else { "c-b" },
+            "the flip and the phase after it are one write"
+        );
+
+        let op2 = s.operator(&[]).await;
+        eventually(WAIT, "the record on c-b", async || {
+            (routed(zk).await?.0 == "c-b").then_some(())
+        })
+        .await
+        .expect("flipped");
+        // The reconfig waits for the old primary.
+        assert_eq!(state(zk).await["switchover"]["phase"], "reconfiguring");
+        hang(primary, false);
+        let (view, st) = eventually(WAIT, "the failover complete", async || {
+            let v = route_view(&op2).await?;
+            let st = state(zk).await;
+            (condition(&v, "FailedOver")?.0 == "True" && st["switchover"].is_null())
+                .then_some((v, st))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("killed in {phase}: {e}\n{}", op2.log()));
+        let done = killed.elapsed();
+        let (moves, seen) = history.moves();
+        assert_eq!(moves, 1, "killed in {phase}: one flip: {seen:?}");
+        assert_eq!(routed(zk).await.map(|r| r.0), Some("c-b".into()));
+        let envs = primary.table_state("temp").expect("temp").envs;
+        assert_eq!(
+            envs.get(DENY).map(String::as_str),
+            Some("reconfig*all"),
+            "killed in {phase}: clients sent away from the old primary"
+        );
+        assert_eq!(st["fenced"]["cluster"], "c-a", "{st}");
+        assert_eq!(st["fenced"]["value"], "reconfig*all", "{st}");
+        assert_eq!(st["failedOver"]["fencing"], "FencingSkipped", "{st}");
+        assert!(st["flippedAt"].is_i64(), "{st}");
+        assert_eq!(view["status"]["activeSide"], "backup");
+        assert_eq!(view["status"]["failover"]["from"], "c-a");
+        let flips = scrape(op2.admin)
+            .await
+            .expect("metrics")
+            .value("metaproxy_operator_flips_total", &[("kind", "automatic")]);
+        assert_eq!(
+            flips,
+            if phase == "fencing" { 1.0 } else { 0.0 },
+            "killed in {phase}: the new operator flips only what was not flipped"
+        );
+        figure(
+            &format!("double_flips_failover_killed_in_{phase}"),
+            moves.saturating_sub(1),
+        );
+        figure(
+            &format!("failover_killed_in_{phase}_to_complete_ms"),
+            done.as_millis(),
+        );
+        drop(history);
+        s.shutdown().await;
+    }
+}
+
+/// ZooKeeper stops (SIGKILL) while a planned switchover settles: the operator cannot write the
+/// next phase and counts it; once ZooKeeper is back, the switchover goes on from the phase the
+/// znode keeps and completes, the record moving once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_interrupted_by_a_zookeeper_outage_resumes_when_it_returns() {
+    require!(ZOOKEEPER);
+    let mut s = Scenario::start(Duration::ZERO).await;
+    let settings = "  switchover: {fenceSettle: 2s, drainTimeout: 30s}\n";
+    s.route(settings);
+    let op = s.operator(&[]).await;
+    s.routed_on_primary().await;
+    let history = History::record(s.zk_server.connect_string());
+    let failures = async || {
+        let m = scrape(op.admin).await.ok()?;
+        let count = |reason| {
+            m.find(
+                "metaproxy_operator_reconcile_failures_total",
+                &[("reason", reason)],
+            )
+            .unwrap_or(0.0)
+        };
+        Some(count("zookeeper_unavailable") + count("zookeeper_timeout"))
+    };
+    let before = failures().await.expect("metrics");
+    s.route(&format!("  active: backup\n{settings}"));
+    eventually(WAIT, "phase settling", async || {
+        (state(&s.zk).await["switchover"]["phase"] == "settling").then_some(())
+    })
+    .await
+    .expect("settling");
+    let (_, stopped_at) = routed(&s.zk).await.expect("znode");
+    s.zk_server.kill().await.expect("ZooKeeper stops");
+    let stopped = Instant::now();
+    eventually(WAIT, "the operator failing on ZooKeeper", async || {
+        (failures().await? > before).then_some(())
+    })
+    .await
+    .expect("counted");
+    s.zk_server.restart().await.expect("ZooKeeper back");
+    let down = stopped.elapsed();
+    let view = eventually(WAIT, "the switchover Completed", async || {
+        let v = route_view(&op).await?;
+        (condition(&v, "Switchover")?.1 == "Completed").then_some(v)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    let resumed = stopped.elapsed();
+    let zk = zkc::Client::connect(&s.zk_server.connect_string())
+        .await
+        .expect("zk client");
+    assert_eq!(routed(&zk).await.map(|r| r.0), Some("c-b".into()));
+    assert_eq!(view["status"]["activeSide"], "backup");
+    let (moves, seen) = history.moves();
+    assert_eq!(moves, 1, "one flip: {seen:?}");
+    assert!(
+        seen.iter().any(|(v, _)| *v == stopped_at),
+        "the settling version was seen: {seen:?}"
+    );
+    let envs = s.primary.table_state("temp").expect("temp").envs;
+    assert_eq!(envs.get(DENY).map(String::as_str), Some("reconfig*all"));
+    figure("zookeeper_down_in_settling_ms", down.as_millis());
+    figure("zookeeper_down_to_completed_ms", resumed.as_millis());
+    figure("double_flips_zookeeper_outage", moves.saturating_sub(1));
+    drop(history);
+    let mut op = op;
+    let status = op.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}");
+    s.shutdown().await;
 }
 
 /// Two operators over the same routes directory and ZooKeeper, both acting: when the primary
@@ -711,17 +963,11 @@ async fn an_operator_killed_in_any_phase_resumes_or_aborts_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_never_flip_twice() {
     require!(ZOOKEEPER);
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
-    let (primary, backup) = clusters(Duration::ZERO).await;
-    let dir = tempfile::tempdir().expect("dir");
-    write(
-        dir.path(),
-        "temp.yaml",
-        &route_file(&metas(&primary), &metas(&backup), &automatic()),
-    );
-    let a = operator(&zk_server, dir.path(), &[]).await;
-    let b = operator(&zk_server, dir.path(), &[]).await;
+    let s = Scenario::start(Duration::ZERO).await;
+    s.route(&automatic());
+    let a = s.operator(&[]).await;
+    let b = s.operator(&[]).await;
+    let Scenario { zk, primary, .. } = &s;
     eventually(WAIT, "both armed", async || {
         for op in [&a, &b] {
             let v = route_view(op).await?;
@@ -736,7 +982,7 @@ async fn two_operators_never_flip_twice() {
     let mut history: Vec<(i32, String)> = Vec::new();
     let until = Instant::now() + INTERVAL * THRESHOLD * 6;
     while Instant::now() < until {
-        if let Some((c, v)) = routed(&zk).await
+        if let Some((c, v)) = routed(zk).await
             && history.last().is_none_or(|(lv, _)| *lv != v)
         {
             history.push((v, c));
@@ -756,8 +1002,7 @@ async fn two_operators_never_flip_twice() {
     assert_eq!(moves, 1, "one flip: {history:?}");
     assert_eq!(flips, 1.0, "one operator flipped");
     assert_eq!(history.last().map(|h| h.1.as_str()), Some("c-b"));
-    backup.shutdown().await;
-    primary.shutdown().await;
+    s.shutdown().await;
 }
 
 /// Kubernetes mode, two replicas under one Lease: only the leader probes; the leader is killed
@@ -781,33 +1026,25 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
     api.crd_established("leases.coordination.k8s.io")
         .await
         .expect("Lease");
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
-    let (primary, backup) = clusters(Duration::ZERO).await;
+    let s = Scenario::start(Duration::ZERO).await;
+    let Scenario {
+        zk_server,
+        zk,
+        primary,
+        backup,
+        ..
+    } = &s;
+    let zone = format!("az1={}{ROOT}", zk_server.connect_string());
     let start = async |identity: &str| {
-        let args: Vec<String> = [
-            "--zone",
-            &format!("az1={}{ROOT}", zk_server.connect_string()),
-            "--identity",
-            identity,
-            "--lease-duration",
-            "3s",
-            "--renew-deadline",
-            "2s",
-            "--retry-period",
-            "300ms",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Operator::launch(
+        Operator::on_kubernetes(
             OPERATOR,
-            &args,
-            &[("KUBECONFIG", api.kubeconfig().display().to_string())],
+            &api.kubeconfig(),
+            (&zone, identity),
+            ["3s", "2s", "300ms"],
+            &[],
             WAIT,
         )
         .await
-        .expect("operator starts")
     };
     let a = start("op-a").await;
     eventually(WAIT, "op-a leads", async || {
@@ -817,7 +1054,7 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
     .await
     .expect("leader");
     let b = start("op-b").await;
-    let mut route = route_file(&metas(&primary), &metas(&backup), &automatic());
+    let mut route = route_file(&metas(primary), &metas(backup), &automatic());
     route = route.replace(
         "metadata: {name: temp}",
         "metadata: {name: temp, namespace: default}",
@@ -861,16 +1098,12 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
     .expect("failing");
     a.kill().await.expect("SIGKILL");
     let killed = Instant::now();
-    assert_eq!(
-        routed(&zk).await.map(|r| r.0),
-        Some("c-a".into()),
-        "not yet"
-    );
+    assert_eq!(routed(zk).await.map(|r| r.0), Some("c-a".into()), "not yet");
 
     let mut history: Vec<(i32, String)> = Vec::new();
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
-        if let Some((c, v)) = routed(&zk).await
+        if let Some((c, v)) = routed(zk).await
             && history.last().is_none_or(|(lv, _)| *lv != v)
         {
             history.push((v, c));
@@ -901,8 +1134,7 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
         "double_flips_two_kubernetes_replicas",
         moves.saturating_sub(1),
     );
-    backup.shutdown().await;
-    primary.shutdown().await;
+    s.shutdown().await;
 }
 
 /// A planned switchover under load: nothing acknowledged is lost, and writes are refused only
@@ -911,37 +1143,18 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
     require!(ZOOKEEPER);
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
     // Some lag, so that the drain has something to wait for.
-    let (primary, backup) = clusters(Duration::from_millis(300)).await;
-    let proxy = proxy_over_zk(&zk_server).await;
-    let dir = tempfile::tempdir().expect("dir");
+    let s = Scenario::start(Duration::from_millis(300)).await;
+    let proxy = s.proxy().await;
     let settle = Duration::from_secs(1);
     let settings = "  switchover: {fenceSettle: 1s, drainTimeout: 20s}\n";
-    write(
-        dir.path(),
-        "temp.yaml",
-        &route_file(&metas(&primary), &metas(&backup), settings),
-    );
-    let op = operator(&zk_server, dir.path(), &[]).await;
-    eventually(WAIT, "the route on c-a", async || {
-        (routed(&zk).await?.0 == "c-a").then_some(())
-    })
-    .await
-    .expect("routed");
-    let run = kv::spawn(kv_through(&proxy, metas(&backup))).expect("kv starts");
-    writes_flow(&run, 500, "writes on the primary").await;
+    s.route(settings);
+    let op = s.operator(&[]).await;
+    s.routed_on_primary().await;
+    let (zk, primary, backup) = s.parts();
+    let run = kv_on_primary(&proxy, backup).await;
 
-    write(
-        dir.path(),
-        "temp.yaml",
-        &route_file(
-            &metas(&primary),
-            &metas(&backup),
-            &format!("  active: backup\n{settings}"),
-        ),
-    );
+    s.route(&format!("  active: backup\n{settings}"));
     let asked = Instant::now();
     let puts = |sim: &SimHandle| {
         sim.counters()
@@ -957,13 +1170,13 @@ async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
         if denied.is_none() && primary.counters().replica.dropped > 0 {
             denied = Some(now);
         }
-        if draining.is_none() && state(&zk).await["switchover"]["phase"] == "draining" {
+        if draining.is_none() && state(zk).await["switchover"]["phase"] == "draining" {
             draining = Some(now);
         }
-        if flipped.is_none() && routed(&zk).await.is_some_and(|(c, _)| c == "c-b") {
+        if flipped.is_none() && routed(zk).await.is_some_and(|(c, _)| c == "c-b") {
             flipped = Some(now);
         }
-        if puts(&backup) > 0 {
+        if puts(backup) > 0 {
             accepted = Some(now);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -997,8 +1210,7 @@ async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
     .expect("completed");
     assert_eq!(view["status"]["activeSide"], "backup");
     proxy.drain().await;
-    backup.shutdown().await;
-    primary.shutdown().await;
+    s.shutdown().await;
 }
 
 /// How soon after a znode flip the proxy answers from the other cluster: the record flipped by
@@ -1007,10 +1219,14 @@ async fn a_planned_switchover_loses_nothing_within_a_short_fence_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_answers_from_the_new_cluster_soon_after_a_flip() {
     require!(ZOOKEEPER);
-    let zk_server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zk_client(&zk_server).await;
-    let (a, b) = clusters(Duration::ZERO).await;
-    let proxy = proxy_over_zk(&zk_server).await;
+    let s = Scenario::start(Duration::ZERO).await;
+    let proxy = s.proxy().await;
+    let Scenario {
+        zk,
+        primary: a,
+        backup: b,
+        ..
+    } = &s;
     let record = |cluster: &str, sim: &SimHandle| {
         RouteRecord::new(cluster, metas(sim))
             .expect("record")
@@ -1018,11 +1234,11 @@ async fn the_proxy_answers_from_the_new_cluster_soon_after_a_flip() {
     };
     let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
     zk.mkdir(ROOT, &opts).await.expect("root");
-    zk.create(PATH, &record("c-a", &a), &opts)
+    zk.create(PATH, &record("c-a", a), &opts)
         .await
         .expect("znode");
     eventually(WAIT, "the proxy on c-a", async || {
-        proxy_answers_from(&proxy, &a).await.then_some(())
+        proxy_answers_from(&proxy, a).await.then_some(())
     })
     .await
     .expect("routed");
@@ -1082,6 +1298,5 @@ async fn the_proxy_answers_from_the_new_cluster_soon_after_a_flip() {
         samples.len()
     );
     proxy.drain().await;
-    a.shutdown().await;
-    b.shutdown().await;
+    s.shutdown().await;
 }

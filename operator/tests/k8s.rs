@@ -54,31 +54,16 @@ async fn api_server(standins: bool) -> ApiServer {
 }
 
 async fn start_operator(api: &ApiServer, zk: &ZkServer, identity: &str) -> Operator {
-    let args: Vec<String> = [
-        "--zone",
-        &format!("az1={}/metaproxy/c3srv", zk.connect_string()),
-        "--identity",
-        identity,
-        "--lease-duration",
-        "4s",
-        "--renew-deadline",
-        "3s",
-        "--retry-period",
-        "300ms",
-        "--conflict-recheck",
-        "1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Operator::launch(
+    let zone = format!("az1={}/metaproxy/c3srv", zk.connect_string());
+    Operator::on_kubernetes(
         OPERATOR,
-        &args,
-        &[("KUBECONFIG", api.kubeconfig().display().to_string())],
+        &api.kubeconfig(),
+        (&zone, identity),
+        ["4s", "3s", "300ms"],
+        &["--conflict-recheck", "1s"],
         WAIT,
     )
     .await
-    .expect("starts and gets ready")
 }
 
 async fn apply(api: &ApiServer, yaml: &str) {

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::harness::{Metrics, eventually, free_port, http_get, scrape};
 use metaproxy_tests::operator::{self, Operator, znode};
@@ -82,6 +84,15 @@ fn condition(view: &serde_json::Value, type_: &str) -> Option<(String, String)> 
         })
 }
 
+/// A real ZooKeeper and a test client of it.
+async fn zookeeper() -> (ZkServer, zkc::Client) {
+    let server = ZkServer::launch().await.expect("zookeeper");
+    let zk = zkc::Client::connect(&server.connect_string())
+        .await
+        .expect("test client");
+    (server, zk)
+}
+
 fn dir_operator_args(zk: &ZkServer, dir: &Path, root: &str) -> Vec<String> {
     vec![
         "--zone".into(),
@@ -109,10 +120,7 @@ async fn start_dir_operator(zk: &ZkServer, dir: &Path, root: &str) -> Operator {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_dir_lifecycle_conflicts_and_hand_edits() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let path = "/metaproxy/c3srv/temp";
     write(
@@ -309,10 +317,7 @@ async fn zookeeper_outage_is_reported_and_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operator_processes_write_each_znode_once() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let tables: Vec<String> = (0..6).map(|i| format!("table_{i}")).collect();
     for (i, t) in tables.iter().enumerate() {
@@ -482,10 +487,7 @@ async fn routed_cluster(zk: &zkc::Client, path: &str) -> Option<(String, i32)> {
 async fn ownership_survives_restarts() {
     require!(ZOOKEEPER);
     const RESTARTS: usize = 12;
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let path = "/restarts/shared";
     write(
@@ -552,6 +554,98 @@ async fn ownership_survives_restarts() {
     assert!(status.success(), "{status}\n{}", op.log());
 }
 
+/// Route files removed while the operator was down (killed with SIGKILL once, stopped with
+/// SIGTERM once): at the next start their records are found by the writer marker and deleted.
+/// The remaining file's record, a record made by hand (no marker) and another routes
+/// directory's record are left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_files_removed_while_the_operator_was_down_are_deleted_at_its_start() {
+    use metaproxy_operator::reconcile::state::RouteState;
+    use metaproxy_operator::record;
+    require!(ZOOKEEPER);
+    let (server, zk) = zookeeper().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let start = async || {
+        let mut args = dir_operator_args(&server, dir.path(), "/orphans");
+        // The sweep runs again at each resync: a start whose listing failed is caught up soon.
+        args.extend(["--resync".into(), "3s".into()]);
+        Operator::launch(OPERATOR, &args, &[], WAIT)
+            .await
+            .expect("operator starts and gets ready")
+    };
+    let c1 = RouteRecord::new("c1", ["10.0.0.1:34601"]).expect("record");
+    for t in ["a", "b", "c"] {
+        write(
+            dir.path(),
+            &format!("{t}.yaml"),
+            &route_yaml(t, &format!("t{t}"), "c1", "10.0.0.1:34601"),
+        );
+    }
+    let mut op = start().await;
+    for t in ["a", "b", "c"] {
+        wait_record(&zk, &format!("/orphans/t{t}"), &c1, &format!("{t}.yaml")).await;
+    }
+    let canonical = std::fs::canonicalize(dir.path()).expect("canonical");
+    let marked = znode(&zk, "/orphans/ta").await.expect("znode").0;
+    assert_eq!(
+        record::writer(&marked),
+        Some(format!("routes-dir:{}", canonical.display())),
+        "the default marker"
+    );
+    let opts = zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all());
+    let hand = record::to_json(&c1, "gone.yaml");
+    let other = record::with_state(
+        &c1,
+        "gone.yaml",
+        Some("routes-dir:/elsewhere"),
+        &RouteState::default(),
+    );
+    zk.create("/orphans/hand", &hand, &opts)
+        .await
+        .expect("create");
+    zk.create("/orphans/other", &other, &opts)
+        .await
+        .expect("create");
+
+    for (sigkill, file, table) in [(true, "a.yaml", "ta"), (false, "c.yaml", "tc")] {
+        if sigkill {
+            op.kill().await.expect("SIGKILL");
+        } else {
+            let status = op.terminate(WAIT).await.expect("stops");
+            assert!(status.success(), "{status}\n{}", op.log());
+        }
+        std::fs::remove_file(dir.path().join(file)).expect("remove");
+        let started = Instant::now();
+        op = start().await;
+        wait_gone(&zk, &format!("/orphans/{table}")).await;
+        eprintln!(
+            "FIGURE orphan_deleted_after_start_ms {}",
+            started.elapsed().as_millis()
+        );
+        counted(&op, "the deletion counted", |m| {
+            m.value("metaproxy_operator_routes_dir_orphans_deleted_total", &[]) == 1.0
+        })
+        .await;
+        let log = op.log();
+        assert!(
+            log.lines().any(|l| l.contains(
+                "deleted the record of a route file removed while the operator was down"
+            ) && l.contains(table)
+                && l.contains(file)),
+            "{log}"
+        );
+        assert!(
+            log.contains("/orphans/hand") && log.contains("without a writer marker"),
+            "the unmarked record is reported: {log}"
+        );
+    }
+    wait_record(&zk, "/orphans/tb", &c1, "b.yaml").await;
+    assert_eq!(znode(&zk, "/orphans/hand").await, Some((hand, 0)));
+    assert_eq!(znode(&zk, "/orphans/other").await, Some((other, 0)));
+    let status = op.terminate(WAIT).await.expect("stops");
+    assert!(status.success(), "{status}\n{}", op.log());
+}
+
 /// SIGTERM while ZooKeeper is down and every route is retrying: the retries and the ZooKeeper
 /// waits in flight are interrupted, the process exits at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,10 +689,7 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_route_files_are_refused_without_blocking() {
     require!(ZOOKEEPER);
-    let server = ZkServer::launch().await.expect("zookeeper");
-    let zk = zkc::Client::connect(&server.connect_string())
-        .await
-        .expect("test client");
+    let (server, zk) = zookeeper().await;
     let dir = tempfile::tempdir().expect("dir");
     let fifo = dir.path().join("a-fifo.yaml");
     let made = tokio::process::Command::new("mkfifo")

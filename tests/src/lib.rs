@@ -12,6 +12,7 @@ pub mod k8s;
 pub mod kv;
 pub mod load;
 pub mod operator;
+pub mod proxy;
 pub mod raw;
 pub mod relay;
 pub mod sim;

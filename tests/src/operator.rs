@@ -61,6 +61,43 @@ impl Operator {
         })
     }
 
+    /// [`Operator::launch`] in Kubernetes mode over `zone` as `identity`, with the Lease timings
+    /// `lease` (`--lease-duration`, `--renew-deadline`, `--retry-period`), `extra` arguments, and
+    /// the API server's `kubeconfig` in `KUBECONFIG`. Panics when it does not start: test support.
+    pub async fn on_kubernetes(
+        binary: impl AsRef<Path>,
+        kubeconfig: &Path,
+        (zone, identity): (&str, &str),
+        [duration, renew, retry]: [&str; 3],
+        extra: &[&str],
+        timeout: Duration,
+    ) -> Operator {
+        let args: Vec<String> = [
+            "--zone",
+            zone,
+            "--identity",
+            identity,
+            "--lease-duration",
+            duration,
+            "--renew-deadline",
+            renew,
+            "--retry-period",
+            retry,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        Operator::launch(
+            binary,
+            &args,
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
+            timeout,
+        )
+        .await
+        .expect("the operator starts and gets ready")
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
@@ -127,8 +164,9 @@ pub async fn wait_route(
 }
 
 /// Waits until the znode holds exactly what the operator writes for `record` owned by route
-/// `owner` (`namespace/name`, or a route file's name), with no operator state beside it; returns
-/// its version.
+/// `owner` (`namespace/name`, or a route file's name), with no operator state beside it, and
+/// whatever writer marker it carries (routes-directory mode marks its records); returns its
+/// version.
 pub async fn wait_record(
     zk: &zkc::Client,
     path: &str,
@@ -136,13 +174,15 @@ pub async fn wait_record(
     owner: &str,
     timeout: Duration,
 ) -> i32 {
-    let want = metaproxy_operator::record::to_json(record, owner);
+    use metaproxy_operator::record;
+    let none = metaproxy_operator::reconcile::state::RouteState::default();
     eventually(
         timeout,
         &format!("{path} to hold {record} owned by {owner}"),
         async || {
             let (data, version) = znode(zk, path).await?;
-            (data == want).then_some(version)
+            let marker = record::writer(&data);
+            (data == record::with_state(record, owner, marker.as_deref(), &none)).then_some(version)
         },
     )
     .await

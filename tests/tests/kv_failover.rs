@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use metaproxy::Proxy;
-use metaproxy::config::{Config, Settings};
 use metaproxy::route::RouteRecord;
 use metaproxy_tests::client::ClientOptions;
 use metaproxy_tests::harness::eventually;
@@ -61,21 +60,7 @@ async fn put(client: &zkc::Client, table: &str, data: &[u8]) {
 }
 
 async fn proxy(zk: &ZkServer) -> Proxy {
-    let config = Config::load(Settings {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        zk: Some(zk.connect_string()),
-        zk_root: Some(ROOT.into()),
-        ..Settings::default()
-    })
-    .expect("valid configuration");
-    let proxy = Proxy::start(&config).await.expect("proxy starts");
-    eventually(WAIT, "the proxy's ZooKeeper session", async || {
-        proxy.routes().is_ready().then_some(())
-    })
-    .await
-    .expect("ready");
-    proxy
+    metaproxy_tests::proxy::over_zk(&zk.connect_string(), ROOT, WAIT).await
 }
 
 async fn cluster(config: SimConfig) -> SimHandle {

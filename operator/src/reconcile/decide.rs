@@ -98,6 +98,8 @@ pub struct Inputs<'a> {
     pub now_ms: i64,
     /// The results of the calls made since the znode was read at its current version.
     pub done: &'a [Observation],
+    /// The marker the records written carry (routes-directory mode, [`crate::orphans`]).
+    pub writer: Option<&'a str>,
 }
 
 /// What automatic failover makes of the route, for the status.
@@ -308,7 +310,7 @@ pub fn decide(target: &Target, i: &Inputs<'_>) -> Decision {
         };
         let state = RouteState::default();
         return Decision {
-            plan: write(target.record(side), &state, &i.me.id, i.znode, last, false),
+            plan: write(target.record(side), &state, i, last, false),
             active: side,
             failover: watch_only(target, Some(side), &state),
             state,
@@ -330,7 +332,7 @@ pub fn decide(target: &Target, i: &Inputs<'_>) -> Decision {
     }
     if state != before {
         return Decision {
-            plan: write(target.record(side), &state, &i.me.id, i.znode, last, true),
+            plan: write(target.record(side), &state, i, last, true),
             active: side,
             failover: watch_only(target, Some(side), &state),
             state,
@@ -400,7 +402,7 @@ pub fn decide(target: &Target, i: &Inputs<'_>) -> Decision {
         return begin(target, i, side, state, sw, last);
     }
     Decision {
-        plan: write(target.record(side), &state, &i.me.id, i.znode, last, false),
+        plan: write(target.record(side), &state, i, last, false),
         active: side,
         failover,
         state,
@@ -431,7 +433,7 @@ fn begin(
     state.switchover = Some(sw.clone());
     state.aborted = None;
     Decision {
-        plan: write(target.record(side), &state, &i.me.id, i.znode, last, true),
+        plan: write(target.record(side), &state, i, last, true),
         active: side,
         failover: watch_only(target, Some(side), &state),
         state,
@@ -476,7 +478,7 @@ fn flip(
     }
     state.switchover = Some(sw.clone());
     Decision {
-        plan: write(target.record(to), &state, &i.me.id, i.znode, last, true),
+        plan: write(target.record(to), &state, i, last, true),
         active: to,
         failover: watch_only(target, Some(to), &state),
         state,
@@ -523,7 +525,7 @@ fn step(
         Step::Next(next) => {
             state.switchover = Some(next.clone());
             Decision {
-                plan: write(target.record(side), &state, &i.me.id, i.znode, last, true),
+                plan: write(target.record(side), &state, i, last, true),
                 active: side,
                 failover: watch_only(target, Some(side), &state),
                 state,
@@ -556,7 +558,7 @@ fn step(
                 }
             };
             Decision {
-                plan: write(target.record(side), &state, &i.me.id, i.znode, last, true),
+                plan: write(target.record(side), &state, i, last, true),
                 active: side,
                 failover: watch_only(target, Some(side), &state),
                 state,
@@ -769,29 +771,33 @@ fn last_version(status: Option<&PegasusTableRouteStatus>, path: &str) -> Option<
         .and_then(|s| s.znode_version)
 }
 
-/// The plan that makes the znode hold `record` and `state`, owned by `me`. `ours` when this
-/// decision changes it on purpose (a switchover step): no drift, whatever the status knows.
+/// The plan that makes the znode hold `record` and `state`, owned by this route and marked
+/// with the inputs' writer. `ours` when this decision changes it on purpose (a switchover
+/// step): no drift, whatever the status knows. A record that differs only in its writer marker
+/// (written before there was one, or under another `--routes-dir-id`) is rewritten, not drift.
 fn write(
     record: &RouteRecord,
     state: &RouteState,
-    me: &str,
-    znode: Option<&Znode>,
+    i: &Inputs<'_>,
     last: Option<i32>,
     ours: bool,
 ) -> Plan {
-    let want = record::with_state(record, me, state);
-    let Some(z) = znode else {
+    let me = i.me.id.as_str();
+    let want = record::with_state(record, me, i.writer, state);
+    let Some(z) = i.znode else {
         return Plan::Create { data: text(want) };
     };
     if z.data == want {
         return Plan::InSync { version: z.version };
     }
     let took_over_from = record::owner(&z.data).filter(|o| o != me);
+    let only_the_marker =
+        record::with_state(record, me, record::writer(&z.data).as_deref(), state) == z.data;
     Plan::Replace {
         data: text(want),
         version: z.version,
         found: excerpt(&z.data),
-        drift: !ours && took_over_from.is_none() && last != Some(z.version),
+        drift: !ours && !only_the_marker && took_over_from.is_none() && last != Some(z.version),
         took_over_from,
     }
 }
@@ -861,6 +867,9 @@ mod tests {
         /// Now, in seconds (the wall clock is `now * 1000` ms).
         #[serde(default)]
         now: u64,
+        /// The writer marker the records carry (routes-directory mode).
+        #[serde(default)]
+        writer: Option<String>,
         expect: Plan,
         /// The reason of the failover verdict: `Manual` or the `FailedOver` condition's.
         #[serde(default = "manual")]
@@ -1007,6 +1016,7 @@ mod tests {
                 now: base + Duration::from_secs(case.now),
                 now_ms: i64::try_from(case.now).unwrap_or(0) * 1000,
                 done: &case.done,
+                writer: case.writer.as_deref(),
             };
             let got = if case.deleting {
                 decide_removal(&Removal::of(&target), &inputs)

@@ -151,6 +151,8 @@ pub struct Reconciler {
     calls: Arc<dyn ClusterCalls>,
     prober: Arc<Prober>,
     clock: Clock,
+    /// The marker of the records written (routes-directory mode, [`crate::orphans`]).
+    writer: Option<String>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -220,8 +222,21 @@ impl Reconciler {
             calls,
             prober,
             clock,
+            writer: None,
             metrics,
         }
+    }
+
+    /// The same reconciler, marking the records it writes with `writer` (routes-directory mode:
+    /// see [`crate::orphans`]).
+    pub fn writing_as(mut self, writer: Option<String>) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// The marker of the records written, if any.
+    pub fn writer(&self) -> Option<&str> {
+        self.writer.as_deref()
     }
 
     /// The prober of the `Automatic` routes' clusters; the route source runs it while it leads.
@@ -587,6 +602,7 @@ impl Reconciler {
                 now: self.clock.now(),
                 now_ms: self.clock.now_ms(),
                 done: &done,
+                writer: self.writer.as_deref(),
             };
             let (plan, mut decision) = match want {
                 Want::Keep(target) => {

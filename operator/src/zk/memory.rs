@@ -153,6 +153,19 @@ impl Records for MemoryRecords {
         async move { result }.boxed()
     }
 
+    fn children<'a>(&'a self, root: &'a str) -> BoxFuture<'a, Result<Vec<String>, ZkError>> {
+        let result = self.check().map(|()| {
+            let prefix = format!("{}/", root.trim_end_matches('/'));
+            self.nodes()
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .filter(|rest| !rest.contains('/'))
+                .map(str::to_owned)
+                .collect()
+        });
+        async move { result }.boxed()
+    }
+
     fn watch<'a>(
         &'a self,
         _root: &'a str,

@@ -240,6 +240,17 @@ mod tests {
         assert_eq!(r.meta_addrs, ["127.0.0.1:34601", "meta-1.pegasus:34601"]);
     }
 
+    /// The operator writes its own fields beside the record (`owner`, `writer`, `state`):
+    /// the proxy reads past them, whatever they hold.
+    #[test]
+    fn ignores_the_fields_it_does_not_know() {
+        let r = RouteRecord::parse(
+            br#"{"cluster":"c1","meta-addrs":["h:1"],"cluster_name":"c1","meta_addrs":"h:1","owner":"t.yaml","writer":"routes-dir:/etc/routes","state":{"flippedAt":5},"later":[null,{"x":1}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(r, RouteRecord::new("c1", ["h:1"]).expect("record"));
+    }
+
     #[test]
     fn reads_the_go_spelling() {
         let r = RouteRecord::parse(
