@@ -50,98 +50,97 @@ const QUERY_NOSUCH_ARGS: &[u8] = b"\x0c\x00\x00\x0b\x00\x01\x00\x00\x00\x06nosuc
 /// `{0: configuration_list_nodes_request {1: status NS_INVALID (0)}}`.
 const LIST_NODES_ARGS: &[u8] = b"\x0c\x00\x00\x08\x00\x01\x00\x00\x00\x00\x00\x00";
 
+/// A request as the C++ client sends it (`create_request`, `rpc_engine::call`): no CRCs, the
+/// default context, from the client's address.
+const fn request(
+    file: &'static str,
+    id: u64,
+    rpc_name: &'static str,
+    body: &'static [u8],
+) -> Expect {
+    Expect {
+        file,
+        id,
+        rpc_name,
+        local_code: 0x3a,
+        context: 0x441,
+        from_address: CLIENT,
+        error_name: "",
+        crc: false,
+        body: Body::Exact(body),
+    }
+}
+
+/// The proxy's reply: no CRCs, no code numbers, `is_request` clear, no address.
+const fn reply(
+    file: &'static str,
+    id: u64,
+    rpc_name: &'static str,
+    error_name: &'static str,
+    body: Body,
+) -> Expect {
+    Expect {
+        file,
+        id,
+        rpc_name,
+        local_code: 0,
+        context: 0x440,
+        from_address: 0,
+        error_name,
+        crc: false,
+        body,
+    }
+}
+
 const REQUESTS: [Expect; 5] = [
+    request("native/query-temp.req.hex", 7, QUERY, QUERY_TEMP_ARGS),
     Expect {
-        file: "native/query-temp.req.hex",
-        id: 7,
-        rpc_name: QUERY,
-        local_code: 0x3a,
-        context: 0x441,
-        from_address: CLIENT,
-        error_name: "",
-        crc: false,
-        body: Body::Exact(QUERY_TEMP_ARGS),
-    },
-    Expect {
-        file: "native/query-temp-crc.req.hex",
-        id: 7,
-        rpc_name: QUERY,
-        local_code: 0x3a,
-        context: 0x441,
-        from_address: CLIENT,
-        error_name: "",
         crc: true,
-        body: Body::Exact(QUERY_TEMP_ARGS),
+        ..request("native/query-temp-crc.req.hex", 7, QUERY, QUERY_TEMP_ARGS)
     },
     Expect {
-        file: "native/query-temp-forwarded.req.hex",
-        id: 7,
-        rpc_name: QUERY,
-        local_code: 0x3a,
         context: 0x443,
-        from_address: CLIENT,
-        error_name: "",
-        crc: false,
-        body: Body::Exact(QUERY_TEMP_ARGS),
+        ..request(
+            "native/query-temp-forwarded.req.hex",
+            7,
+            QUERY,
+            QUERY_TEMP_ARGS,
+        )
     },
+    request("native/query-nosuch.req.hex", 8, QUERY, QUERY_NOSUCH_ARGS),
     Expect {
-        file: "native/query-nosuch.req.hex",
-        id: 8,
-        rpc_name: QUERY,
-        local_code: 0x3a,
-        context: 0x441,
-        from_address: CLIENT,
-        error_name: "",
-        crc: false,
-        body: Body::Exact(QUERY_NOSUCH_ARGS),
-    },
-    Expect {
-        file: "native/list-nodes.req.hex",
-        id: 9,
-        rpc_name: "RPC_CM_LIST_NODES",
         local_code: 0x3b,
-        context: 0x441,
-        from_address: CLIENT,
-        error_name: "",
-        crc: false,
-        body: Body::Exact(LIST_NODES_ARGS),
+        ..request(
+            "native/list-nodes.req.hex",
+            9,
+            "RPC_CM_LIST_NODES",
+            LIST_NODES_ARGS,
+        )
     },
 ];
 
 const REPLIES: [Expect; 3] = [
-    Expect {
-        file: "native/query-temp.reply.hex",
-        id: 7,
-        rpc_name: QUERY_ACK,
-        local_code: 0,
-        context: 0x440,
-        from_address: 0,
-        error_name: "ERR_OK",
-        crc: false,
-        body: Body::OfThftReply("doc-reply-2partitions.hex"),
-    },
-    Expect {
-        file: "native/query-nosuch.reply.hex",
-        id: 8,
-        rpc_name: QUERY_ACK,
-        local_code: 0,
-        context: 0x440,
-        from_address: 0,
-        error_name: "ERR_OK",
-        crc: false,
-        body: Body::OfThftReply("doc-reply-not-found.hex"),
-    },
-    Expect {
-        file: "native/list-nodes.reply.hex",
-        id: 9,
-        rpc_name: "RPC_CM_LIST_NODES_ACK",
-        local_code: 0,
-        context: 0x440,
-        from_address: 0,
-        error_name: "ERR_HANDLER_NOT_FOUND",
-        crc: false,
-        body: Body::Exact(b""),
-    },
+    reply(
+        "native/query-temp.reply.hex",
+        7,
+        QUERY_ACK,
+        "ERR_OK",
+        Body::OfThftReply("doc-reply-2partitions.hex"),
+    ),
+    reply(
+        "native/query-nosuch.reply.hex",
+        8,
+        QUERY_ACK,
+        "ERR_OK",
+        Body::OfThftReply("doc-reply-not-found.hex"),
+    ),
+    reply(
+        "native/list-nodes.reply.hex",
+        9,
+        "RPC_CM_LIST_NODES_ACK",
+        "ERR_HANDLER_NOT_FOUND",
+        Body::Exact(b""),
+    ),
 ];
 
 /// Each reply vector and the request vector it answers.

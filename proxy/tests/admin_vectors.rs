@@ -177,50 +177,34 @@ fn every_table_scoped_rpc_names_its_table_in_the_field_the_idl_says() {
     }
 }
 
-/// The replies: (request vector, reply vector, `err`, the response's fields after `err` as
-/// (id, type), from the IDL's response struct).
-type ReplyCase = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [(i16, u8)],
-);
+/// The replies: (RPC, `err`, the response's fields after `err` as (id, type), from the IDL's
+/// response struct). The reply vector is [`reply_file_of`] them.
+type ReplyCase = (&'static str, &'static str, &'static [(i16, u8)]);
+
+/// `admin/<rpc>-<err>.reply.hex`, both as in [`file_of`]: `ERR_INVALID_STATE` is `invalid-state`.
+fn reply_file_of(rpc: &str, err: &str) -> String {
+    let stem = |s: &str| s.to_lowercase().replace('_', "-");
+    format!(
+        "{}-{}.reply.hex",
+        file_of(rpc).trim_end_matches(".req.hex"),
+        stem(err.trim_start_matches("ERR_"))
+    )
+}
 
 const DDL_REPLIES: [ReplyCase; 3] = [
-    (
-        "RPC_CM_DROP_APP",
-        "admin/drop-app-ok.reply.hex",
-        "ERR_OK",
-        &[],
-    ),
-    (
-        "RPC_CM_RECALL_APP",
-        "admin/recall-app-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 12)],
-    ),
-    (
-        "RPC_CM_CREATE_APP",
-        "admin/create-app-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 8)],
-    ),
+    ("RPC_CM_DROP_APP", "ERR_OK", &[]),
+    ("RPC_CM_RECALL_APP", "ERR_OK", &[(2, 12)]),
+    ("RPC_CM_CREATE_APP", "ERR_OK", &[(2, 8)]),
 ];
 
 /// The other 17, each to `temp` as it is (app 2, 4 partitions, one duplication), the read-only
 /// ones first. Types: 2 bool, 8 i32, 11 string, 12 struct, 13 map, 15 list.
 const OTHER_REPLIES: [ReplyCase; 17] = [
     // duplication_query_response {1 err, 3 appid, 4 entry_list}
-    (
-        "RPC_CM_QUERY_DUPLICATION",
-        "admin/query-duplication-ok.reply.hex",
-        "ERR_OK",
-        &[(3, 8), (4, 15)],
-    ),
+    ("RPC_CM_QUERY_DUPLICATION", "ERR_OK", &[(3, 8), (4, 15)]),
     // query_split_response {1 err, 2 new_partition_count, 3 status, 4 optional hint_msg}
     (
         "RPC_CM_QUERY_PARTITION_SPLIT",
-        "admin/query-partition-split-invalid-state.reply.hex",
         "ERR_INVALID_STATE",
         &[(2, 8), (3, 13), (4, 11)],
     ),
@@ -229,7 +213,6 @@ const OTHER_REPLIES: [ReplyCase; 17] = [
     // 9 optional hp_bulk_load_states}
     (
         "RPC_CM_QUERY_BULK_LOAD_STATUS",
-        "admin/query-bulk-load-status-ok.reply.hex",
         "ERR_OK",
         &[
             (2, 11),
@@ -245,104 +228,42 @@ const OTHER_REPLIES: [ReplyCase; 17] = [
     // query_app_manual_compact_response {1 err, 2 hint_msg, 3 optional progress}
     (
         "RPC_CM_QUERY_MANUAL_COMPACT_STATUS",
-        "admin/query-manual-compact-status-invalid-state.reply.hex",
         "ERR_INVALID_STATE",
         &[(2, 11)],
     ),
     // configuration_get_max_replica_count_response {1 err, 2 max_replica_count, 3 hint_message}
-    (
-        "RPC_CM_GET_MAX_REPLICA_COUNT",
-        "admin/get-max-replica-count-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 8), (3, 11)],
-    ),
+    ("RPC_CM_GET_MAX_REPLICA_COUNT", "ERR_OK", &[(2, 8), (3, 11)]),
     // configuration_get_atomic_idempotent_response {1 err, 2 atomic_idempotent, 3 hint_message}
-    (
-        "RPC_CM_GET_ATOMIC_IDEMPOTENT",
-        "admin/get-atomic-idempotent-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 2), (3, 11)],
-    ),
+    ("RPC_CM_GET_ATOMIC_IDEMPOTENT", "ERR_OK", &[(2, 2), (3, 11)]),
     // configuration_update_app_env_response {1 err, 2 hint_message}
-    (
-        "RPC_CM_UPDATE_APP_ENV",
-        "admin/update-app-env-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 11)],
-    ),
+    ("RPC_CM_UPDATE_APP_ENV", "ERR_OK", &[(2, 11)]),
     // duplication_add_response {1 err, 2 appid, 3 dupid, 4 optional hint,
     // 5 optional remote_app_name}
     (
         "RPC_CM_ADD_DUPLICATION",
-        "admin/add-duplication-invalid-parameters.reply.hex",
         "ERR_INVALID_PARAMETERS",
         &[(2, 8), (3, 8), (4, 11)],
     ),
     // duplication_modify_response {1 err, 2 appid}
-    (
-        "RPC_CM_MODIFY_DUPLICATION",
-        "admin/modify-duplication-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 8)],
-    ),
+    ("RPC_CM_MODIFY_DUPLICATION", "ERR_OK", &[(2, 8)]),
     // start_partition_split_response {1 err, 2 hint_msg}
-    (
-        "RPC_CM_START_PARTITION_SPLIT",
-        "admin/start-partition-split-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 11)],
-    ),
+    ("RPC_CM_START_PARTITION_SPLIT", "ERR_OK", &[(2, 11)]),
     // control_split_response {1 err, 2 optional hint_msg}
-    (
-        "RPC_CM_CONTROL_PARTITION_SPLIT",
-        "admin/control-partition-split-ok.reply.hex",
-        "ERR_OK",
-        &[],
-    ),
+    ("RPC_CM_CONTROL_PARTITION_SPLIT", "ERR_OK", &[]),
     // start_bulk_load_response {1 err, 2 hint_msg}
-    (
-        "RPC_CM_START_BULK_LOAD",
-        "admin/start-bulk-load-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 11)],
-    ),
+    ("RPC_CM_START_BULK_LOAD", "ERR_OK", &[(2, 11)]),
     // control_bulk_load_response {1 err, 2 optional hint_msg}
-    (
-        "RPC_CM_CONTROL_BULK_LOAD",
-        "admin/control-bulk-load-ok.reply.hex",
-        "ERR_OK",
-        &[],
-    ),
+    ("RPC_CM_CONTROL_BULK_LOAD", "ERR_OK", &[]),
     // clear_bulk_load_state_response {1 err, 2 hint_msg}
-    (
-        "RPC_CM_CLEAR_BULK_LOAD",
-        "admin/clear-bulk-load-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 11)],
-    ),
+    ("RPC_CM_CLEAR_BULK_LOAD", "ERR_OK", &[(2, 11)]),
     // start_app_manual_compact_response {1 err, 2 hint_msg}
-    (
-        "RPC_CM_START_MANUAL_COMPACT",
-        "admin/start-manual-compact-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 11)],
-    ),
+    ("RPC_CM_START_MANUAL_COMPACT", "ERR_OK", &[(2, 11)]),
     // configuration_set_max_replica_count_response {1 err, 2 old_max_replica_count,
     // 3 hint_message}
-    (
-        "RPC_CM_SET_MAX_REPLICA_COUNT",
-        "admin/set-max-replica-count-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 8), (3, 11)],
-    ),
+    ("RPC_CM_SET_MAX_REPLICA_COUNT", "ERR_OK", &[(2, 8), (3, 11)]),
     // configuration_set_atomic_idempotent_response {1 err, 2 old_atomic_idempotent,
     // 3 hint_message}
-    (
-        "RPC_CM_SET_ATOMIC_IDEMPOTENT",
-        "admin/set-atomic-idempotent-ok.reply.hex",
-        "ERR_OK",
-        &[(2, 2), (3, 11)],
-    ),
+    ("RPC_CM_SET_ATOMIC_IDEMPOTENT", "ERR_OK", &[(2, 2), (3, 11)]),
 ];
 
 /// The dupid and create_ts in `query-duplication-ok.reply.hex`: the simulator takes both from
@@ -374,7 +295,8 @@ fn replace_once(bytes: &mut [u8], from: &[u8], to: &[u8]) {
 /// vector's fields against the IDL. `swaps`: (in the vector, in the live reply) byte strings of
 /// values that legitimately differ; each is put in the other's place.
 async fn check_reply(conn: &mut RawConn, case: ReplyCase, swaps: &[(Vec<u8>, Vec<u8>)]) {
-    let (rpc, file, err, rest) = case;
+    let (rpc, err, rest) = case;
+    let file = &reply_file_of(rpc, err);
     let (req_bytes, req) = vectors::request(&file_of(rpc));
     conn.send(&req_bytes).await;
     let got_bytes = conn.reply().await.to_bytes().to_vec();
