@@ -134,3 +134,39 @@ pub(crate) fn response(name: &str, table: &str, subject: Subject<'_>) -> (ErrorC
     let body = Bytes::from(idl::result(&fields));
     (err, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use pegasus_rpc::codec::QueryCfgResponse;
+
+    use super::*;
+    use crate::sim::meta_rpc::GENERIC_TABLE_RPCS;
+
+    /// The body's `err` (field 1 of the response), read as the proxy's leader following reads it.
+    fn err_of(body: &[u8]) -> ErrorCode {
+        QueryCfgResponse::peek_err(body).expect("a response with err")
+    }
+
+    #[test]
+    fn every_generic_rpc_answers_a_missing_table_and_a_closed_gate() {
+        // A served table is covered byte for byte by the admin vectors (proxy/tests/admin_vectors.rs).
+        for name in GENERIC_TABLE_RPCS {
+            let (err, body) = response(name, "nosuch", Subject::Missing);
+            assert_eq!(err, ErrorCode::APP_NOT_EXIST, "{name}");
+            assert_eq!(err_of(&body), err, "{name}");
+            let has_hint_field = !matches!(name, "RPC_CM_MODIFY_DUPLICATION");
+            assert_eq!(
+                body.windows(6).any(|w| w == b"nosuch"),
+                has_hint_field,
+                "{name}: the hint names the table"
+            );
+            let closed = ErrorCode::FORWARD_TO_OTHERS;
+            let (err, body) = response(name, "temp", Subject::Gated(closed.clone()));
+            assert_eq!((err, err_of(&body)), (closed.clone(), closed), "{name}");
+            assert!(
+                !body.windows(4).any(|w| w == b"temp"),
+                "{name}: a closed gate says nothing of the table"
+            );
+        }
+    }
+}
