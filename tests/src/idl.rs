@@ -1,6 +1,7 @@
-//! Admin request args written by hand from the IDL (`P:idl/meta_admin.thrift` and friends), in
-//! thrift binary: `args {1: request {fields}}`. Independent of the simulator's and the proxy's
-//! decoders, for tests of both and for the admin vectors.
+//! Admin request args and response results written by hand from the IDL
+//! (`P:idl/meta_admin.thrift` and friends), in thrift binary: `args {1: request {fields}}`,
+//! `result {0: response {fields}}`. Independent of the simulator's and the proxy's decoders, for
+//! tests of both, for the admin vectors, and for the simulator's admin responses.
 
 use bytes::{BufMut, BytesMut};
 
@@ -11,6 +12,19 @@ pub enum Field<'a> {
     Bool(i16, bool),
     Struct(i16, Vec<Field<'a>>),
     StrMap(i16, Vec<(&'a str, &'a str)>),
+    /// A `dsn.error_code`: struct-typed, its payload the error's name as a string, no STOP.
+    Error(i16, &'a str),
+    I32List(i16, Vec<i32>),
+    StrList(i16, Vec<&'a str>),
+    /// A `map<i32, i32>` (or of an i32 enum).
+    I32Map(i16, Vec<(i32, i32)>),
+    /// A list of `count` empty maps with key and value types `key`, `value`.
+    EmptyMaps {
+        id: i16,
+        key: u8,
+        value: u8,
+        count: i32,
+    },
 }
 
 fn put_header(out: &mut BytesMut, ty: u8, id: i16) {
@@ -42,6 +56,48 @@ fn put_fields(out: &mut BytesMut, fields: &[Field<'_>]) {
                 put_header(out, 12, *id);
                 put_fields(out, inner);
             }
+            Field::Error(id, name) => {
+                put_header(out, 12, *id);
+                put_str(out, name);
+            }
+            Field::I32List(id, items) => {
+                put_header(out, 15, *id);
+                out.put_u8(8);
+                out.put_i32(items.len() as i32);
+                for v in items {
+                    out.put_i32(*v);
+                }
+            }
+            Field::StrList(id, items) => {
+                put_header(out, 15, *id);
+                out.put_u8(11);
+                out.put_i32(items.len() as i32);
+                for v in items {
+                    put_str(out, v);
+                }
+            }
+            Field::I32Map(id, entries) => {
+                put_header(out, 13, *id);
+                out.put_slice(&[8, 8]);
+                out.put_i32(entries.len() as i32);
+                for (k, v) in entries {
+                    out.put_i32(*k);
+                    out.put_i32(*v);
+                }
+            }
+            Field::EmptyMaps {
+                id,
+                key,
+                value,
+                count,
+            } => {
+                put_header(out, 15, *id);
+                out.put_u8(13);
+                out.put_i32(*count);
+                for _ in 0..*count {
+                    out.put_slice(&[*key, *value, 0, 0, 0, 0]);
+                }
+            }
             Field::StrMap(id, entries) => {
                 put_header(out, 13, *id);
                 out.put_slice(&[11, 11]);
@@ -58,8 +114,17 @@ fn put_fields(out: &mut BytesMut, fields: &[Field<'_>]) {
 
 /// `args {1: request {fields}}`.
 pub fn args(fields: &[Field<'_>]) -> Vec<u8> {
+    wrapped(1, fields)
+}
+
+/// `result {0: response {fields}}`, the body of a reply.
+pub fn result(fields: &[Field<'_>]) -> Vec<u8> {
+    wrapped(0, fields)
+}
+
+fn wrapped(id: i16, fields: &[Field<'_>]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    put_header(&mut out, 12, 1);
+    put_header(&mut out, 12, id);
     put_fields(&mut out, fields);
     out.put_u8(0);
     out.to_vec()

@@ -96,6 +96,24 @@ impl RawConn {
         .expect("a reply in time")
     }
 
+    /// The exact bytes of the next native reply frame (split off by its `body_length`, not
+    /// decoded).
+    pub async fn raw_native_reply(&mut self) -> Vec<u8> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(len) = native::announced_len(&self.buf)
+                    && self.buf.len() as u64 >= len
+                {
+                    return self.buf.split_to(len as usize).to_vec();
+                }
+                let n = self.stream.read_buf(&mut self.buf).await.expect("read");
+                assert!(n > 0, "connection closed while a native reply was expected");
+            }
+        })
+        .await
+        .expect("a native reply in time")
+    }
+
     /// The next reply as a query_config answer (rpc-level `ERR_OK`, the ACK name), with its
     /// seqid.
     pub async fn query_reply(&mut self) -> (i32, QueryCfgResponse) {

@@ -15,7 +15,7 @@
 //! | add_duplication | `ERR_OK`, appid, dupid; shipping starts with the writes committed from now on (the checkpoint is never copied, whatever `is_duplicating_checkpoint` says) |
 //! | list_apps | every table, `AS_AVAILABLE`, with its app_id, partition count and envs, and every dropped table `AS_DROPPED`, as the status filter asks (`AS_INVALID`: all) |
 //! | create_app, drop_app, recall_app | they change the tables: see [`super::ddl`] |
-//! | the other table-scoped admin RPCs ([`GENERIC_TABLE_RPCS`]) | `err` only: `ERR_OK` when the table exists (nothing changes), `ERR_APP_NOT_EXIST` otherwise |
+//! | the other table-scoped admin RPCs ([`GENERIC_TABLE_RPCS`]) | their IDL response, as a table with nothing under way: see [`super::table_admin`]; nothing changes |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use super::dup;
 use super::envs::{self, EnvAnswer, EnvUpdate};
 use super::state::Shared;
 use super::table::Table;
+use super::table_admin::{self, Subject};
 
 /// Why the meta answers without looking at the request: not active, or not the leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,8 +274,8 @@ pub(crate) fn add_duplication_body(
     Ok(body(|out| resp.to_result(out)))
 }
 
-/// The table-scoped admin RPCs the simulator answers with `err` alone, from the table they name
-/// (field 1 of the request).
+/// The table-scoped admin RPCs the simulator answers without modelling them, from the table they
+/// name (field 1 of the request): see [`super::table_admin`].
 pub(crate) const GENERIC_TABLE_RPCS: [&str; 14] = [
     "RPC_CM_QUERY_PARTITION_SPLIT",
     "RPC_CM_QUERY_BULK_LOAD_STATUS",
@@ -292,7 +293,7 @@ pub(crate) const GENERIC_TABLE_RPCS: [&str; 14] = [
     "RPC_CM_SET_ATOMIC_IDEMPOTENT",
 ];
 
-/// The `err`-only body of a generic table-scoped admin RPC `name`.
+/// The body of a generic table-scoped admin RPC `name` ([`table_admin::response`]).
 pub(crate) fn generic_table_body(
     view: &super::state::View,
     gate: Gate,
@@ -315,14 +316,14 @@ pub(crate) fn generic_table_body(
         i.read_field_end()?;
         Ok(table)
     })?;
-    let exists = view.tables.contains_key(&table);
-    let err = match gate {
-        Gate::Closed(err) => err,
-        Gate::Open if exists => ErrorCode::OK,
-        Gate::Open => ErrorCode::APP_NOT_EXIST,
+    let subject = match (gate, view.tables.get(&table)) {
+        (Gate::Closed(err), _) => Subject::Gated(err),
+        (Gate::Open, Some(t)) => Subject::Served(t),
+        (Gate::Open, None) => Subject::Missing,
     };
+    let (err, body) = table_admin::response(name, &table, subject);
     info!(rpc = name, %table, %err, "admin RPC");
-    Ok(body(|out| list_apps::error_only_result(&err, out)))
+    Ok(body)
 }
 
 /// The list_apps body: every table as available and every dropped one as dropped, for the

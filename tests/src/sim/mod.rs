@@ -128,6 +128,7 @@ mod state;
 pub mod storage;
 pub mod store;
 mod table;
+mod table_admin;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, SocketAddrV4};
