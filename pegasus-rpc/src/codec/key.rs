@@ -15,45 +15,7 @@
 
 use thiserror::Error;
 
-/// The polynomial in reflected (LSB-first) form.
-pub const CRC64_POLY_REFLECTED: u64 = 0x9A6C_9329_AC4B_C9B5;
-
-/// The byte-at-a-time table: entry `i` is `i` shifted through the register eight times.
-const CRC64_TABLE: [u64; 256] = build_table();
-
-const fn build_table() -> [u64; 256] {
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ CRC64_POLY_REFLECTED
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-}
-
-/// Entry `i` of the CRC table, for checking against the values in §15.5.
-pub fn crc64_table_entry(i: u8) -> u64 {
-    CRC64_TABLE[i as usize]
-}
-
-/// Pegasus' CRC-64 of `data` (`dsn::utils::crc64_calc(data, len, 0)`).
-pub fn crc64(data: &[u8]) -> u64 {
-    let mut crc = !0u64;
-    for &b in data {
-        crc = CRC64_TABLE[((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
+pub use super::crc::{CRC64_POLY_REFLECTED, crc64, crc64_table_entry};
 
 /// Why a key cannot be encoded or decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

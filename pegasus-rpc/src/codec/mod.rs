@@ -18,6 +18,7 @@
 
 mod admin;
 mod base;
+mod crc;
 mod error;
 mod frame;
 pub mod key;
