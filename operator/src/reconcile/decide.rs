@@ -309,14 +309,7 @@ pub fn decide(target: &Target, i: &Inputs<'_>) -> Decision {
             side
         };
         let state = RouteState::default();
-        return Decision {
-            plan: write(target.record(side), &state, i, last, false),
-            active: side,
-            failover: watch_only(target, Some(side), &state),
-            state,
-            recheck: None,
-            event: None,
-        };
+        return route_to(target, i, side, state, last, false, None);
     };
     let before = record::state(&z.data);
     let mut state = before.clone();
@@ -331,14 +324,7 @@ pub fn decide(target: &Target, i: &Inputs<'_>) -> Decision {
         state.aborted = None;
     }
     if state != before {
-        return Decision {
-            plan: write(target.record(side), &state, i, last, true),
-            active: side,
-            failover: watch_only(target, Some(side), &state),
-            state,
-            recheck: None,
-            event,
-        };
+        return route_to(target, i, side, state, last, true, event);
     }
     if let Some(sw) = state.switchover.clone() {
         return step(target, i, z, side, state, &sw, last);
@@ -432,14 +418,15 @@ fn begin(
     }
     state.switchover = Some(sw.clone());
     state.aborted = None;
-    Decision {
-        plan: write(target.record(side), &state, i, last, true),
-        active: side,
-        failover: watch_only(target, Some(side), &state),
+    route_to(
+        target,
+        i,
+        side,
         state,
-        recheck: None,
-        event: Some(Event::SwitchoverStarted(sw)),
-    }
+        last,
+        true,
+        Some(Event::SwitchoverStarted(sw)),
+    )
 }
 
 /// The flip: `sw.to`'s record, with `sw` (in `Reconfiguring`) in one write. `started` when the
@@ -524,14 +511,15 @@ fn step(
         Step::Wait(d) => hold(Plan::InSync { version: z.version }, Some(d), state),
         Step::Next(next) => {
             state.switchover = Some(next.clone());
-            Decision {
-                plan: write(target.record(side), &state, i, last, true),
-                active: side,
-                failover: watch_only(target, Some(side), &state),
+            route_to(
+                target,
+                i,
+                side,
                 state,
-                recheck: None,
-                event: Some(Event::PhaseChanged(next)),
-            }
+                last,
+                true,
+                Some(Event::PhaseChanged(next)),
+            )
         }
         Step::Flip(next) => flip(target, i, state, next, last, false),
         Step::Finish(finished) => {
@@ -557,15 +545,29 @@ fn step(
                     }
                 }
             };
-            Decision {
-                plan: write(target.record(side), &state, i, last, true),
-                active: side,
-                failover: watch_only(target, Some(side), &state),
-                state,
-                recheck: None,
-                event: Some(event),
-            }
+            route_to(target, i, side, state, last, true, Some(event))
         }
+    }
+}
+
+/// Writes `side`'s record with `state` (`ours`: as [`write`] takes it), routing to `side` and
+/// watching only: no recheck of its own.
+fn route_to(
+    target: &Target,
+    i: &Inputs<'_>,
+    side: ActiveCluster,
+    state: RouteState,
+    last: Option<i32>,
+    ours: bool,
+    event: Option<Event>,
+) -> Decision {
+    Decision {
+        plan: write(target.record(side), &state, i, last, ours),
+        active: side,
+        failover: watch_only(target, Some(side), &state),
+        state,
+        recheck: None,
+        event,
     }
 }
 
