@@ -4,6 +4,8 @@
 
 pub mod chart;
 pub mod client;
+pub mod compare;
+pub mod cpu;
 pub mod fuzz_seeds;
 pub mod harness;
 pub mod k8s;
