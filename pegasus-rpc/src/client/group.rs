@@ -201,6 +201,11 @@ impl MetaGroup {
             .collect()
     }
 
+    /// How many MetaServers the group has (configured, then learned; it only grows).
+    pub fn meta_count(&self) -> usize {
+        self.metas.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// The MetaServer that gave the last final answer (initially the first configured one).
     pub fn leader(&self) -> String {
         let metas = self.snapshot();
