@@ -435,7 +435,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let mut ledger = Ledger::new(service.metrics());
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let mut in_flight = FuturesUnordered::new();
     // Whether more bytes are read from the socket: until the client closes its side, a close is
@@ -635,7 +635,9 @@ async fn connection(
 async fn linger(mut stream: TcpStream, limit: Option<Duration>) {
     let _ = stream.shutdown().await;
     let discard = async {
-        let mut scratch = [0u8; 4096];
+        // On the heap, and only while lingering: in the future it would make every connection's
+        // task 4 KiB larger, idle or not.
+        let mut scratch = vec![0u8; 4096];
         loop {
             match tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {
                 Ok(0) | Err(_) => return,
