@@ -260,11 +260,9 @@ impl MetaGroup {
 
         let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut FuturesUnordered<_>| {
             let client = metas[idx].clone();
-            let args = args.clone();
             let attempt_deadline = deadline.min(Instant::now() + self.opts.attempt_timeout);
-            let name = name.to_owned();
             calls.push(async move {
-                let result = client.call(&name, &args, attempt_deadline).await;
+                let result = client.call(name, args, attempt_deadline).await;
                 (idx, result)
             });
         };
@@ -275,6 +273,8 @@ impl MetaGroup {
         let hedge = self.opts.hedge_after.map(|d| Instant::now() + d);
         let mut hedge_at = hedge;
 
+        // No timer for the overall deadline: every attempt's own deadline is at or before it, so
+        // the attempts in flight at the deadline end then, and none is launched after it.
         loop {
             let next = tokio::select! {
                 done = calls.next(), if !calls.is_empty() => done,
@@ -291,7 +291,7 @@ impl MetaGroup {
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(deadline) => break,
+                else => break,
             };
             let Some((idx, result)) = next else { break };
             in_flight.retain(|&i| i != idx);
