@@ -5,6 +5,8 @@
 # read from /proc; then the ZooKeeper figures (an ignored test against the release binary). Prints
 # the targets P1 to P10 with the measured figure beside each. The machine is noisy and everything
 # shares its cores: read the ratios and the CPU per request, not the absolute numbers.
+# A second proxy, "proxy1", runs with one runtime worker thread (TOKIO_WORKER_THREADS=1) beside
+# the default one (a worker per core), for the comparison in docs/performance.md.
 #
 #   e2e/bench.sh [SECONDS] [ROUNDS]   defaults: 10 s per run, 3 rounds (about 7 minutes)
 #   e2e/bench.sh --smoke              1 s, 1 round, no ZooKeeper: checks that the tool works
@@ -26,7 +28,7 @@ bin="${CARGO_TARGET_DIR:-target}/release"
 . scripts/lib.sh
 start_run bench
 
-meta=$(free_port); proxy=$(free_port); admin=$(free_port)
+meta=$(free_port); proxy=$(free_port); admin=$(free_port); proxy1=$(free_port); admin1=$(free_port)
 # temp: 8 partitions; t0..t99: distinct tables; p256: 256 partitions.
 python3 - "$run" "$meta" <<'EOF'
 import sys
@@ -46,10 +48,15 @@ pids+=("$sim_pid")
   --log warn > "$run/proxy.log" 2>&1 &
 proxy_pid=$!
 pids+=("$proxy_pid")
+TOKIO_WORKER_THREADS=1 "$bin/metaproxy" --listen "127.0.0.1:$proxy1" --admin-listen "127.0.0.1:$admin1" \
+  --routes "$run/routes.yaml" --log warn > "$run/proxy1.log" 2>&1 &
+proxy1_pid=$!
+pids+=("$proxy1_pid")
 wait_for "the proxy" curl -sf "127.0.0.1:$admin/ready"
+wait_for "the one-worker proxy" curl -sf "127.0.0.1:$admin1/ready"
 
 echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "${secs}s per run, $rounds rounds, direct and proxy alternating"
+echo "${secs}s per run, $rounds rounds, direct, proxy and proxy1 alternating"
 
 # scenario NAME ARGS...: one --compare run, its report in $run/NAME.json and on the terminal.
 scenario() {
@@ -57,14 +64,15 @@ scenario() {
   shift
   echo
   echo "== $name: $*   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-  "$bin/pegasus-load" --compare "direct=127.0.0.1:$meta,proxy=127.0.0.1:$proxy" \
-    --rounds "$rounds" --duration "${secs}s" --pid "sim=$sim_pid" --pid "proxy=$proxy_pid" "$@" \
+  "$bin/pegasus-load" --compare "direct=127.0.0.1:$meta,proxy=127.0.0.1:$proxy,proxy1=127.0.0.1:$proxy1" \
+    --rounds "$rounds" --duration "${secs}s" --pid "sim=$sim_pid" --pid "proxy=$proxy_pid" \
+    --pid "proxy1=$proxy1_pid" "$@" \
     --json > "$run/$name.json"
   python3 - "$run/$name.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 for s in r["summary"]:
-    cpu = "  ".join(f"{k} {v['us_per_request']:.2f} us/req ({v['cores']:.2f} cores)" for k, v in s["cpu"].items())
+    cpu = "  ".join(f"{k} {v['us_per_request']:.2f} us/req ({v['cores']:.2f} cores)" for k, v in s["cpu"].items() if v["cores"] > 0.005)
     print(f"{s['target']:7} {s['requests_per_sec']:>9.0f} req/s  p50 {s['p50_us']:>6.0f}  p99 {s['p99_us']:>6.0f} us  errors {s['errors']}  {cpu}")
 EOF
 }
@@ -119,6 +127,10 @@ rows = [
 print(f"{'id':4} {'what':62} {'target':>8} {'measured':>9}")
 for id_, what, target, got, note in rows:
     print(f"{id_:4} {what:62} {target:>8} {got:>9.2f}  {note}")
+p1 = lambda row: f"{row['proxy1']['throughput_ratio']:.2f}"
+print(f"one worker thread (proxy1): P1 {cpu(one['proxy1'], 'proxy1') / sim_us if sim_us else 0:.2f}, "
+      f"P2 {p1(one)}, P3 {p1(distinct)}, P4 {lat['proxy1']['p50_ratio']:.2f}, "
+      f"P5 {opn['proxy1']['added_p99_us']:.0f} us, P10 {p1(p256)}, 64 x 1 {p1(c64)}")
 print(f"also: 64 x 1 throughput proxy / direct {c64['proxy']['throughput_ratio']:.2f}; "
       f"simulator {sim_us:.2f} us/req direct, using {one['direct']['cpu']['sim']['cores']:.2f} cores "
       f"(ceiling on 2 cores about {2e6 / sim_us if sim_us else 0:.0f} req/s); "
