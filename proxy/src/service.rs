@@ -386,7 +386,9 @@ mod tests {
         // An unknown field before the STOPs: thrift skips it; the fast path leaves it to thrift.
         field_3.truncate(field_3.len() - 2);
         field_3.extend_from_slice(&[8, 0, 3, 0, 0, 0, 1, 0, 0]);
-        let cases: Vec<(&str, Vec<u8>, Option<&[u8]>)> = vec![
+        // (what, args, the name the fast path reads)
+        type Case<'a> = (&'a str, Vec<u8>, Option<&'a [u8]>);
+        let cases: Vec<Case> = vec![
             ("Go, Python, Node.js", with("temp", None), name("temp")),
             ("Java", with("temp", Some(vec![])), name("temp")),
             ("partitions", with("temp", Some(vec![0, 3])), name("temp")),
