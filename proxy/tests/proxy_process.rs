@@ -746,7 +746,7 @@ fn percentile_us(samples: &[Duration], q: f64) -> u64 {
 /// test --release -p metaproxy --test proxy_process -- --ignored --nocapture
 /// measure_route_figures`. Prints one line `FIGURES {json}`.
 ///
-/// - P6: the first query for each of 200 tables not cached yet (a ZooKeeper read, then the
+/// - P6: the first query for each of 1,000 tables not cached yet (a ZooKeeper read, then the
 ///   cluster), one at a time: p50, p99.
 /// - P7: 1,000 queries for one table not cached yet, sent at once over 10 connections: the
 ///   queries the cluster saw.
@@ -757,7 +757,7 @@ fn percentile_us(samples: &[Duration], q: f64) -> u64 {
 #[ignore = "a measurement: a minute, with a release build and ZooKeeper"]
 async fn measure_route_figures() {
     require!(ZOOKEEPER);
-    let cold: Vec<String> = (0..200).map(|i| format!("cold{i}")).collect();
+    let cold: Vec<String> = (0..1000).map(|i| format!("cold{i}")).collect();
     let mut tables: Vec<_> = cold
         .iter()
         .enumerate()
@@ -775,8 +775,13 @@ async fn measure_route_figures() {
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     zkc.mkdir(ZK_PROXY_ROOT, &opts).await.expect("root");
     let (ra, rb) = (record("a", &a).to_json(), record("b", &b).to_json());
-    for t in cold.iter().map(String::as_str).chain(["burst", "moving"]) {
-        put_route(&zkc, t, &ra).await;
+    let routed: Vec<&str> = cold
+        .iter()
+        .map(String::as_str)
+        .chain(["burst", "moving"])
+        .collect();
+    for chunk in routed.chunks(500) {
+        futures::future::join_all(chunk.iter().map(|t| put_route(&zkc, t, &ra))).await;
     }
 
     // P6: first queries.
