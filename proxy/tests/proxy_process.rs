@@ -720,16 +720,7 @@ fn max_connections_beyond_the_hard_open_file_limit_is_refused() {
 
 /// A route record for `table` under the root [`zk_proxy`] reads, written (or overwritten).
 async fn put_route(client: &zookeeper_client::Client, table: &str, data: &[u8]) {
-    let path = format!("{ZK_PROXY_ROOT}/{table}");
-    match client.set_data(&path, data, None).await {
-        Ok(_) => {}
-        Err(zookeeper_client::Error::NoNode) => {
-            let opts = zookeeper_client::CreateMode::Persistent
-                .with_acls(zookeeper_client::Acls::anyone_all());
-            client.create(&path, data, &opts).await.expect("create");
-        }
-        Err(e) => panic!("set {path}: {e}"),
-    }
+    put_znode(client, &format!("{ZK_PROXY_ROOT}/{table}"), data).await;
 }
 
 /// Percentile `q` of `samples` in microseconds.
