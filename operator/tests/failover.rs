@@ -489,13 +489,11 @@ async fn no_failover_when_only_the_operators_path_is_cut() {
     .expect("proxy starts");
     // Real traffic through the proxy: clients asking for their routes.
     let traffic = tokio::spawn(load::run(LoadConfig {
-        target: proxy.addr(),
         connections: 1,
         depth: 1,
         until: Until::Elapsed(Duration::from_secs(600)),
-        tables: vec!["temp".into()],
-        header: load::Header::V0,
         timeout: Duration::from_secs(2),
+        ..LoadConfig::new(proxy.addr(), vec!["temp".into()])
     }));
 
     write(

@@ -97,11 +97,21 @@ impl ClusterHealth {
         self.history
     }
 
-    /// Records the outcome of one upstream call to `cluster`.
-    pub fn record(&self, cluster: &str, meta_addrs: Vec<String>, outcome: Result<(), String>) {
+    /// Records the outcome of one upstream call to `cluster`, whose group has `meta_count`
+    /// MetaServers. A group's MetaServers only ever grow in number, so `meta_addrs` is asked for
+    /// their addresses only when that number changed (or the cluster is new here): this runs on
+    /// every upstream call.
+    pub fn record(
+        &self,
+        cluster: &str,
+        meta_count: usize,
+        meta_addrs: impl FnOnce() -> Vec<String>,
+        outcome: Result<(), String>,
+    ) {
         let now = At::now();
         let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
-        if !clusters.contains_key(cluster) && clusters.len() >= MAX_CLUSTERS {
+        let known = clusters.contains_key(cluster);
+        if !known && clusters.len() >= MAX_CLUSTERS {
             let history = self.history;
             clusters.retain(|_, h| now.mono.duration_since(h.last_call.mono) < history);
             if clusters.len() >= MAX_CLUSTERS {
@@ -114,18 +124,26 @@ impl ClusterHealth {
                 }
             }
         }
-        let health = clusters
-            .entry(cluster.to_owned())
-            .or_insert_with(|| Health {
-                meta_addrs: Vec::new(),
-                calls: 0,
-                failures: 0,
-                consecutive_failures: 0,
-                last_call: now,
-                last_success: None,
-                last_error: None,
-            });
-        health.meta_addrs = meta_addrs;
+        if !known {
+            clusters.insert(
+                cluster.to_owned(),
+                Health {
+                    meta_addrs: Vec::new(),
+                    calls: 0,
+                    failures: 0,
+                    consecutive_failures: 0,
+                    last_call: now,
+                    last_success: None,
+                    last_error: None,
+                },
+            );
+        }
+        let Some(health) = clusters.get_mut(cluster) else {
+            return;
+        };
+        if !known || health.meta_addrs.len() != meta_count {
+            health.meta_addrs = meta_addrs();
+        }
         health.calls += 1;
         health.last_call = now;
         match outcome {
@@ -212,11 +230,11 @@ mod tests {
     async fn calls_make_the_health_of_a_cluster() {
         let h = ClusterHealth::new(Duration::from_secs(600));
         let addrs = || vec!["m:1".to_owned()];
-        h.record("a", addrs(), Ok(()));
+        h.record("a", 1, addrs, Ok(()));
         tokio::time::advance(Duration::from_secs(5)).await;
-        h.record("a", addrs(), Err("timed out".into()));
+        h.record("a", 1, addrs, Err("timed out".into()));
         tokio::time::advance(Duration::from_secs(1)).await;
-        h.record("a", addrs(), Err("refused".into()));
+        h.record("a", 1, addrs, Err("refused".into()));
         tokio::time::advance(Duration::from_secs(2)).await;
         let rows = h.view(&[routed("a")]);
         assert_eq!(rows.len(), 1);
@@ -233,7 +251,7 @@ mod tests {
             "{a:?}"
         );
 
-        h.record("a", addrs(), Ok(()));
+        h.record("a", 1, addrs, Ok(()));
         let a = &h.view(&[])[0];
         assert_eq!((a.consecutive_failures, a.failures), (0, 2));
         assert_eq!(
@@ -243,10 +261,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_addresses_are_read_again_only_when_their_number_changed() {
+        let h = ClusterHealth::new(Duration::from_secs(600));
+        let reads = std::cell::Cell::new(0);
+        let addrs = |n: usize| {
+            reads.set(reads.get() + 1);
+            (1..=n).map(|i| format!("m:{i}")).collect::<Vec<_>>()
+        };
+        // (MetaServers in the group, reads so far, addresses shown)
+        let cases = [(2, 1, 2), (2, 1, 2), (3, 2, 3), (3, 2, 3)];
+        for (count, want_reads, want_shown) in cases {
+            h.record("a", count, || addrs(count), Ok(()));
+            assert_eq!(reads.get(), want_reads, "{count} metas");
+            assert_eq!(h.view(&[])[0].meta_addrs.len(), want_shown);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_cluster_stays_listed_for_the_history_after_its_last_route_went() {
         let h = ClusterHealth::new(Duration::from_secs(600));
-        h.record("gone", vec!["m:1".into()], Err("refused".into()));
+        h.record("gone", 1, || vec!["m:1".into()], Err("refused".into()));
         // Routed but never called: listed, with nothing known yet.
         let rows = h.view(&[routed("new")]);
         let names: Vec<(&str, bool)> = rows
@@ -261,7 +296,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(h.view(&[]).is_empty(), "forgotten after it");
         // A routed cluster is never forgotten, however old its last call.
-        h.record("kept", vec![], Ok(()));
+        h.record("kept", 0, Vec::new, Ok(()));
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(h.view(&[routed("kept")])[0].calls, 1);
     }
@@ -270,7 +305,7 @@ mod tests {
     async fn the_clusters_followed_are_bounded() {
         let h = ClusterHealth::new(Duration::from_secs(600));
         for i in 0..MAX_CLUSTERS + 10 {
-            h.record(&format!("c{i}"), vec![], Ok(()));
+            h.record(&format!("c{i}"), 0, Vec::new, Ok(()));
             tokio::time::advance(Duration::from_millis(1)).await;
         }
         let rows = h.view(&[]);

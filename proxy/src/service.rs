@@ -271,16 +271,18 @@ impl Service {
             Lookup::Found(route) => {
                 tracing::Span::current().record("cluster", route.record.cluster.as_str());
                 let deadline = Instant::now() + self.opts.upstream_deadline;
-                let cluster = route.record.cluster.clone();
+                // The route itself, not a copy of its cluster's name: this runs for every query.
+                let routed = route.clone();
                 match call(route, deadline).await {
                     Ok((body, err)) => (body, Answered::Upstream(err)),
                     Err(e) => {
+                        let cluster = routed.record.cluster.as_str();
                         if let Some(suppressed) = self
                             .metrics
                             .warnings
-                            .admit(Kind::ClusterUnreachable, &cluster)
+                            .admit(Kind::ClusterUnreachable, cluster)
                         {
-                            tracing::warn!(table, %cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                            tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
                         }
                         (answers.not_active.clone(), Answered::ClusterUnavailable)
                     }
@@ -411,9 +413,9 @@ impl Service {
     }
 
     async fn query_config(&self, frame: &RequestFrame) -> Reply {
-        let table = match RoutingName::from_args(&frame.args) {
-            Ok(RoutingName(Ok(table))) => table,
-            Ok(RoutingName(Err(raw))) => {
+        let table = match routing_name(&frame.args) {
+            Ok(Ok(table)) => table,
+            Ok(Err(raw)) => {
                 // No MetaServer has a table by this name: answer as for any unroutable one.
                 tracing::debug!(name = ?String::from_utf8_lossy(&raw), "table name is not UTF-8");
                 self.metrics.request(Outcome::QueryNoRoute);
@@ -429,7 +431,7 @@ impl Service {
                 return Reply::Close(e);
             }
         };
-        let table = table.as_str();
+        let table: &str = &table;
         let span = tracing::debug_span!("query_config", table, cluster = tracing::field::Empty);
         let (body, answered) = self
             .routed(table, &self.query, |route, deadline| async move {
@@ -450,6 +452,59 @@ impl Service {
 /// cluster with different MetaServers are two groups, asked apart).
 fn cluster_key(record: &RouteRecord) -> String {
     format!("{} ({})", record.cluster, record.meta_addrs.join(","))
+}
+
+/// The table name of a query_config's args, as [`RoutingName`] reads it: borrowed from the args
+/// when they are laid out as every client writes them ([`plain_name`]), read by [`RoutingName`]
+/// otherwise. This runs for every query; the thrift reader costs a configuration, a protocol
+/// object and two allocations per call.
+fn routing_name(args: &[u8]) -> Result<Result<Cow<'_, str>, Vec<u8>>, CodecError> {
+    if let Some(raw) = plain_name(args) {
+        return Ok(std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| raw.to_vec()));
+    }
+    RoutingName::from_args(args).map(|RoutingName(name)| name.map(Cow::Owned))
+}
+
+/// The name in query_config args laid out exactly as the clients write them: the args struct's
+/// one struct field, holding `app_name` (field 1, a string), then optionally
+/// `partition_indices` (field 2, a list of i32), then the two STOPs. `None` for anything else
+/// (other fields, another order, a length that does not fit), which [`RoutingName`] then reads;
+/// whatever this accepts, [`RoutingName`] reads to the same name (a test checks it).
+fn plain_name(args: &[u8]) -> Option<&[u8]> {
+    const STRUCT: u8 = 12;
+    const STRING: u8 = 11;
+    const LIST: u8 = 15;
+    const I32: u8 = 8;
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head)
+    }
+    fn length(rest: &mut &[u8]) -> Option<usize> {
+        let n = i32::from_be_bytes(take(rest, 4)?.try_into().ok()?);
+        usize::try_from(n).ok()
+    }
+    let mut rest = args;
+    // The args struct's field: a struct, whatever its id (clients send 1).
+    if take(&mut rest, 3)?[0] != STRUCT {
+        return None;
+    }
+    if take(&mut rest, 3)? != [STRING, 0, 1] {
+        return None;
+    }
+    let len = length(&mut rest)?;
+    let name = take(&mut rest, len)?;
+    if rest.first() == Some(&LIST) {
+        if take(&mut rest, 4)? != [LIST, 0, 2, I32] {
+            return None;
+        }
+        let count = length(&mut rest)?;
+        take(&mut rest, count.checked_mul(4)?)?;
+    }
+    // The request's STOP, then the args struct's.
+    (take(&mut rest, 2)? == [0, 0]).then_some(name)
 }
 
 /// The table name of a query_config's args: `Ok` when it is UTF-8, its raw bytes otherwise.
@@ -510,6 +565,89 @@ mod tests {
         let mut out = BytesMut::new();
         req.to_args(&mut out);
         out
+    }
+
+    /// Whatever the fast path accepts, the thrift reader reads to the same name.
+    fn agrees(bytes: &[u8]) -> Result<(), String> {
+        match plain_name(bytes) {
+            None => Ok(()),
+            Some(name) => match RoutingName::from_args(bytes) {
+                Ok(RoutingName(Ok(n))) if n.as_bytes() == name => Ok(()),
+                Ok(RoutingName(Err(raw))) if raw == name => Ok(()),
+                other => Err(format!("{bytes:?}: fast {name:?}, thrift {other:?}")),
+            },
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_the_clients_write_and_leaves_the_rest_to_thrift() {
+        let with = |name: &str, parts: Option<Vec<i32>>| {
+            args(&QueryCfgRequest {
+                app_name: name.into(),
+                partition_indices: parts,
+            })
+            .to_vec()
+        };
+        let name = |n: &'static str| Some(n.as_bytes());
+        let mut field_3 = with("temp", None);
+        // An unknown field before the STOPs: thrift skips it; the fast path leaves it to thrift.
+        field_3.truncate(field_3.len() - 2);
+        field_3.extend_from_slice(&[8, 0, 3, 0, 0, 0, 1, 0, 0]);
+        // (what, args, the name the fast path reads)
+        type Case<'a> = (&'a str, Vec<u8>, Option<&'a [u8]>);
+        let cases: Vec<Case> = vec![
+            ("Go, Python, Node.js", with("temp", None), name("temp")),
+            ("Java", with("temp", Some(vec![])), name("temp")),
+            ("partitions", with("temp", Some(vec![0, 3])), name("temp")),
+            ("empty name", with("", None), name("")),
+            ("unknown field", field_3, None),
+            ("cut short", with("temp", None)[..10].to_vec(), None),
+            ("empty", vec![], None),
+            (
+                "a string, not a struct",
+                {
+                    let mut a = with("temp", None);
+                    a[0] = 11;
+                    a
+                },
+                None,
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            assert_eq!(plain_name(&bytes), want, "{what}");
+            agrees(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let slow = RoutingName::from_args(&bytes).map(|RoutingName(n)| n.map(Cow::Owned));
+            assert_eq!(routing_name(&bytes), slow, "{what}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_thrift_on_any_bytes(
+            name in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            parts in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<i32>(), 0..4)),
+            cut in 0usize..40,
+            flip in proptest::option::of((0usize..40, proptest::prelude::any::<u8>())),
+        ) {
+            let mut bytes = BytesMut::new();
+            wire::encode_args(&RoutingName(Err(name)), 1, &mut bytes);
+            let mut bytes = bytes.to_vec();
+            if let Some(parts) = parts {
+                // partition_indices after the name, as the Java client writes it.
+                let at = bytes.len() - 2;
+                let mut list = vec![15, 0, 2, 8];
+                list.extend_from_slice(&(parts.len() as i32).to_be_bytes());
+                for p in parts {
+                    list.extend_from_slice(&p.to_be_bytes());
+                }
+                bytes.splice(at..at, list);
+            }
+            if let Some((at, b)) = flip && at < bytes.len() {
+                bytes[at] = b;
+            }
+            bytes.truncate(bytes.len().saturating_sub(cut % 3));
+            proptest::prop_assert!(agrees(&bytes).is_ok(), "{:?}", agrees(&bytes));
+        }
     }
 
     #[test]

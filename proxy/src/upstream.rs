@@ -32,14 +32,20 @@ pub struct Answer {
 
 type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
 
+/// What every upstream call needs, shared by them all (one reference count per call, not one
+/// per metric).
+struct Calls {
+    strip_host_ports: bool,
+    in_flight: Mutex<HashMap<(usize, Bytes), SharedCall>>,
+    metrics: Metrics,
+    health: ClusterHealth,
+}
+
 /// Upstream groups by cluster, the calls in flight, and what those calls said of each cluster.
 pub struct Upstreams {
     opts: GroupOptions,
-    strip_host_ports: bool,
     groups: Mutex<HashMap<RouteRecord, Weak<MetaGroup>>>,
-    in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
-    metrics: Metrics,
-    health: ClusterHealth,
+    calls: Arc<Calls>,
 }
 
 impl Upstreams {
@@ -51,17 +57,19 @@ impl Upstreams {
     ) -> Self {
         Upstreams {
             opts,
-            strip_host_ports,
             groups: Mutex::new(HashMap::new()),
-            in_flight: Arc::new(Mutex::new(HashMap::new())),
-            metrics,
-            health,
+            calls: Arc::new(Calls {
+                strip_host_ports,
+                in_flight: Mutex::new(HashMap::new()),
+                metrics,
+                health,
+            }),
         }
     }
 
     /// The health of the clusters called, from the outcome of each call.
     pub fn health(&self) -> &ClusterHealth {
-        &self.health
+        &self.calls.health
     }
 
     /// The clusters routes use now (one row per cluster name).
@@ -118,92 +126,89 @@ impl Upstreams {
     ) -> (Result<Arc<Answer>, GroupError>, bool) {
         let key = (Arc::as_ptr(group) as usize, args.clone());
         let (call, shared) = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut in_flight = self
+                .calls
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match in_flight.get(&key) {
                 Some(call) => (call.clone(), true),
                 None => {
-                    let call = self.start_call(key.clone(), group.clone(), args.clone(), deadline);
+                    let call = start_call(
+                        self.calls.clone(),
+                        key.clone(),
+                        group.clone(),
+                        args.clone(),
+                        deadline,
+                    );
                     in_flight.insert(key, call.clone());
                     (call, false)
                 }
             }
         };
         if shared {
-            self.metrics.coalesced.inc();
+            self.calls.metrics.coalesced.inc();
         }
         (call.await, shared)
     }
+}
 
-    /// Runs the call on its own task, so that it completes (and leaves the in-flight table) even
-    /// if every client waiting for it goes away.
-    fn start_call(
-        &self,
-        key: (usize, Bytes),
-        group: Arc<MetaGroup>,
-        args: Bytes,
-        deadline: Instant,
-    ) -> SharedCall {
-        let leave = LeaveInFlight {
-            in_flight: self.in_flight.clone(),
-            key,
+/// The call, driven by the requests waiting for it (whichever is polled), not by a task of its
+/// own: a task of its own cost a spawn and two more hand-offs between threads per call, on the
+/// path of every query. When every request waiting for it goes away (their clients closed), the
+/// call is dropped and leaves the in-flight table, and its reply, if one still comes, is
+/// discarded; such a call is not counted in the upstream metrics nor the cluster health.
+fn start_call(
+    calls: Arc<Calls>,
+    key: (usize, Bytes),
+    group: Arc<MetaGroup>,
+    args: Bytes,
+    deadline: Instant,
+) -> SharedCall {
+    async move {
+        // Leaves the table when done, and also when dropped unfinished or on a panic.
+        let leave = LeaveInFlight { calls, key };
+        let calls = &leave.calls;
+        let started = StdInstant::now();
+        let result = group
+            .call(codec::rpc::QUERY_CONFIG, &args, deadline)
+            .await
+            .and_then(|reply| no_rpc_error(group.cluster(), reply));
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.metric_label(),
         };
-        let metrics = self.metrics.clone();
-        let health = self.health.clone();
-        let strip = self.strip_host_ports;
-        let cluster = group.cluster().to_owned();
-        let task = tokio::spawn(async move {
-            // Leaves the table when done, and also if this task panicked.
-            let _leave = leave;
-            let started = StdInstant::now();
-            let result = group
-                .call(codec::rpc::QUERY_CONFIG, &args, deadline)
-                .await
-                .and_then(|reply| no_rpc_error(group.cluster(), reply));
-            let label = match &result {
-                Ok(_) => "ok",
-                Err(e) => e.metric_label(),
+        calls
+            .metrics
+            .upstream_calls
+            .get_or_create(&ResultLabel { result: label })
+            .inc();
+        calls
+            .metrics
+            .upstream_latency
+            .get_or_create(&ResultLabel { result: label })
+            .observe(started.elapsed().as_secs_f64());
+        calls.health.record(
+            group.cluster(),
+            group.meta_count(),
+            || group.meta_addrs(),
+            result.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        result.map(|reply| {
+            let body = if calls.strip_host_ports {
+                strip_host_ports(&reply.reply.body, group.cluster(), &calls.metrics)
+            } else {
+                reply.reply.body
             };
-            metrics
-                .upstream_calls
-                .get_or_create(&ResultLabel { result: label })
-                .inc();
-            metrics
-                .upstream_latency
-                .get_or_create(&ResultLabel { result: label })
-                .observe(started.elapsed().as_secs_f64());
-            health.record(
-                group.cluster(),
-                group.meta_addrs(),
-                result.as_ref().map(|_| ()).map_err(ToString::to_string),
-            );
-            result.map(|reply| {
-                let body = if strip {
-                    strip_host_ports(&reply.reply.body, group.cluster(), &metrics)
-                } else {
-                    reply.reply.body
-                };
-                Arc::new(Answer {
-                    body,
-                    err: reply.err,
-                    meta: reply.meta,
-                })
+            Arc::new(Answer {
+                body,
+                err: reply.err,
+                meta: reply.meta,
             })
-        });
-        async move {
-            match task.await {
-                Ok(answer) => answer,
-                // The task cannot be cancelled (nobody holds its handle) and does not panic; this
-                // arm exists so that a panic would become an error instead of a second panic.
-                Err(e) => Err(GroupError::Unavailable {
-                    cluster,
-                    attempts: 0,
-                    last: format!("upstream task failed: {e}"),
-                }),
-            }
-        }
-        .boxed()
-        .shared()
+        })
     }
+    .boxed()
+    .shared()
 }
 
 /// A query_config answered with an rpc-level error (`ERR_HANDLER_NOT_FOUND` from every
@@ -223,13 +228,14 @@ fn no_rpc_error(cluster: &str, reply: GroupReply) -> Result<GroupReply, GroupErr
 /// Removes a call from the in-flight table when dropped, so that a failed call is never shared by
 /// later requests.
 struct LeaveInFlight {
-    in_flight: Arc<Mutex<HashMap<(usize, Bytes), SharedCall>>>,
+    calls: Arc<Calls>,
     key: (usize, Bytes),
 }
 
 impl Drop for LeaveInFlight {
     fn drop(&mut self) {
-        self.in_flight
+        self.calls
+            .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.key);

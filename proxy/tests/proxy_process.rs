@@ -330,6 +330,9 @@ async fn ask_for(addr: SocketAddr, names: &[String], connections: usize) -> usiz
     answers.into_iter().sum()
 }
 
+/// Where [`zk_proxy`] reads its routes.
+const ZK_PROXY_ROOT: &str = "/metaproxy/hostile";
+
 struct ZkProxy {
     server: ZkServer,
     proxy: Process,
@@ -345,7 +348,7 @@ async fn zk_proxy(args: &[&str]) -> ZkProxy {
         "--zk".to_owned(),
         server.connect_string(),
         "--zk-root".to_owned(),
-        "/metaproxy/hostile".to_owned(),
+        ZK_PROXY_ROOT.to_owned(),
     ];
     let (proxy, addr, admin) =
         spawn_proxy_with(&source, args, &logs.path().join("metaproxy.log")).await;
@@ -647,4 +650,133 @@ fn max_connections_beyond_the_hard_open_file_limit_is_refused() {
         "{stderr}"
     );
     std::net::TcpListener::bind(&listen).expect("the port was never bound");
+}
+
+/// A route record for `table` under the root [`zk_proxy`] reads, written (or overwritten).
+async fn put_route(client: &zookeeper_client::Client, table: &str, data: &[u8]) {
+    put_znode(client, &format!("{ZK_PROXY_ROOT}/{table}"), data).await;
+}
+
+/// Percentile `q` of `samples` in microseconds.
+fn percentile_us(samples: &[Duration], q: f64) -> u64 {
+    let mut h = metaproxy_tests::workload::Histogram::default();
+    for s in samples {
+        h.record(metaproxy_tests::workload::micros(*s));
+    }
+    h.quantile(q)
+}
+
+/// The ZooKeeper figures of the performance issue (docs/performance.md, P6 to P9), by hand or
+/// from `e2e/bench.sh`, against a release build: `METAPROXY_BIN=target/release/metaproxy cargo
+/// test --release -p metaproxy --test proxy_process -- --ignored --nocapture
+/// measure_route_figures`. Prints one line `FIGURES {json}`.
+///
+/// - P6: the first query for each of 1,000 tables not cached yet (a ZooKeeper read, then the
+///   cluster), one at a time: p50, p99.
+/// - P7: 1,000 queries for one table not cached yet, sent at once over 10 connections: the
+///   queries the cluster saw.
+/// - P8: 40 record changes moving a table between two clusters: from the write's
+///   acknowledgement until a client asking back to back gets the new cluster's answer: p50, p99.
+/// - P9: the proxy's RSS with 10,000 cached routes and 10,000 idle client connections.
+#[tokio::test]
+#[ignore = "a measurement: a minute, with a release build and ZooKeeper"]
+async fn measure_route_figures() {
+    require!(ZOOKEEPER);
+    let cold: Vec<String> = (0..1000).map(|i| format!("cold{i}")).collect();
+    let mut tables: Vec<_> = cold
+        .iter()
+        .enumerate()
+        .map(|(i, t)| table(t, 100 + i as i32, 8))
+        .collect();
+    tables.push(table("burst", 3, 8));
+    tables.push(table("moving", 4, 8));
+    let a = sim(1, tables).await;
+    let b = sim(1, vec![table("moving", 5, 8)]).await;
+    let zp = zk_proxy(&["--max-connections", "10100"]).await;
+    let zkc = zookeeper_client::Client::connect(&zp.server.connect_string())
+        .await
+        .expect("zk connects");
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    zkc.mkdir(ZK_PROXY_ROOT, &opts).await.expect("root");
+    let (ra, rb) = (record("a", &a).to_json(), record("b", &b).to_json());
+    let routed: Vec<&str> = cold
+        .iter()
+        .map(String::as_str)
+        .chain(["burst", "moving"])
+        .collect();
+    for chunk in routed.chunks(500) {
+        futures::future::join_all(chunk.iter().map(|t| put_route(&zkc, t, &ra))).await;
+    }
+
+    // P6: first queries.
+    let mut client = RawConn::connect(zp.addr).await;
+    let mut first = Vec::new();
+    for (i, t) in cold.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let resp = client.query(t, i as i32).await;
+        first.push(started.elapsed());
+        assert_eq!(resp.err, ErrorCode::OK, "{t}");
+    }
+
+    // P7: a burst for one table.
+    a.reset_counters();
+    let names: Vec<String> = vec!["burst".to_owned(); 1000];
+    ask_for(zp.addr, &names, 10).await;
+    let burst_upstream = a.counters().requests;
+
+    // P8: record changes.
+    let mut moves = Vec::new();
+    for i in 0..40 {
+        let (data, want) = if i % 2 == 0 { (&rb, 5) } else { (&ra, 4) };
+        put_route(&zkc, "moving", data).await;
+        let written = std::time::Instant::now();
+        let mut seqid = 0;
+        loop {
+            seqid += 1;
+            if client.query("moving", seqid).await.app_id == want {
+                break;
+            }
+            assert!(written.elapsed() < WAIT, "move {i} never seen");
+        }
+        moves.push(written.elapsed());
+    }
+
+    // P9: 10,000 cached routes, 10,000 idle connections.
+    let many: Vec<String> = (0..10_000).map(|i| format!("many{i}")).collect();
+    for chunk in many.chunks(500) {
+        futures::future::join_all(chunk.iter().map(|t| put_route(&zkc, t, &ra))).await;
+    }
+    ask_for(zp.addr, &many, 8).await;
+    metaproxy::fd_limit::raise_for(10_500).expect("open-file limit for 10,000 connections");
+    let rss_routes = rss(zp.proxy.pid());
+    let mut idle = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        idle.push(
+            tokio::net::TcpStream::connect(zp.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    eventually("10,000 connections open", async || {
+        scrape(zp.admin)
+            .await
+            .is_ok_and(|m| m.value("metaproxy_connections", &[]) >= 10_000.0)
+    })
+    .await;
+    let (rss_all, _, routes) = zp.figures().await;
+    drop(idle);
+
+    let figures = serde_json::json!({
+        "p6_first_query_p50_us": percentile_us(&first, 0.5),
+        "p6_first_query_p99_us": percentile_us(&first, 0.99),
+        "p7_burst_queries": 1000,
+        "p7_upstream_queries": burst_upstream,
+        "p8_change_to_answer_p50_us": percentile_us(&moves, 0.5),
+        "p8_change_to_answer_p99_us": percentile_us(&moves, 0.99),
+        "p9_routes_cached": routes,
+        "p9_rss_routes_only_mib": rss_routes as f64 / (1 << 20) as f64,
+        "p9_rss_mib": rss_all as f64 / (1 << 20) as f64,
+    });
+    println!("FIGURES {figures}");
 }

@@ -29,15 +29,7 @@ async fn zk_client_at(connect: &str) -> zk::Client {
 }
 
 async fn put(client: &zk::Client, table: &str, data: &[u8]) {
-    let path = format!("{ROOT}/{table}");
-    match client.set_data(&path, data, None).await {
-        Ok(_) => {}
-        Err(zk::Error::NoNode) => {
-            let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-            client.create(&path, data, &opts).await.expect("create");
-        }
-        Err(e) => panic!("set {path}: {e}"),
-    }
+    put_znode(client, &format!("{ROOT}/{table}"), data).await;
 }
 
 /// Waits until a query for `table` answers with `app_id` (or with `err`).

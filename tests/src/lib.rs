@@ -5,6 +5,8 @@
 pub mod bystander;
 pub mod chart;
 pub mod client;
+pub mod compare;
+pub mod cpu;
 pub mod fuzz_seeds;
 pub mod harness;
 pub mod idl;

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use metaproxy_tests::compare::{self, CompareConfig, Target, Watched};
 use metaproxy_tests::harness::eventually;
-use metaproxy_tests::load::{self, Header, LoadConfig, Until};
+use metaproxy_tests::load::{self, Header, LoadConfig, Pace, Until};
 use metaproxy_tests::sim::{SimConfig, SimHandle, Simulator, TableSpec};
 
 async fn sim(metas: usize) -> SimHandle {
@@ -121,5 +122,60 @@ async fn refuses_an_empty_load() {
     c.tables = vec!["temp".into()];
     c.depth = 0;
     assert!(load::run(c).await.is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_open_loop_sends_at_its_rate_whatever_the_replies_do() {
+    let sim = sim(1).await;
+    // 400 requests at 2,000/s: about 200 ms, however slow the replies.
+    sim.set_delay(0, Duration::from_millis(100)).expect("delay");
+    let mut c = config(&sim, 0, Until::Requests(400), &["temp"]);
+    c.pace = Pace::Open { rate: 2000.0 };
+    let started = Instant::now();
+    let report = load::run(c).await.expect("runs");
+    assert_eq!((report.sent, report.ok), (400, 400), "{:?}", report.errors);
+    assert!(started.elapsed() >= Duration::from_millis(190));
+    // Latency runs from the intended send time: at least the reply delay.
+    assert!(report.latency_us.p50 >= 100_000, "{:?}", report.latency_us);
+    assert!(report.send_lag_us.is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn compare_alternates_targets_and_accounts_cpu() {
+    let sim = sim(2).await;
+    let metas = sim.meta_addrs();
+    let config = CompareConfig {
+        load: config(&sim, 0, Until::Requests(200), &["temp"]),
+        targets: vec![
+            Target {
+                label: "a".into(),
+                addr: metas[0],
+            },
+            Target {
+                label: "b".into(),
+                addr: metas[1],
+            },
+        ],
+        rounds: 2,
+        watched: vec![Watched {
+            label: "me".into(),
+            pid: std::process::id(),
+        }],
+        pause: Duration::ZERO,
+    };
+    let report = compare::run(config).await.expect("runs");
+    let order: Vec<(&str, usize)> = report
+        .runs
+        .iter()
+        .map(|r| (r.target.as_str(), r.round))
+        .collect();
+    assert_eq!(order, [("a", 1), ("b", 1), ("a", 2), ("b", 2)]);
+    assert_eq!(report.summary.len(), 2);
+    assert_eq!(report.summary[0].throughput_ratio, 1.0);
+    // The second MetaServer is not the leader: it forwards, and that is counted as an error.
+    assert_eq!(report.summary[1].errors, 400);
+    assert!(report.runs[0].cpu.contains_key("me") && report.runs[0].cpu.contains_key("load"));
     sim.shutdown().await;
 }

@@ -279,6 +279,11 @@ impl MetaGroup {
             .collect()
     }
 
+    /// How many MetaServers the group has (configured, then learned; it only grows).
+    pub fn meta_count(&self) -> usize {
+        self.metas.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// The MetaServer that gave the last final answer (initially the first configured one).
     pub fn leader(&self) -> String {
         let metas = self.snapshot();
@@ -352,11 +357,9 @@ impl MetaGroup {
 
         let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut FuturesUnordered<_>| {
             let client = metas[idx].clone();
-            let args = args.clone();
             let attempt_deadline = deadline.min(Instant::now() + self.opts.attempt_timeout);
-            let name = name.to_owned();
             calls.push(async move {
-                let result = client.call(&name, &args, attempt_deadline).await;
+                let result = client.call(name, args, attempt_deadline).await;
                 (idx, result)
             });
         };
@@ -366,6 +369,8 @@ impl MetaGroup {
         attempts += 1;
         let mut hedge_at = hedge_after.map(|d| Instant::now() + d);
 
+        // No timer for the overall deadline: every attempt's own deadline is at or before it, so
+        // the attempts in flight at the deadline end then, and none is launched after it.
         loop {
             let next = tokio::select! {
                 done = calls.next(), if !calls.is_empty() => done,
@@ -382,7 +387,7 @@ impl MetaGroup {
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(deadline) => break,
+                else => break,
             };
             let Some((idx, result)) = next else { break };
             in_flight.retain(|&i| i != idx);

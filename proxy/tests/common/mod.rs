@@ -286,3 +286,17 @@ pub async fn spawn_proxy_with(
     .await
     .expect("metaproxy starts")
 }
+
+/// Writes `data` at `path` in ZooKeeper, creating the znode when it is not there (its parent
+/// must be).
+pub async fn put_znode(client: &zookeeper_client::Client, path: &str, data: &[u8]) {
+    match client.set_data(path, data, None).await {
+        Ok(_) => {}
+        Err(zookeeper_client::Error::NoNode) => {
+            let opts = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            client.create(path, data, &opts).await.expect("create");
+        }
+        Err(e) => panic!("set {path}: {e}"),
+    }
+}

@@ -1,6 +1,8 @@
-//! `pegasus-load`: load against a MetaServer, the simulator or the proxy. The default workload
-//! sends query_config (`metaproxy_tests::load`); `--workload kv` reads and writes a table as the
-//! official clients do (`metaproxy_tests::kv`). Options in, a report out.
+//! `pegasus-load`: the project's benchmark instrument, load against a MetaServer, the simulator or
+//! the proxy. The default workload sends query_config (`metaproxy_tests::load`), closed or open
+//! loop, against one target or, with `--compare`, against several in alternating rounds
+//! (`metaproxy_tests::compare`); `--workload kv` reads and writes a table as the official clients
+//! do (`metaproxy_tests::kv`). Options in, a report out.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,14 +11,25 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use metaproxy::startup::parse_duration;
 use metaproxy_tests::client::{ClientOptions, HeaderKind};
+use metaproxy_tests::compare::{self, CompareConfig, Target, Watched};
 use metaproxy_tests::kv::{self, KvConfig};
-use metaproxy_tests::load::{self, Header, LoadConfig, Until};
+use metaproxy_tests::load::{self, Header, LoadConfig, Pace, Until};
 
 const AFTER_HELP: &str = "\
-query-config (the default): each connection keeps --depth requests in flight, matched to replies
-by seqid, and takes the tables in turn. Errors are counted by kind: rpc:<NAME> (rpc-level error),
-err:<NAME> (the response's err), timeout, disconnect (requests lost with a connection, which is
-reopened), connect, bad_reply, unmatched.
+query-config (the default): each connection keeps --depth requests in flight (closed loop) or,
+with --rate, sends requests at their intended times whatever the replies do (open loop; latency
+then runs from the intended time, so queueing is not hidden). Replies are matched by seqid and
+checked: errors are counted by kind: bad_name (not the _ACK of query_config), rpc:<NAME>
+(rpc-level error), err:<NAME> (the response's err), timeout, disconnect (requests lost with a
+connection, which is reopened), connect, bad_reply, unmatched. Connections take the tables in turn;
+--distinct N queries <table>0 .. <table>N-1 instead (which defeats the proxy's coalescing).
+
+--compare A,B[,C] runs the same load against each target in turn, --rounds times, and reports the
+median of each figure per target and its ratio to the first. Each --pid LABEL=PID is a process
+(the proxy, the simulator) whose CPU time is read from /proc around each run, reported as CPU
+microseconds per request (and cores kept busy), beside the load tool's own (label load).
+
+Targets that are not loopback addresses are refused unless --allow-non-loopback.
 
 kv: --connections x --depth clients, each with one operation in flight, write unique keys and read
 back their own through --target (a MetaServer or the proxy): query_config, the key's hash to a
@@ -30,6 +43,9 @@ loopback are refused unless --allow-non-loopback.
 
 Examples:
   pegasus-load --target 127.0.0.1:34601 --connections 8 --depth 32 --duration 10s --table temp
+  pegasus-load --compare direct=127.0.0.1:34601,proxy=127.0.0.1:34701 --rounds 3 \\
+    --pid sim=$SIM_PID --pid proxy=$PROXY_PID --table t --distinct 100
+  pegasus-load --target 127.0.0.1:34701 --rate 20000 --duration 10s
   pegasus-load --workload kv --target 127.0.0.1:34601 --duration 30s --table temp --verify \\
     --verify-meta 127.0.0.1:35601";
 
@@ -56,8 +72,24 @@ struct Args {
     #[arg(long, value_enum, default_value = "query-config")]
     workload: Workload,
     /// The MetaServer (or proxy) to load, or to read the routing from (kv).
-    #[arg(long)]
-    target: SocketAddr,
+    #[arg(long, required_unless_present = "compare")]
+    target: Option<SocketAddr>,
+    /// Load each of these targets in turn (LABEL=host:port or host:port, comma-separated),
+    /// --rounds times, and compare them.
+    #[arg(long, value_delimiter = ',', value_parser = compare::parse_target, conflicts_with = "target")]
+    compare: Vec<Target>,
+    /// Rounds of --compare.
+    #[arg(long, default_value_t = 3, requires = "compare")]
+    rounds: usize,
+    /// A process to account CPU time for in --compare, as LABEL=PID (repeatable).
+    #[arg(long = "pid", value_parser = compare::parse_watched, requires = "compare")]
+    pids: Vec<Watched>,
+    /// Quiet time before each --compare run.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", requires = "compare")]
+    pause: Duration,
+    /// Open loop: this many requests per second in all, at fixed intended times.
+    #[arg(long, conflicts_with = "depth")]
+    rate: Option<f64>,
     #[arg(long, default_value_t = 8)]
     connections: usize,
     /// Requests in flight per connection.
@@ -72,6 +104,9 @@ struct Args {
     /// Tables to query, in turn; repeat the option or separate with commas. kv uses the first.
     #[arg(long = "table", value_delimiter = ',', default_value = "temp")]
     tables: Vec<String>,
+    /// Query N distinct tables, <table>0 .. <table>N-1 (the first --table is the prefix).
+    #[arg(long)]
+    distinct: Option<usize>,
     #[arg(long, value_enum, default_value = "v0")]
     header: HeaderArg,
     /// How long a request may wait for its reply (kv: an operation's budget, retries
@@ -90,7 +125,7 @@ struct Args {
     /// kv: verify through these MetaServers (comma-separated) instead of --target.
     #[arg(long, value_delimiter = ',', requires = "verify")]
     verify_meta: Vec<String>,
-    /// kv: dial replica addresses that are not loopback.
+    /// Load targets (kv: replica addresses) that are not loopback addresses.
     #[arg(long)]
     allow_non_loopback: bool,
     /// Print the report as JSON.
@@ -122,7 +157,11 @@ async fn main() -> ExitCode {
         (None, None) => Until::Elapsed(Duration::from_secs(10)),
     };
     if args.workload == Workload::Kv {
-        let metas = vec![args.target.to_string()];
+        let Some(target) = args.target else {
+            eprintln!("pegasus-load: the kv workload needs --target");
+            return ExitCode::from(64);
+        };
+        let metas = vec![target.to_string()];
         let defaults = ClientOptions::default();
         let op_timeout = args.timeout.unwrap_or(defaults.op_timeout);
         let config = KvConfig {
@@ -167,18 +206,47 @@ async fn main() -> ExitCode {
         }
         return status;
     }
+    let tables = match args.distinct {
+        Some(n) => load::distinct_tables(&args.tables[0], n),
+        None => args.tables,
+    };
     let config = LoadConfig {
-        target: args.target,
+        // Replaced by each target's under --compare.
+        target: args
+            .target
+            .or(args.compare.first().map(|t| t.addr))
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         connections: args.connections,
         depth: args.depth,
+        pace: match args.rate {
+            Some(rate) => Pace::Open { rate },
+            None => Pace::Closed,
+        },
+        allow_non_loopback: args.allow_non_loopback,
         until,
-        tables: args.tables,
+        tables,
         header: match args.header {
             HeaderArg::V0 => Header::V0,
             HeaderArg::V1 => Header::V1,
         },
         timeout: args.timeout.unwrap_or(Duration::from_secs(5)),
     };
+    if !args.compare.is_empty() {
+        let config = CompareConfig {
+            load: config,
+            targets: args.compare,
+            rounds: args.rounds,
+            watched: args.pids,
+            pause: args.pause,
+        };
+        return match compare::run(config).await {
+            Ok(report) => print(&report, args.json),
+            Err(e) => {
+                eprintln!("pegasus-load: {e}");
+                ExitCode::from(64)
+            }
+        };
+    }
     let report = match load::run(config).await {
         Ok(r) => r,
         Err(e) => {
