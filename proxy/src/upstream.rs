@@ -4,12 +4,13 @@
 //! failover thousands of clients ask at once; the cluster sees one call per distinct request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant as StdInstant;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use futures::future::{BoxFuture, Shared, WeakShared};
 use tokio::time::Instant;
 
 use crate::clusters::{ClusterHealth, Routed};
@@ -30,13 +31,23 @@ pub struct Answer {
     pub meta: String,
 }
 
-type SharedCall = Shared<BoxFuture<'static, Result<Arc<Answer>, GroupError>>>;
+type CallFuture = BoxFuture<'static, Result<Arc<Answer>, GroupError>>;
+type SharedCall = Shared<CallFuture>;
+
+/// A call in the in-flight table: weak, so that the table never keeps alive a call nobody waits
+/// for (it would linger unpolled, one entry per distinct request), with the number that tells it
+/// from a later call for the same request.
+struct InFlight {
+    id: u64,
+    call: WeakShared<CallFuture>,
+}
 
 /// What every upstream call needs, shared by them all (one reference count per call, not one
 /// per metric).
 struct Calls {
     strip_host_ports: bool,
-    in_flight: Mutex<HashMap<(usize, Bytes), SharedCall>>,
+    in_flight: Mutex<HashMap<(usize, Bytes), InFlight>>,
+    next_id: AtomicU64,
     metrics: Metrics,
     health: ClusterHealth,
 }
@@ -61,6 +72,7 @@ impl Upstreams {
             calls: Arc::new(Calls {
                 strip_host_ports,
                 in_flight: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
                 metrics,
                 health,
             }),
@@ -131,17 +143,20 @@ impl Upstreams {
                 .in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            match in_flight.get(&key) {
-                Some(call) => (call.clone(), true),
+            match in_flight.get(&key).and_then(|f| f.call.upgrade()) {
+                Some(call) => (call, true),
                 None => {
-                    let call = start_call(
-                        self.calls.clone(),
-                        key.clone(),
-                        group.clone(),
-                        args.clone(),
-                        deadline,
-                    );
-                    in_flight.insert(key, call.clone());
+                    let id = self.calls.next_id.fetch_add(1, Ordering::Relaxed);
+                    let leave = LeaveInFlight {
+                        calls: self.calls.clone(),
+                        key: key.clone(),
+                        id,
+                    };
+                    let call = start_call(leave, group.clone(), args.clone(), deadline);
+                    // Never polled yet, so there is a weak handle to take.
+                    if let Some(weak) = call.downgrade() {
+                        in_flight.insert(key, InFlight { id, call: weak });
+                    }
                     (call, false)
                 }
             }
@@ -156,18 +171,17 @@ impl Upstreams {
 /// The call, driven by the requests waiting for it (whichever is polled), not by a task of its
 /// own: a task of its own cost a spawn and two more hand-offs between threads per call, on the
 /// path of every query. When every request waiting for it goes away (their clients closed), the
-/// call is dropped and leaves the in-flight table, and its reply, if one still comes, is
-/// discarded; such a call is not counted in the upstream metrics nor the cluster health.
+/// call is dropped (the table holds it weakly) and leaves the in-flight table, and its reply, if
+/// one still comes, is discarded; such a call is not counted in the upstream metrics nor the
+/// cluster health.
 fn start_call(
-    calls: Arc<Calls>,
-    key: (usize, Bytes),
+    leave: LeaveInFlight,
     group: Arc<MetaGroup>,
     args: Bytes,
     deadline: Instant,
 ) -> SharedCall {
     async move {
         // Leaves the table when done, and also when dropped unfinished or on a panic.
-        let leave = LeaveInFlight { calls, key };
         let calls = &leave.calls;
         let started = StdInstant::now();
         let result = group
@@ -230,15 +244,21 @@ fn no_rpc_error(cluster: &str, reply: GroupReply) -> Result<GroupReply, GroupErr
 struct LeaveInFlight {
     calls: Arc<Calls>,
     key: (usize, Bytes),
+    id: u64,
 }
 
 impl Drop for LeaveInFlight {
     fn drop(&mut self) {
-        self.calls
+        let mut in_flight = self
+            .calls
             .in_flight
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+            .unwrap_or_else(|p| p.into_inner());
+        // A later call for the same request may have taken the entry (this one was being
+        // dropped when it came): that one stays.
+        if in_flight.get(&self.key).is_some_and(|f| f.id == self.id) {
+            in_flight.remove(&self.key);
+        }
     }
 }
 
@@ -259,5 +279,62 @@ fn strip_host_ports(body: &Bytes, cluster: &str, metrics: &Metrics) -> Bytes {
             }
             body.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn in_flight(upstreams: &Upstreams) -> usize {
+        upstreams.calls.in_flight.lock().expect("lock").len()
+    }
+
+    /// A MetaServer that accepts and never answers: the call stays in flight until its waiters
+    /// leave. When they all have, nothing of the call is left in the table, so a later request
+    /// starts a call of its own instead of joining one nobody drives.
+    #[tokio::test]
+    async fn a_call_whose_waiters_all_left_leaves_the_table() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr").to_string();
+        let _accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let upstreams = Upstreams::new(
+            GroupOptions::default(),
+            false,
+            Metrics::default(),
+            ClusterHealth::new(Duration::from_secs(60)),
+        );
+        let group = upstreams
+            .group(&RouteRecord::new("c", [addr]).expect("record"))
+            .expect("group");
+        let args = Bytes::from_static(b"the same args");
+        let deadline = Instant::now() + Duration::from_secs(60);
+
+        let first = upstreams.query_config(&group, &args, deadline);
+        let second = upstreams.query_config(&group, &args, deadline);
+        let both = futures::future::join(first, second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), both)
+                .await
+                .is_err(),
+            "nobody answers"
+        );
+        assert_eq!(in_flight(&upstreams), 0, "both waiters left");
+
+        let third = upstreams.query_config(&group, &args, deadline);
+        let mut third = Box::pin(third);
+        assert!(futures::poll!(&mut third).is_pending());
+        assert_eq!(in_flight(&upstreams), 1, "a new call, in the table");
+        drop(third);
+        assert_eq!(in_flight(&upstreams), 0);
     }
 }
