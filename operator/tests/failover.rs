@@ -1058,13 +1058,7 @@ async fn two_replicas_on_kubernetes_flip_once_across_a_leader_crash() {
         "metadata: {name: temp, namespace: default}",
     );
     api.apply_yaml(&route).await.expect("kubectl apply");
-    let status = async || -> Option<serde_json::Value> {
-        let out = api
-            .kubectl_output(&["get", "ptr", "temp", "-o", "json"], None)
-            .await
-            .ok()?;
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
-    };
+    let status = async || api.get_json(&["ptr", "temp"]).await;
     eventually(WAIT, "the route armed", async || {
         let o = status().await?;
         (condition(&o, "FailedOver")?.1 == "PrimaryHealthy").then_some(())

@@ -70,17 +70,6 @@ async fn apply(api: &ApiServer, yaml: &str) {
     api.apply_yaml(yaml).await.expect("kubectl apply");
 }
 
-async fn get_json(api: &ApiServer, args: &[&str]) -> Option<serde_json::Value> {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = api.kubectl_output(&all, None).await.ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn condition(obj: &serde_json::Value, type_: &str) -> Option<serde_json::Value> {
     obj["status"]["conditions"]
         .as_array()?
@@ -122,7 +111,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     let primary = RouteRecord::new("c3srv-ad", ["127.0.0.1:1", "localhost:1"]).expect("record");
     assert_eq!(wait_record(&zk, path, &primary, "default/temp").await, 0);
     let obj = eventually(WAIT, "Ready=True", async || {
-        get_json(&api, &["ptr", "temp"])
+        api.get_json(&["ptr", "temp"])
             .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
@@ -168,11 +157,10 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     assert_eq!(view["status"]["znode"], path);
 
     // The printer columns.
-    let out = api
-        .kubectl_output(&["get", "ptr"], None)
+    let table = api
+        .kubectl_ok(&["get", "ptr"], None)
         .await
         .expect("kubectl get ptr");
-    let table = String::from_utf8_lossy(&out.stdout).to_string();
     let header: Vec<&str> = table
         .lines()
         .next()
@@ -219,7 +207,7 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
         WAIT,
         "the switchover of generation 2 completed",
         async || {
-            get_json(&api, &["ptr", "temp"]).await.filter(|o| {
+            api.get_json(&["ptr", "temp"]).await.filter(|o| {
                 o["status"]["observedGeneration"] == 2
                     && condition(o, "Switchover").is_some_and(|c| c["reason"] == "Completed")
             })
@@ -234,7 +222,9 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
 
     // Events went to events.k8s.io (served by the stand-in here).
     let events = eventually(WAIT, "events for the route", async || {
-        let list = get_json(&api, &["events.v1.events.k8s.io", "-n", "default"]).await?;
+        let list = api
+            .get_json(&["events.v1.events.k8s.io", "-n", "default"])
+            .await?;
         let reasons: Vec<String> = list["items"]
             .as_array()?
             .iter()
@@ -261,24 +251,18 @@ async fn kubectl_route_lifecycle_writes_and_removes_the_znode() {
     assert_eq!(wait_record(&zk, path, &backup, "default/temp").await, 4);
 
     // Delete: the finalizer removes the znode, then the object goes.
-    let out = api
-        .kubectl_output(
-            &["delete", "ptr", "temp", "--wait=true", "--timeout=40s"],
-            None,
-        )
-        .await
-        .expect("kubectl delete");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    api.kubectl_ok(
+        &["delete", "ptr", "temp", "--wait=true", "--timeout=40s"],
+        None,
+    )
+    .await
+    .expect("kubectl delete");
     assert!(
         matches!(zk.get_data(path).await, Err(zkc::Error::NoNode)),
         "znode removed"
     );
     assert!(
-        get_json(&api, &["ptr", "temp"]).await.is_none(),
+        api.get_json(&["ptr", "temp"]).await.is_none(),
         "object gone"
     );
     eventually(WAIT, "/routes to drop the deleted route", async || {
@@ -393,7 +377,8 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     // timestamps have one-second resolution: the second route must be created in a later second
     // than the first. Wait for the clock (the API server's: same machine) to pass that second.
     let created = async |name: &str| -> Timestamp {
-        let obj = get_json(&api, &["ptr", name])
+        let obj = api
+            .get_json(&["ptr", name])
             .await
             .expect("the route exists");
         let at = obj["metadata"]["creationTimestamp"]
@@ -430,7 +415,7 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     let primary = RouteRecord::new("c3srv-ad", ["127.0.0.1:1", "localhost:1"]).expect("record");
     wait_record(&zk, path, &primary, "default/older").await;
     let newer = eventually(WAIT, "Conflict=True on the newer route", async || {
-        get_json(&api, &["ptr", "newer"])
+        api.get_json(&["ptr", "newer"])
             .await
             .filter(|o| condition(o, "Conflict").is_some_and(|c| c["status"] == "True"))
     })
@@ -454,22 +439,16 @@ async fn the_older_route_keeps_the_table_and_the_newer_waits() {
     );
 
     // The older one goes: the newer takes the table over.
-    let out = api
-        .kubectl_output(
-            &["delete", "ptr", "older", "--wait=true", "--timeout=40s"],
-            None,
-        )
-        .await
-        .expect("delete");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    api.kubectl_ok(
+        &["delete", "ptr", "older", "--wait=true", "--timeout=40s"],
+        None,
+    )
+    .await
+    .expect("delete");
     let backup = RouteRecord::new("c3srv-bk", ["10.1.0.1:34601"]).expect("record");
     wait_record(&zk, path, &backup, "default/newer").await;
     eventually(WAIT, "the newer route Ready", async || {
-        get_json(&api, &["ptr", "newer"])
+        api.get_json(&["ptr", "newer"])
             .await
             .filter(|o| condition(o, "Ready").is_some_and(|c| c["status"] == "True"))
     })
@@ -495,15 +474,12 @@ async fn one_replica_leads_and_a_standby_takes_over_on_sigterm() {
         .expect("zk client");
     let mut first = start_operator(&api, &zk_server, "op-1").await;
     let lease_holder = async || {
-        get_json(
-            &api,
-            &[
-                "leases.v1.coordination.k8s.io",
-                "metaproxy-operator",
-                "-n",
-                "default",
-            ],
-        )
+        api.get_json(&[
+            "leases.v1.coordination.k8s.io",
+            "metaproxy-operator",
+            "-n",
+            "default",
+        ])
         .await
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
     };
@@ -564,7 +540,7 @@ async fn sigterm_with_zookeeper_down_and_200_routes_exits_at_once() {
     apply(&api, &all).await;
     let mut op = start_operator(&api, &zk_server, "op-1").await;
     eventually(WAIT, "every route to report ZooKeeper down", async || {
-        let list = get_json(&api, &["ptr"]).await?;
+        let list = api.get_json(&["ptr"]).await?;
         let down = list["items"]
             .as_array()?
             .iter()

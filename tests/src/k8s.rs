@@ -263,30 +263,41 @@ impl ApiServer {
         Ok(output)
     }
 
+    /// Runs kubectl (with `stdin` as its input when given); its output when it succeeds, an error
+    /// with its message when it does not.
+    pub async fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.kubectl_output(args, stdin).await?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl get ARGS -o json`, parsed; `None` when kubectl fails or prints no JSON.
+    pub async fn get_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl_ok(&all, None).await.ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
     /// `kubectl apply -f -` with `yaml`, failing with kubectl's message.
     pub async fn apply_yaml(&self, yaml: &str) -> Result<()> {
-        let out = self
-            .kubectl_output(&["apply", "-f", "-"], Some(yaml))
-            .await?;
-        if !out.status.success() {
-            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
+        self.kubectl_ok(&["apply", "-f", "-"], Some(yaml))
+            .await
+            .map(drop)
     }
 
     /// `kubectl apply -f path`, failing with kubectl's message.
     pub async fn apply_path(&self, path: &Path) -> Result<()> {
-        let out = self
-            .kubectl_output(&["apply", "-f", &path.display().to_string()], None)
-            .await?;
-        if !out.status.success() {
-            bail!(
-                "kubectl apply -f {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        self.kubectl_ok(&["apply", "-f", &path.display().to_string()], None)
+            .await
+            .map(drop)
     }
 
     /// Waits until the CRD `name` is Established (at most 30 s). `kubectl wait` itself fails at
