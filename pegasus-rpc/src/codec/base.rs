@@ -47,12 +47,39 @@ impl ErrorCode {
     pub const NOT_ENOUGH_MEMBER: ErrorCode = ErrorCode::from_static("ERR_NOT_ENOUGH_MEMBER");
     pub const APP_NOT_EXIST: ErrorCode = ErrorCode::from_static("ERR_APP_NOT_EXIST");
 
+    /// The names above: one read from the wire as one of these is kept as the constant, so that
+    /// cloning it (once per client a shared answer goes to) allocates nothing.
+    const KNOWN: &[ErrorCode] = &[
+        Self::OK,
+        Self::FORWARD_TO_OTHERS,
+        Self::OBJECT_NOT_FOUND,
+        Self::SERVICE_NOT_ACTIVE,
+        Self::HANDLER_NOT_FOUND,
+        Self::INVALID_DATA,
+        Self::INVALID_PARAMETERS,
+        Self::BUSY,
+        Self::BUSY_CREATING,
+        Self::BUSY_DROPPING,
+        Self::TIMEOUT,
+        Self::UNKNOWN,
+        Self::INVALID_STATE,
+        Self::OPERATION_DISABLED,
+        Self::PARENT_PARTITION_MISUSED,
+        Self::SESSION_RESET,
+        Self::NOT_ENOUGH_MEMBER,
+        Self::APP_NOT_EXIST,
+    ];
+
     pub const fn from_static(name: &'static str) -> Self {
         ErrorCode(Cow::Borrowed(name))
     }
 
     pub fn new(name: impl Into<String>) -> Self {
-        ErrorCode(Cow::Owned(name.into()))
+        let name = name.into();
+        match Self::KNOWN.iter().find(|k| k.as_str() == name) {
+            Some(known) => known.clone(),
+            None => ErrorCode(Cow::Owned(name)),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -233,6 +260,19 @@ mod tests {
     use super::*;
     use crate::codec::wire;
     use bytes::BytesMut;
+
+    #[test]
+    fn known_error_names_from_the_wire_are_the_constants() {
+        for name in ["ERR_OK", "ERR_OBJECT_NOT_FOUND", "ERR_APP_NOT_EXIST"] {
+            let code = ErrorCode::new(name);
+            assert!(matches!(code.0, Cow::Borrowed(_)), "{name}");
+            assert_eq!(code.as_str(), name);
+        }
+        let other = ErrorCode::new("ERR_NOT_IN_THE_LIST");
+        assert!(matches!(other.0, Cow::Owned(_)));
+        assert_eq!(other.as_str(), "ERR_NOT_IN_THE_LIST");
+        assert_eq!(ErrorCode::new("ERR_OK"), ErrorCode::OK);
+    }
 
     #[test]
     fn rpc_address_layout_matches_the_document() {
