@@ -34,7 +34,7 @@ use crate::admin_rpc::{self, AdminRoute, AdminRpcs, TableRpc};
 use crate::list_apps::{self, ClusterAnswer};
 use crate::metrics::{Metrics, Outcome};
 use crate::route::{Lookup, Route, RouteRecord, Routes};
-use crate::upstream::Upstreams;
+use crate::upstream::{Answer, Joined, Upstreams};
 use crate::warnings::Kind;
 use pegasus_rpc::client::{GroupError, MetaGroup};
 use pegasus_rpc::codec::list_apps::{ListAppsResponse, error_only_result};
@@ -78,6 +78,16 @@ impl Reply {
             to.encode(out, rpc_error.as_str(), name, body);
         }
     }
+}
+
+/// A query_config whose route was cached when it was read: what the fast path needs to join its
+/// call and, once the call ends, to answer it.
+#[derive(Debug)]
+pub struct CachedQuery {
+    pub route: Arc<Route>,
+    /// The request's args: with the route's group, the key of its upstream call.
+    pub args: Bytes,
+    pub to: ReplyTo,
 }
 
 /// Settings of the request handling.
@@ -243,6 +253,74 @@ impl Service {
             return Reply::None;
         }
         reply
+    }
+
+    /// The fast path's first half: a query_config (a call, not one-way) whose table's route is
+    /// cached now, with what its answer needs; `Err` gives back every other request, for
+    /// [`Service::handle`]. Pure of effects: nothing is counted until the request is answered.
+    // The frame is given back by value: boxing it would cost an allocation per slow request.
+    #[allow(clippy::result_large_err)]
+    pub fn cached_query(&self, frame: RequestFrame) -> Result<CachedQuery, RequestFrame> {
+        if frame.name() != codec::rpc::QUERY_CONFIG || frame.message.kind != MessageKind::Call {
+            return Err(frame);
+        }
+        let route = match routing_name(&frame.args) {
+            Ok(Ok(table)) => self.routes.cached(&table),
+            _ => None,
+        };
+        match route {
+            Some(route) => Ok(CachedQuery {
+                route,
+                to: frame.reply_to(),
+                args: frame.args,
+            }),
+            None => Err(frame),
+        }
+    }
+
+    /// Joins (or starts) the upstream call of a cached query; a new call's deadline is counted
+    /// from now, as on the slow path.
+    pub fn join(&self, query: &CachedQuery) -> Joined {
+        let deadline = self.opts.upstream_deadline;
+        self.upstreams.join(&query.route.group, &query.args, || {
+            Instant::now() + deadline
+        })
+    }
+
+    /// The reply to one request waiting on a call of `route` with `args` that ended with
+    /// `result`, counted as the slow path counts it.
+    pub fn answer_query(
+        &self,
+        route: &Route,
+        args: &[u8],
+        result: &Result<Arc<Answer>, GroupError>,
+        to: ReplyTo,
+    ) -> Reply {
+        let (body, answered) = match result {
+            Ok(answer) => (answer.body.clone(), Answered::Upstream(answer.err.clone())),
+            Err(e) => {
+                let cluster = route.record.cluster.as_str();
+                if let Some(suppressed) = self
+                    .metrics
+                    .warnings
+                    .admit(Kind::ClusterUnreachable, cluster)
+                {
+                    let table = match routing_name(args) {
+                        Ok(Ok(table)) => table.into_owned(),
+                        _ => String::new(),
+                    };
+                    tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+                }
+                (self.query.not_active.clone(), Answered::ClusterUnavailable)
+            }
+        };
+        self.metrics.request(answered.query_outcome());
+        Reply::Frame {
+            rpc_error: ErrorCode::OK,
+            name: QUERY_CONFIG_ACK.into(),
+            to,
+            body,
+        }
     }
 
     fn frame(

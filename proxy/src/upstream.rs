@@ -31,8 +31,9 @@ pub struct Answer {
     pub meta: String,
 }
 
-type CallFuture = BoxFuture<'static, Result<Arc<Answer>, GroupError>>;
-type SharedCall = Shared<CallFuture>;
+pub type CallFuture = BoxFuture<'static, Result<Arc<Answer>, GroupError>>;
+/// A call as its waiters hold it: each clone is one waiter (one waker) of the call.
+pub type SharedCall = Shared<CallFuture>;
 
 /// A call in the in-flight table: weak, so that the table never keeps alive a call nobody waits
 /// for (it would linger unpolled, one entry per distinct request), with the number that tells it
@@ -136,15 +137,35 @@ impl Upstreams {
         args: &Bytes,
         deadline: Instant,
     ) -> (Result<Arc<Answer>, GroupError>, bool) {
+        let joined = self.join(group, args, || deadline);
+        (joined.call.await, joined.shared)
+    }
+
+    /// The synchronous half of [`Upstreams::query_config`]: joins the call in flight for the
+    /// same group and args, or starts one with the deadline `deadline()` gives (asked only then:
+    /// a joined call keeps its first caller's). The call makes progress only while awaited.
+    pub fn join(
+        &self,
+        group: &Arc<MetaGroup>,
+        args: &Bytes,
+        deadline: impl FnOnce() -> Instant,
+    ) -> Joined {
         let key = (Arc::as_ptr(group) as usize, args.clone());
-        let (call, shared) = {
+        let joined = {
             let mut in_flight = self
                 .calls
                 .in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            match in_flight.get(&key).and_then(|f| f.call.upgrade()) {
-                Some(call) => (call, true),
+            match in_flight
+                .get(&key)
+                .and_then(|f| Some((f.id, f.call.upgrade()?)))
+            {
+                Some((id, call)) => Joined {
+                    id,
+                    call,
+                    shared: true,
+                },
                 None => {
                     let id = self.calls.next_id.fetch_add(1, Ordering::Relaxed);
                     let leave = LeaveInFlight {
@@ -152,20 +173,39 @@ impl Upstreams {
                         key: key.clone(),
                         id,
                     };
-                    let call = start_call(leave, group.clone(), args.clone(), deadline);
+                    let call = start_call(leave, group.clone(), args.clone(), deadline());
                     // Never polled yet, so there is a weak handle to take.
                     if let Some(weak) = call.downgrade() {
                         in_flight.insert(key, InFlight { id, call: weak });
                     }
-                    (call, false)
+                    Joined {
+                        id,
+                        call,
+                        shared: false,
+                    }
                 }
             }
         };
-        if shared {
+        if joined.shared {
             self.calls.metrics.coalesced.inc();
         }
-        (call.await, shared)
+        joined
     }
+
+    /// Counts a request that shares a call its connection already waits on (and so did not
+    /// need [`Upstreams::join`] to find it), as `join` counts the ones it finds.
+    pub fn count_shared(&self) {
+        self.calls.metrics.coalesced.inc();
+    }
+}
+
+/// An upstream call joined or started by [`Upstreams::join`].
+pub struct Joined {
+    /// Tells this call from every other, also from a later call for the same request.
+    pub id: u64,
+    pub call: SharedCall,
+    /// Whether the call was already in flight.
+    pub shared: bool,
 }
 
 /// The call, driven by the requests waiting for it (whichever is polled), not by a task of its

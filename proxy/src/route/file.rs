@@ -133,6 +133,12 @@ impl<G: Group> FileRoutes<G> {
         }
     }
 
+    /// The table's route, if the file routes it (the same answer as [`FileRoutes::lookup`]'s
+    /// `Found`).
+    pub fn cached(&self, table: &str) -> Option<Arc<Route<G>>> {
+        self.inner.read().routes.get(table).cloned()
+    }
+
     /// Re-reads the file now; returns whether the routes changed.
     pub fn reload(&self) -> Result<bool, RoutesFileError> {
         self.inner.reload()

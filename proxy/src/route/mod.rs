@@ -162,6 +162,17 @@ impl<G: Group> Routes<G> {
         }
     }
 
+    /// The table's route when the cache holds a usable one now, without waiting and without
+    /// starting a read: the connection's fast path asks this for every query_config, and goes the
+    /// way of [`Routes::lookup`] on `None` (not cached, being loaded, missing, invalid, or
+    /// unavailable), so that every other case keeps its one implementation.
+    pub fn cached(&self, table: &str) -> Option<Arc<Route<G>>> {
+        match self {
+            Routes::Zk(zk) => zk.cached(table),
+            Routes::File(file) => file.cached(table),
+        }
+    }
+
     /// Whether routes can be served: the first ZooKeeper session is up, or the file is loaded.
     pub fn is_ready(&self) -> bool {
         match self {

@@ -284,6 +284,17 @@ impl<G: Group> ZkRoutes<G> {
         }
     }
 
+    /// The table's route when its slot holds one now: what [`ZkRoutes::lookup`] returns at once
+    /// for a `Found` slot, without creating a slot or starting a read (`None` for everything
+    /// else, which `lookup` then handles).
+    pub fn cached(&self, table: &str) -> Option<Arc<Route<G>>> {
+        let slots = self.inner.read_slots();
+        match &*slots.get(table)?.state.borrow() {
+            SlotState::Found(route) => Some(route.clone()),
+            _ => None,
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
     }
