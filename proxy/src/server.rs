@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use prometheus_client::metrics::counter::Counter;
@@ -46,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::outbox::Outbox;
 use crate::service::{Reply, Service};
 use crate::warnings::Kind;
 use pegasus_rpc::codec::{CodecError, DEFAULT_MAX_REQUEST_FRAME, RequestDecoder, announced_len};
@@ -416,7 +417,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut ledger = Ledger::new(service.metrics());
     let mut rbuf = BytesMut::new();
-    let mut wbuf = BytesMut::new();
+    let mut outbox = Outbox::default();
     // The connection speaks the header of its first frame, THFT or native, as a MetaServer's.
     let mut decoder = RequestDecoder::default();
     let mut in_flight = FuturesUnordered::new();
@@ -436,11 +437,10 @@ async fn connection(
 
     loop {
         // Write what is ready, as far as the client takes it now.
-        while !wbuf.is_empty() {
-            match stream.try_write(&wbuf) {
+        while !outbox.is_empty() {
+            match outbox.write_with(|slices| stream.try_write_vectored(slices)) {
                 Ok(n) => {
-                    wbuf.advance(n);
-                    ledger.wrote(n, wbuf.is_empty());
+                    ledger.wrote(n, outbox.is_empty());
                     last_activity = Instant::now();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -454,7 +454,7 @@ async fn connection(
         // Take the whole frames read so far, as far as the limits allow.
         let mut decoded = Decoded::NeedMore;
         while !rbuf.is_empty() {
-            if !under_limits(in_flight.len(), wbuf.len(), opts) {
+            if !under_limits(in_flight.len(), outbox.unsent(), opts) {
                 decoded = Decoded::Held;
                 break;
             }
@@ -501,18 +501,18 @@ async fn connection(
                 }
             }
         }
-        if !reading && in_flight.is_empty() && wbuf.is_empty() && decoded == Decoded::NeedMore {
+        if !reading && in_flight.is_empty() && outbox.is_empty() && decoded == Decoded::NeedMore {
             break;
         }
 
         let may_read = reading
             && decoded == Decoded::NeedMore
-            && under_limits(in_flight.len(), wbuf.len(), opts);
+            && under_limits(in_flight.len(), outbox.unsent(), opts);
         let frame_deadline = partial
             .as_ref()
             .filter(|_| may_read)
             .map(|p| p.since + opts.frame_timeout);
-        let idle = reading && rbuf.is_empty() && in_flight.is_empty() && wbuf.is_empty();
+        let idle = reading && rbuf.is_empty() && in_flight.is_empty() && outbox.is_empty();
         let idle_deadline = idle.then(|| last_activity + opts.idle_timeout);
         let deadline = match (frame_deadline, idle_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -526,7 +526,7 @@ async fn connection(
 
         tokio::select! {
             biased;
-            Some(reply) = in_flight.next(), if !in_flight.is_empty() && wbuf.len() < opts.max_unsent_bytes => {
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() && outbox.unsent() < opts.max_unsent_bytes => {
                 // Answers often complete together (a shared upstream call wakes all its
                 // waiters; upstream replies read together wake their calls one after another):
                 // take every one that is ready, let the tasks already woken run once (a yield)
@@ -536,29 +536,29 @@ async fn connection(
                 let mut next = Some(reply);
                 for pass in 0..2 {
                     while let Some(reply) = next {
-                        let before = wbuf.len();
+                        let before = outbox.unsent();
                         if let Reply::Close(e) = &reply {
                             frame_error(service, peer, e);
                             ledger.close(Close::BadFrame);
                             reading = false;
                             rbuf.clear();
                         }
-                        reply.encode(&mut wbuf);
-                        ledger.answered(wbuf.len() - before);
-                        next = if wbuf.len() < opts.max_unsent_bytes {
+                        outbox.push(&reply);
+                        ledger.answered(outbox.unsent() - before);
+                        next = if outbox.unsent() < opts.max_unsent_bytes {
                             in_flight.next().now_or_never().flatten()
                         } else {
                             None
                         };
                     }
-                    if pass == 1 || in_flight.is_empty() || wbuf.len() >= opts.max_unsent_bytes {
+                    if pass == 1 || in_flight.is_empty() || outbox.unsent() >= opts.max_unsent_bytes {
                         break;
                     }
                     tokio::task::yield_now().await;
                     next = in_flight.next().now_or_never().flatten();
                 }
             }
-            ready = stream.writable(), if !wbuf.is_empty() => {
+            ready = stream.writable(), if !outbox.is_empty() => {
                 if let Err(e) = ready {
                     tracing::debug!(%peer, error = %e, "write failed");
                     ledger.failed();
