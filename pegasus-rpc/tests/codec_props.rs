@@ -368,6 +368,28 @@ proptest! {
     }
 
     #[test]
+    fn a_reply_header_followed_by_its_body_is_the_whole_reply(
+        native in any::<bool>(),
+        seqid in any::<i32>(),
+        id in any::<u64>(),
+        err in "ERR_[A-Z_]{0,60}",
+        name in "[A-Z_]{0,60}",
+        body in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let to = if native {
+            codec::ReplyTo::Native(codec::NativeHeader::request("RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX", id, 5000))
+        } else {
+            codec::ReplyTo::Thft { seqid }
+        };
+        let mut whole = BytesMut::new();
+        to.encode(&mut whole, &err, &name, &body);
+        let mut parts = BytesMut::new();
+        to.encode_header(&mut parts, &err, &name, body.len());
+        parts.extend_from_slice(&body);
+        prop_assert_eq!(parts, whole);
+    }
+
+    #[test]
     fn random_bytes_hold_every_fuzz_property(input in prop::collection::vec(any::<u8>(), 0..512)) {
         fuzz_logic::request_input(&input);
         fuzz_logic::request_stream(&input);

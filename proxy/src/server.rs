@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -47,6 +47,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ReasonLabel};
+use crate::outbox::Outbox;
 use crate::owed::Owed;
 use crate::service::{Reply, Service};
 use crate::warnings::Kind;
@@ -418,7 +419,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut ledger = Ledger::new(service.metrics());
     let mut rbuf = BytesMut::new();
-    let mut wbuf = BytesMut::new();
+    let mut outbox = Outbox::default();
     // The connection speaks the header of its first frame, THFT or native, as a MetaServer's.
     let mut decoder = RequestDecoder::default();
     // What the connection is answering; nothing is allocated for it until the first request.
@@ -439,11 +440,10 @@ async fn connection(
 
     loop {
         // Write what is ready, as far as the client takes it now.
-        while !wbuf.is_empty() {
-            match stream.try_write(&wbuf) {
+        while !outbox.is_empty() {
+            match outbox.write_with(|slices| stream.try_write_vectored(slices)) {
                 Ok(n) => {
-                    wbuf.advance(n);
-                    ledger.wrote(n, wbuf.is_empty());
+                    ledger.wrote(n, outbox.is_empty());
                     last_activity = Instant::now();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -457,7 +457,7 @@ async fn connection(
         // Take the whole frames read so far, as far as the limits allow.
         let mut decoded = Decoded::NeedMore;
         while !rbuf.is_empty() {
-            if !under_limits(owed.len(), wbuf.len(), opts) {
+            if !under_limits(owed.len(), outbox.unsent(), opts) {
                 decoded = Decoded::Held;
                 break;
             }
@@ -504,17 +504,18 @@ async fn connection(
                 }
             }
         }
-        if !reading && owed.is_empty() && wbuf.is_empty() && decoded == Decoded::NeedMore {
+        if !reading && owed.is_empty() && outbox.is_empty() && decoded == Decoded::NeedMore {
             break;
         }
 
-        let may_read =
-            reading && decoded == Decoded::NeedMore && under_limits(owed.len(), wbuf.len(), opts);
+        let may_read = reading
+            && decoded == Decoded::NeedMore
+            && under_limits(owed.len(), outbox.unsent(), opts);
         let frame_deadline = partial
             .as_ref()
             .filter(|_| may_read)
             .map(|p| p.since + opts.frame_timeout);
-        let idle = reading && rbuf.is_empty() && owed.is_empty() && wbuf.is_empty();
+        let idle = reading && rbuf.is_empty() && owed.is_empty() && outbox.is_empty();
         // An idle connection holds no read buffer. A new connection is reported readable once
         // before it has sent anything (the read, with the buffer reserved, finds nothing), and
         // one that was answered may then wait for minutes: 10,000 idle connections held 40 MiB
@@ -535,7 +536,7 @@ async fn connection(
 
         tokio::select! {
             biased;
-            Some(reply) = owed.next(), if !owed.is_empty() && wbuf.len() < opts.max_unsent_bytes => {
+            Some(reply) = owed.next(), if !owed.is_empty() && outbox.unsent() < opts.max_unsent_bytes => {
                 // Answers often complete together (a shared upstream call wakes all its
                 // waiters; upstream replies read together wake their calls one after another):
                 // take every one that is ready, let the tasks already woken run once (a yield)
@@ -545,29 +546,29 @@ async fn connection(
                 let mut next = Some(reply);
                 for pass in 0..2 {
                     while let Some(reply) = next {
-                        let before = wbuf.len();
+                        let before = outbox.unsent();
                         if let Reply::Close(e) = &reply {
                             frame_error(service, peer, e);
                             ledger.close(Close::BadFrame);
                             reading = false;
                             rbuf.clear();
                         }
-                        reply.encode(&mut wbuf);
-                        ledger.answered(wbuf.len() - before);
-                        next = if wbuf.len() < opts.max_unsent_bytes {
+                        outbox.push(&reply);
+                        ledger.answered(outbox.unsent() - before);
+                        next = if outbox.unsent() < opts.max_unsent_bytes {
                             owed.next().now_or_never().flatten()
                         } else {
                             None
                         };
                     }
-                    if pass == 1 || owed.is_empty() || wbuf.len() >= opts.max_unsent_bytes {
+                    if pass == 1 || owed.is_empty() || outbox.unsent() >= opts.max_unsent_bytes {
                         break;
                     }
                     tokio::task::yield_now().await;
                     next = owed.next().now_or_never().flatten();
                 }
             }
-            ready = stream.writable(), if !wbuf.is_empty() => {
+            ready = stream.writable(), if !outbox.is_empty() => {
                 if let Err(e) = ready {
                     tracing::debug!(%peer, error = %e, "write failed");
                     ledger.failed();

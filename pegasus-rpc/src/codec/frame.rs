@@ -246,6 +246,23 @@ impl ReplyTo {
             ReplyTo::Native(h) => native::encode_reply(out, h, rpc_error, ack_name, body),
         }
     }
+
+    /// Appends the bytes of [`ReplyTo::encode`] that come before the body, for a body of
+    /// `body_len` bytes (the body follows them unchanged in both families).
+    pub fn encode_header(
+        &self,
+        out: &mut BytesMut,
+        rpc_error: &str,
+        ack_name: &str,
+        body_len: usize,
+    ) {
+        match self {
+            ReplyTo::Thft { seqid } => {
+                encode_reply_header(out, rpc_error, ack_name, *seqid, body_len)
+            }
+            ReplyTo::Native(h) => h.reply(ack_name, rpc_error).encode(body_len, out),
+        }
+    }
 }
 
 /// One request: its header, its message begin, and the bytes of its args struct.
@@ -617,14 +634,33 @@ impl ReplyFrame {
 /// Appends a reply frame built from its parts, without building a [`ReplyFrame`]: the proxy's
 /// path for giving an upstream body back under the client's seqid.
 pub fn encode_reply(out: &mut BytesMut, rpc_error: &str, name: &str, seqid: i32, body: &[u8]) {
-    let total = 4 + 4 + rpc_error.len() + 4 + 4 + name.len() + 4 + body.len();
-    out.reserve(total);
-    out.put_u32(total as u32);
+    out.reserve(reply_header_len(rpc_error, name) + body.len());
+    encode_reply_header(out, rpc_error, name, seqid, body.len());
+    out.put_slice(body);
+}
+
+/// The length of what [`encode_reply_header`] appends.
+fn reply_header_len(rpc_error: &str, name: &str) -> usize {
+    4 + 4 + rpc_error.len() + 4 + 4 + name.len() + 4
+}
+
+/// Appends the bytes of [`encode_reply`] that come before the body, for a body of `body_len`
+/// bytes: a writer that sends a large shared body from where it is (a vectored write) needs only
+/// these.
+pub fn encode_reply_header(
+    out: &mut BytesMut,
+    rpc_error: &str,
+    name: &str,
+    seqid: i32,
+    body_len: usize,
+) {
+    let header = reply_header_len(rpc_error, name);
+    out.reserve(header);
+    out.put_u32((header + body_len) as u32);
     put_string(out, rpc_error);
     out.put_u32(STRICT_VERSION | MessageKind::Reply as u32);
     put_string(out, name);
     out.put_i32(seqid);
-    out.put_slice(body);
 }
 
 /// Takes one reply frame off the front of `buf`, with the same contract as [`decode_request`].

@@ -40,7 +40,7 @@ pub use frame::{
     DEFAULT_MAX_REPLY_FRAME, DEFAULT_MAX_REQUEST_FRAME, HeaderFamily, HeaderV0, MessageBegin,
     MessageKind, ReplyFrame, ReplyTo, RequestDecoder, RequestFrame, RequestHeader, RequestMetaV1,
     THFT_MAGIC, V0_HEADER_LEN, announced_len, decode_reply, decode_request, encode_call,
-    encode_reply,
+    encode_reply, encode_reply_header,
 };
 pub use meta::{PartitionConfiguration, QueryCfgRequest, QueryCfgResponse};
 pub use native::{NativeHeader, RDSN_MAGIC};
