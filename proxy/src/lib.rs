@@ -14,6 +14,7 @@ pub mod fd_limit;
 pub mod fuzz_logic;
 pub mod list_apps;
 pub mod metrics;
+mod quiet;
 pub mod route;
 pub mod server;
 pub mod service;

@@ -419,7 +419,9 @@ async fn connection(
     let mut wbuf = BytesMut::new();
     // The connection speaks the header of its first frame, THFT or native, as a MetaServer's.
     let mut decoder = RequestDecoder::default();
-    let mut in_flight = FuturesUnordered::new();
+    // Without the wakes of this task made while it polls its requests (see `quiet`): each one
+    // would wake the other worker thread for nothing.
+    let mut in_flight = crate::quiet::QuietWakes::new(FuturesUnordered::new());
     // Whether more bytes are read from the socket: until the client closes its side, a close is
     // decided, or the drain begins.
     let mut reading = true;
