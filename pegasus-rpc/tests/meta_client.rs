@@ -6,6 +6,7 @@
 //! it polls the sockets once before it advances the clock to the next timer, and whatever a task
 //! of this runtime wrote is readable by then. Nothing here waits on another thread or process.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -796,4 +797,56 @@ async fn handler_not_found_everywhere_is_the_answer() {
         .expect("an answer");
     assert_eq!(reply.err, ErrorCode::OK);
     assert_eq!(reply.meta, alive.addr.to_string());
+}
+
+/// Counts the wakes of a task made while it is being polled (`polling`), and all the others.
+#[derive(Default)]
+struct WakeCount {
+    polling: std::sync::atomic::AtomicBool,
+    during_poll: AtomicUsize,
+    other: AtomicUsize,
+}
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.polling.load(Ordering::SeqCst) {
+            self.during_poll.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.other.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_call_does_not_wake_its_task_while_it_is_polled() {
+    // On a multi-threaded runtime a task woken while it runs is queued again and another worker
+    // is woken for it: a wake-up of a thread for nothing on every upstream call. The call is
+    // polled by hand, until its reply came, with a waker that counts when it is woken.
+    let server = echo_server().await;
+    let group =
+        MetaGroup::new("c1", &[server.addr.to_string()], GroupOptions::default()).expect("group");
+    let args = query_args("t");
+    let count = Arc::new(WakeCount::default());
+    let waker = std::task::Waker::from(count.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut call = std::pin::pin!(group.call(codec::rpc::QUERY_CONFIG, &args, soon(5000)));
+    let reply = loop {
+        count.polling.store(true, Ordering::SeqCst);
+        let poll = call.as_mut().poll(&mut cx);
+        count.polling.store(false, Ordering::SeqCst);
+        if let std::task::Poll::Ready(reply) = poll {
+            break reply;
+        }
+        // Let the connection's tasks and the server run.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    reply.expect("answered");
+    assert_eq!(
+        count.during_poll.load(Ordering::SeqCst),
+        0,
+        "woken while polled"
+    );
 }

@@ -16,6 +16,7 @@ pub mod list_apps;
 pub mod metrics;
 mod outbox;
 mod owed;
+mod quiet;
 pub mod route;
 pub mod server;
 pub mod service;

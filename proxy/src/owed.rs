@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use pegasus_rpc::client::GroupError;
 use pegasus_rpc::codec::{ReplyTo, RequestFrame};
 
@@ -153,11 +153,7 @@ impl<'s, F: Future<Output = Reply>> Owed<'s, F> {
     }
 
     /// The next reply ready; `None` when nothing is owed.
-    pub(crate) fn next(&mut self) -> impl Future<Output = Option<Reply>> + '_ {
-        std::future::poll_fn(|cx| self.poll_next(cx))
-    }
-
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
         loop {
             if let Some(ending) = &mut self.ending {
                 if let Some(to) = ending.to.next() {
@@ -196,5 +192,15 @@ impl<'s, F: Future<Output = Reply>> Owed<'s, F> {
         } else {
             Poll::Pending
         }
+    }
+}
+
+/// The replies as they become ready; the stream ends (for now) when nothing is owed, and goes on
+/// once more requests are pushed.
+impl<F: Future<Output = Reply>> Stream for Owed<'_, F> {
+    type Item = Reply;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+        self.get_mut().poll_reply(cx)
     }
 }

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
+use futures::stream::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -49,6 +50,7 @@ use tokio::time::Instant;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::outbox::Outbox;
 use crate::owed::Owed;
+use crate::quiet::QuietWakes;
 use crate::service::{Reply, Service};
 use crate::warnings::Kind;
 use pegasus_rpc::codec::{CodecError, DEFAULT_MAX_REQUEST_FRAME, RequestDecoder, announced_len};
@@ -423,7 +425,9 @@ async fn connection(
     // The connection speaks the header of its first frame, THFT or native, as a MetaServer's.
     let mut decoder = RequestDecoder::default();
     // What the connection is answering; nothing is allocated for it until the first request.
-    let mut owed = Owed::new(service);
+    // Without the wakes of this task made while it polls its requests (see `quiet`): each one
+    // would wake the other worker thread for nothing.
+    let mut owed = QuietWakes::new(Owed::new(service));
     // Whether more bytes are read from the socket: until the client closes its side, a close is
     // decided, or the drain begins.
     let mut reading = true;

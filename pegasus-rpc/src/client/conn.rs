@@ -5,11 +5,19 @@
 //! keeps one per replica server, with the request header fields of each call.
 //!
 //! ```text
-//!  call() --frame--> mpsc --> writer task --batched write--> socket
+//!  call() --frame, alone and the writer idle--> try_write --> socket
+//!  call() --frame, otherwise--> outbox --> writer task --batched write--> socket
 //!  call() <--oneshot-- pending[seqid] <-- reader task <--replies-- socket
 //! ```
-//! When either task fails, every pending call fails at once with the reason, and the next call
-//! connects again.
+//! A call that is the only one pending on the connection, while the writer task holds nothing,
+//! writes its frame from the caller (a hand-off to the writer task less on the path of a lone
+//! query); what the socket does not take then goes to the writer task. When other calls are
+//! pending, frames join the outbox and the writer task sends whatever came together in one write
+//! (under load, one write for many calls costs less than a write per call). Frames are never
+//! interleaved: the socket is written by whoever holds it, the callers under the outbox's lock or
+//! the writer task, and the bytes of a frame leave in order after everything queued before them.
+//! When a write or a read fails, every pending call fails at once with the reason, and the next
+//! call connects again.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +30,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::codec::{
@@ -65,7 +73,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Largest reply frame accepted (default [`DEFAULT_MAX_REPLY_FRAME`], 4 MiB).
     pub max_frame: usize,
-    /// Frames queued for the writer before callers wait.
+    /// Frames queued for the writer task (not yet taken by it) before callers wait.
     pub write_queue: usize,
 }
 
@@ -87,9 +95,58 @@ struct Pending {
     closed: Option<String>,
 }
 
+/// The write side of one connection, shared by the callers and the writer task.
+struct Outbox {
+    state: Mutex<Outgoing>,
+    /// Wakes the writer task: work was handed to it, or the connection stopped.
+    wake: Notify,
+    /// Wakes callers waiting for room in a full queue, when the writer task takes the queue.
+    room: Notify,
+}
+
+struct Outgoing {
+    /// The socket, while no one writes it from outside the lock; the writer task takes it out
+    /// for the time it writes (it awaits the socket, which cannot be done under the lock).
+    socket: Option<OwnedWriteHalf>,
+    /// Whether the writer task has work: bytes are queued or it is writing. Callers then append
+    /// to `queued` instead of writing, so that bytes leave in the order they were given.
+    busy: bool,
+    /// Bytes for the writer task to send, whole frames but for the first, which may be the end
+    /// of a frame the socket took only partly from a caller.
+    queued: BytesMut,
+    /// Frames in `queued`, for [`ClientOptions::write_queue`].
+    frames: usize,
+    /// The connection is gone (the link dropped, or a write failed): the writer shuts down.
+    stopped: bool,
+}
+
+/// How a caller's frame goes out.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// Written from the caller now (as far as the socket takes it).
+    Direct,
+    /// Appended to the queue of the writer task, which is told when it was idle.
+    Queue { wake_writer: bool },
+    /// The queue is full: wait for the writer task to take it.
+    Wait,
+}
+
+/// Where a caller's frame goes: written by the caller only when the writer task holds nothing
+/// (else it would overtake queued bytes) and the call is the only one pending (else other calls
+/// are coming and going together, and one write for all of them is cheaper than one each).
+fn route(busy: bool, socket_here: bool, alone: bool, frames: usize, limit: usize) -> Route {
+    if !busy && socket_here && alone {
+        Route::Direct
+    } else if frames >= limit.max(1) {
+        Route::Wait
+    } else {
+        Route::Queue { wake_writer: !busy }
+    }
+}
+
 /// One live TCP connection and its two tasks.
 struct Link {
-    frames: mpsc::Sender<Bytes>,
+    out: Arc<Outbox>,
     pending: Arc<Mutex<Pending>>,
     closed: Arc<AtomicBool>,
     next_seqid: AtomicI32,
@@ -100,6 +157,105 @@ impl Link {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// Sends `frame`: from the caller when `route` says so, else through the writer task. A
+    /// failed write fails every pending call (this one's too) with the reason.
+    async fn send(&self, addr: &str, frame: Bytes, alone: bool, limit: usize) {
+        loop {
+            // Enabled before the queue is looked at, so that the writer task taking the queue
+            // between the look and the wait is not missed.
+            let room = self.out.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut out = lock(&self.out.state);
+                if out.stopped {
+                    // The pending call fails with the connection's reason (set by whoever
+                    // stopped it), or with this one when the link was dropped meanwhile.
+                    drop(out);
+                    close(
+                        addr,
+                        &self.pending,
+                        &self.closed,
+                        "connection closed".into(),
+                    );
+                    return;
+                }
+                match route(out.busy, out.socket.is_some(), alone, out.frames, limit) {
+                    Route::Direct => {
+                        let result = match &out.socket {
+                            Some(socket) => write_now(socket, &frame),
+                            None => Ok(0),
+                        };
+                        match result {
+                            Ok(n) if n == frame.len() => {}
+                            Ok(n) => {
+                                // The rest goes first thing from the writer task.
+                                out.queued.extend_from_slice(&frame[n..]);
+                                out.frames += 1;
+                                out.busy = true;
+                                self.out.wake.notify_one();
+                            }
+                            Err(e) => {
+                                // Every pending call fails with the reason first; then the
+                                // writer task shuts the socket down and stops the reader.
+                                drop(out);
+                                close(
+                                    addr,
+                                    &self.pending,
+                                    &self.closed,
+                                    format!("write failed: {e}"),
+                                );
+                                lock(&self.out.state).stopped = true;
+                                self.out.wake.notify_one();
+                            }
+                        }
+                        return;
+                    }
+                    Route::Queue { wake_writer } => {
+                        out.queued.extend_from_slice(&frame);
+                        out.frames += 1;
+                        out.busy = true;
+                        if wake_writer {
+                            self.out.wake.notify_one();
+                        }
+                        return;
+                    }
+                    Route::Wait => {}
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+impl Drop for Link {
+    /// No caller holds the link any more: the writer task shuts the socket down and stops the
+    /// reader (as the writer did when the last sender of its queue went away).
+    fn drop(&mut self) {
+        lock(&self.out.state).stopped = true;
+        self.out.wake.notify_one();
+    }
+}
+
+/// Writes as much of `frame` as the socket takes now; `Ok(0)` when it takes nothing.
+fn write_now(socket: &OwnedWriteHalf, frame: &[u8]) -> std::io::Result<usize> {
+    let mut written = 0;
+    while written < frame.len() {
+        match socket.try_write(&frame[written..]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the socket took no bytes",
+                ));
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 /// Fails every pending call of a connection with `reason`, and refuses new ones.
@@ -244,7 +400,7 @@ impl Connection {
         let conn = self.connection().await?;
         let seqid = conn.next_seqid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
+        let alone = {
             let mut p = lock(&conn.pending);
             if let Some(reason) = &p.closed {
                 return Err(CallError::ConnectionLost {
@@ -253,18 +409,15 @@ impl Connection {
                 });
             }
             p.calls.insert(seqid, tx);
-        }
+            p.calls.len() == 1
+        };
         let _guard = PendingGuard {
             pending: &conn.pending,
             seqid,
         };
 
-        if conn.frames.send(frame(seqid)).await.is_err() {
-            return Err(CallError::ConnectionLost {
-                addr: self.addr.clone(),
-                reason: "writer stopped".into(),
-            });
-        }
+        conn.send(&self.addr, frame(seqid), alone, self.opts.write_queue)
+            .await;
         match rx.await {
             Ok(result) => result,
             Err(_) => Err(CallError::ConnectionLost {
@@ -322,7 +475,17 @@ impl Connection {
         tracing::debug!(server = %self.addr, %peer, "connected to {}", self.role);
 
         let (read, write) = stream.into_split();
-        let (frames, rx) = mpsc::channel(self.opts.write_queue);
+        let out = Arc::new(Outbox {
+            state: Mutex::new(Outgoing {
+                socket: Some(write),
+                busy: false,
+                queued: BytesMut::new(),
+                frames: 0,
+                stopped: false,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+        });
         let pending = Arc::new(Mutex::new(Pending {
             calls: HashMap::new(),
             closed: None,
@@ -331,8 +494,7 @@ impl Connection {
         let stop_reader = Arc::new(Notify::new());
         tokio::spawn(write_loop(
             self.addr.clone(),
-            write,
-            rx,
+            out.clone(),
             pending.clone(),
             closed.clone(),
             stop_reader.clone(),
@@ -347,7 +509,7 @@ impl Connection {
             stop_reader,
         ));
         Ok(Link {
-            frames,
+            out,
             pending,
             closed,
             next_seqid: AtomicI32::new(1),
@@ -362,32 +524,69 @@ impl Drop for Connection {
     }
 }
 
-/// Writes queued frames, batching whatever is queued into one write. Ends when the connection is
-/// dropped (every sender gone) or a write fails; either way it stops the reader.
+/// Writes what callers queued, everything queued at the time in one write, holding the socket
+/// until the queue is empty; then gives the socket back to the callers. Ends when the link is
+/// dropped or a write failed; either way it shuts the socket down and stops the reader.
 async fn write_loop(
     addr: String,
-    mut write: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Bytes>,
+    out: Arc<Outbox>,
     pending: Arc<Mutex<Pending>>,
     closed: Arc<AtomicBool>,
     stop_reader: Arc<Notify>,
 ) {
     let mut batch = BytesMut::with_capacity(16 * 1024);
-    while let Some(first) = frames.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < 64 * 1024 {
-            match frames.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
+    let mut socket: Option<OwnedWriteHalf> = None;
+    let failure = loop {
+        let wake = out.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        {
+            let mut state = lock(&out.state);
+            if state.stopped {
+                socket = socket.or_else(|| state.socket.take());
+                break None;
+            }
+            if state.busy {
+                // Take the socket (unless already held) and everything queued; the queue gets
+                // the emptied buffer of the last batch, so that both keep their capacity.
+                socket = socket.or_else(|| state.socket.take());
+                std::mem::swap(&mut batch, &mut state.queued);
+                state.frames = 0;
+                if batch.is_empty() {
+                    // Nothing came while the last batch was written: give the socket back.
+                    state.socket = socket.take();
+                    state.busy = false;
+                }
             }
         }
-        if let Err(e) = write.write_all(&batch).await {
-            close(&addr, &pending, &closed, format!("write failed: {e}"));
-            break;
+        if batch.is_empty() {
+            wake.await;
+            continue;
+        }
+        out.room.notify_waiters();
+        let Some(held) = socket.as_mut() else {
+            // Unreachable: the socket is in the state whenever the writer does not hold it.
+            break Some("the writer lost the socket".to_owned());
+        };
+        if let Err(e) = held.write_all(&batch).await {
+            break Some(format!("write failed: {e}"));
         }
         batch.clear();
+    };
+    // The reason first, so that a caller who sees the outbox stopped finds the calls failed
+    // with it.
+    if let Some(reason) = failure {
+        close(&addr, &pending, &closed, reason);
     }
-    let _ = write.shutdown().await;
+    {
+        let mut state = lock(&out.state);
+        state.stopped = true;
+        state.queued = BytesMut::new();
+    }
+    out.room.notify_waiters();
+    if let Some(mut socket) = socket {
+        let _ = socket.shutdown().await;
+    }
     close(&addr, &pending, &closed, "connection closed".into());
     stop_reader.notify_one();
 }
@@ -439,4 +638,51 @@ async fn read_loop(
         }
     };
     close(&addr, &pending, &closed, reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_written_by_the_caller_only_when_alone_and_the_writer_idle() {
+        // (busy, socket here, alone, frames queued, limit) -> route
+        let cases = [
+            ((false, true, true, 0, 8), Route::Direct),
+            // Other calls pending: one batched write for all of them.
+            (
+                (false, true, false, 0, 8),
+                Route::Queue { wake_writer: true },
+            ),
+            // The writer holds bytes (or the socket): behind them, and it is awake already.
+            (
+                (true, true, true, 0, 8),
+                Route::Queue { wake_writer: false },
+            ),
+            (
+                (true, false, true, 3, 8),
+                Route::Queue { wake_writer: false },
+            ),
+            (
+                (true, false, false, 7, 8),
+                Route::Queue { wake_writer: false },
+            ),
+            // A full queue: wait for the writer to take it.
+            ((true, false, false, 8, 8), Route::Wait),
+            ((true, false, true, 9, 8), Route::Wait),
+            // A queue of zero frames still takes one at a time.
+            (
+                (true, false, false, 0, 0),
+                Route::Queue { wake_writer: false },
+            ),
+            ((true, false, false, 1, 0), Route::Wait),
+        ];
+        for ((busy, socket_here, alone, frames, limit), want) in cases {
+            assert_eq!(
+                route(busy, socket_here, alone, frames, limit),
+                want,
+                "busy {busy}, socket here {socket_here}, alone {alone}, {frames} of {limit} queued"
+            );
+        }
+    }
 }

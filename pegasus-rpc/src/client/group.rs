@@ -32,8 +32,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Bytes, BytesMut};
-use futures::stream::{FuturesUnordered, StreamExt};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -352,16 +355,17 @@ impl MetaGroup {
         let mut fallback: Option<GroupReply> = None;
         let mut no_handler: Option<GroupReply> = None;
         let mut last = String::from("no attempt made");
-        let mut calls = FuturesUnordered::new();
+        // The attempts in flight (one, two when hedged), polled together by `first_done`.
+        let mut calls = Vec::new();
         let hedge_after = self.opts.hedge_after.filter(|_| policy.hedge);
 
-        let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut FuturesUnordered<_>| {
+        let launch = |idx: usize, metas: &[Arc<MetaClient>], calls: &mut Vec<Pin<Box<_>>>| {
             let client = metas[idx].clone();
             let attempt_deadline = deadline.min(Instant::now() + self.opts.attempt_timeout);
-            calls.push(async move {
+            calls.push(Box::pin(async move {
                 let result = client.call(name, args, attempt_deadline).await;
                 (idx, result)
-            });
+            }));
         };
 
         launch(rotation, &metas, &mut calls);
@@ -373,7 +377,7 @@ impl MetaGroup {
         // the attempts in flight at the deadline end then, and none is launched after it.
         loop {
             let next = tokio::select! {
-                done = calls.next(), if !calls.is_empty() => done,
+                done = std::future::poll_fn(|cx| first_done(&mut calls, cx)), if !calls.is_empty() => Some(done),
                 () = sleep_until_opt(hedge_at), if hedge_at.is_some() && in_flight.len() == 1 => {
                     hedge_at = None;
                     if attempts < max_attempts
@@ -557,6 +561,25 @@ fn next_free(from: usize, len: usize, in_flight: &[usize], spent: &[usize]) -> O
     (1..=len)
         .map(|k| (from + k) % len)
         .find(|i| !in_flight.contains(i) && !spent.contains(i))
+}
+
+/// The output of the first of `calls` that is done, removed from them. Polls every one on each
+/// wake: there are one or two. Not a `FuturesUnordered`: that wakes its task again whenever it
+/// has polled all its futures and none was ready, and on a multi-threaded runtime a task woken
+/// while it runs is queued behind the others and another worker is woken to take it, a wake-up
+/// of a parked thread for nothing on every upstream call.
+fn first_done<F: Future + ?Sized>(
+    calls: &mut Vec<Pin<Box<F>>>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    for i in 0..calls.len() {
+        if let Poll::Ready(output) = calls[i].as_mut().poll(cx) {
+            // The order of the rest does not matter: each is polled on every wake.
+            drop(calls.swap_remove(i));
+            return Poll::Ready(output);
+        }
+    }
+    Poll::Pending
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
