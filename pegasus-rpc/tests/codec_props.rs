@@ -248,7 +248,7 @@ fn request_frame() -> impl Strategy<Value = RequestFrame> {
         .prop_map(|(header, name, kind, seqid, strict, args)| RequestFrame {
             header,
             message: MessageBegin {
-                name,
+                name: name.into(),
                 kind,
                 seqid,
                 strict,

@@ -399,7 +399,7 @@ fn admin_frames_keep_their_bodies() {
     ] {
         let (bytes, frame) = reply(name);
         assert_eq!(bytes.len(), len);
-        assert_eq!((frame.message.name.as_str(), frame.seqid()), (rpc, seqid));
+        assert_eq!((&*frame.message.name, frame.seqid()), (rpc, seqid));
         assert_eq!(
             QueryCfgResponse::peek_err(&frame.body).expect("err"),
             ErrorCode::OK
@@ -449,7 +449,7 @@ fn update_app_env_set_vectors() {
     assert_eq!(bytes.len(), 76);
     assert_eq!(frame.rpc_error, ErrorCode::OK);
     assert_eq!(
-        (frame.message.name.as_str(), frame.seqid()),
+        (&*frame.message.name, frame.seqid()),
         ("RPC_CM_UPDATE_APP_ENV_ACK", 1)
     );
     let resp = UpdateAppEnvResponse::from_result(&frame.body).expect("decodes");
@@ -523,7 +523,7 @@ fn query_duplication_vectors() {
     let (bytes, frame) = reply("doc-admin-query-dup.reply.hex");
     assert_eq!(bytes.len(), 222);
     assert_eq!(
-        (frame.message.name.as_str(), frame.seqid()),
+        (&*frame.message.name, frame.seqid()),
         ("RPC_CM_QUERY_DUPLICATION_ACK", 2)
     );
     let resp = QueryDuplicationResponse::from_result(&frame.body).expect("decodes");
@@ -578,4 +578,33 @@ fn reply_body(bytes: &[u8]) -> Bytes {
         .expect("decodes")
         .expect("whole frame")
         .body
+}
+
+/// A known RPC name read from the wire is borrowed from the constants (the proxy decodes a name
+/// per request), any other is kept as read; both re-encode to the same bytes.
+#[test]
+fn known_message_names_are_not_copied() {
+    use std::borrow::Cow;
+    let cases = [
+        (codec::rpc::QUERY_CONFIG, true),
+        (codec::rpc::NEGOTIATION, true),
+        (codec::rpc::LIST_APPS, true),
+        ("RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_X", false),
+        ("RPC_NOT_A_KNOWN_ONE", false),
+    ];
+    for (name, known) in cases {
+        let sent = RequestFrame::call_v0(name, 7, 0, Bytes::from_static(b"\x00"));
+        let bytes = sent.to_bytes();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let frame = codec::decode_request(&mut buf, codec::DEFAULT_MAX_REQUEST_FRAME)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(&*frame.message.name, name);
+        assert_eq!(
+            matches!(frame.message.name, Cow::Borrowed(_)),
+            known,
+            "{name}"
+        );
+        assert_eq!(frame.to_bytes(), bytes, "{name}");
+    }
 }

@@ -192,11 +192,7 @@ async fn unknown_rpc_and_negotiation_keep_the_connection_open() {
         .await;
     let reply = client.reply().await;
     assert_eq!(
-        (
-            reply.rpc_error.clone(),
-            reply.message.name.as_str(),
-            reply.seqid()
-        ),
+        (reply.rpc_error.clone(), &*reply.message.name, reply.seqid()),
         (ErrorCode::OK, "RPC_NEGOTIATION_ACK", 8)
     );
     let resp = NegotiationResponse::from_result(&reply.body).expect("negotiation response");

@@ -177,7 +177,7 @@ impl RawConn {
         self.send(&frame.to_bytes()).await;
         let reply = self.reply().await;
         assert_eq!(
-            (reply.message.name.as_str(), reply.seqid()),
+            (&*reply.message.name, reply.seqid()),
             (rpc::ack_name(name).as_str(), seqid)
         );
         reply

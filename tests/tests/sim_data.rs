@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 /// A reply with its `server` field set to the capture's address, so that a reply from a node on
 /// a free port can be compared with the vectors byte for byte.
 fn as_captured(reply: &ReplyFrame) -> Bytes {
-    let body = match reply.message.name.as_str() {
+    let body = match &*reply.message.name {
         "RPC_RRDB_RRDB_PUT_ACK" | "RPC_RRDB_RRDB_REMOVE_ACK" => {
             let mut r = UpdateResponse::from_result(&reply.body).expect("update_response");
             r.server = "127.0.0.1:34801".into();

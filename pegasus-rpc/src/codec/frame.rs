@@ -22,16 +22,18 @@
 //! The decoders either consume nothing (need more bytes, or a broken header after which the stream
 //! cannot be resumed) or exactly one whole frame, even when its content turns out malformed.
 
+use std::borrow::Cow;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
 
-use super::CodecError;
 use super::base::{ErrorCode, Gpid};
 use super::native::{self, NativeHeader, RDSN_MAGIC};
 use super::wire::{
     self, ThriftWire, begin_struct, finish_struct, read_struct, write_opt_bool_field,
     write_opt_i32_field, write_opt_i64_field,
 };
+use super::{CodecError, rpc};
 
 pub const THFT_MAGIC: [u8; 4] = *b"THFT";
 pub const V0_HEADER_LEN: usize = 48;
@@ -66,10 +68,29 @@ impl MessageKind {
     }
 }
 
+/// The message names a [`MessageBegin`] read from the wire keeps without a copy: the RPCs the
+/// proxy answers or forwards, and the replies it reads.
+const KNOWN_NAMES: &[&str] = &[
+    rpc::QUERY_CONFIG,
+    "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK",
+    rpc::NEGOTIATION,
+    "RPC_NEGOTIATION_ACK",
+    rpc::LIST_APPS,
+    "RPC_CM_LIST_APPS_ACK",
+    rpc::UPDATE_APP_ENV,
+    "RPC_CM_UPDATE_APP_ENV_ACK",
+    rpc::QUERY_DUPLICATION,
+    "RPC_CM_QUERY_DUPLICATION_ACK",
+    rpc::ADD_DUPLICATION,
+    "RPC_CM_ADD_DUPLICATION_ACK",
+];
+
 /// The thrift message begin at the start of every body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageBegin {
-    pub name: String,
+    /// A name read from the wire that is a known RPC's (`KNOWN_NAMES`) is borrowed: decoding
+    /// a frame allocates nothing for its name (the proxy decodes one per request).
+    pub name: Cow<'static, str>,
     pub kind: MessageKind,
     pub seqid: i32,
     /// Whether it came in the strict form (every current client and server writes strict).
@@ -79,7 +100,7 @@ pub struct MessageBegin {
 impl MessageBegin {
     pub fn new(name: impl Into<String>, kind: MessageKind, seqid: i32) -> Self {
         MessageBegin {
-            name: name.into(),
+            name: Cow::Owned(name.into()),
             kind,
             seqid,
             strict: true,
@@ -106,8 +127,11 @@ impl MessageBegin {
             return Err(CodecError::malformed("message name", "truncated"));
         }
         let name = std::str::from_utf8(&r[..name_len])
-            .map_err(|_| CodecError::malformed("message name", "not UTF-8"))?
-            .to_owned();
+            .map_err(|_| CodecError::malformed("message name", "not UTF-8"))?;
+        let name = match KNOWN_NAMES.iter().find(|known| **known == name) {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(name.to_owned()),
+        };
         r.advance(name_len);
         let kind_byte = match kind_byte {
             None => (first & 0xff) as u8,
