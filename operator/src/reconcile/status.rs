@@ -238,7 +238,10 @@ fn switching_status(
     status.switchover = match (&state.switchover, finished) {
         (Some(sw), _) => Some(switchover_status(sw, phase_message(sw, s.settings))),
         (None, Some(done)) => Some(done),
-        (None, None) => status.switchover.take(),
+        (None, None) => status
+            .switchover
+            .take()
+            .map(|prev| ended_unseen(prev, state, s.now_ms)),
     };
     status.health = s.health.clone();
 
@@ -391,6 +394,36 @@ pub fn phase_message(sw: &Switchover, s: &Settings) -> String {
         m.push_str(&format!(" ({})", sw.note));
     }
     m
+}
+
+/// The last status written shows a switchover in progress, but the znode holds none and this
+/// reconcile saw no end: the reconcile that ended it did not get its status written (a conflict
+/// with another writer, the operator restarted). It is over: aborted when the znode says so, else
+/// completed. Left as it was, the status would show an old phase beside a `Switchover` condition
+/// saying it completed.
+fn ended_unseen(prev: SwitchoverStatus, state: &RouteState, now_ms: i64) -> SwitchoverStatus {
+    if prev.phase == reason::COMPLETED || prev.phase == reason::ABORTED {
+        return prev;
+    }
+    let (phase, message) = match &state.aborted {
+        Some(a) => (
+            reason::ABORTED,
+            format!(
+                "the switchover from {} to {} was given up: {}",
+                prev.from, prev.to, a.reason
+            ),
+        ),
+        None => (
+            reason::COMPLETED,
+            format!("switched from {} to {}", prev.from, prev.to),
+        ),
+    };
+    SwitchoverStatus {
+        phase: phase.into(),
+        phase_start_time: rfc3339(now_ms),
+        message,
+        ..prev
+    }
 }
 
 fn fenced_note(cluster: &str, value: &str) -> String {
@@ -755,6 +788,33 @@ mod tests {
                 .contains("set spec.active: primary, then spec.active: backup again"),
             "{}",
             c.message
+        );
+        let so = s3.switchover.as_ref().expect("switchover");
+        assert_eq!(so.phase, "Aborted", "not the phase it was in");
+        assert!(so.message.contains("did not drain"), "{}", so.message);
+
+        // The reconcile that completed it did not get its status written: the next one sees no
+        // switchover in the znode and no event, and still says it is over, as the condition does.
+        let unseen = RouteState {
+            flipped_at: Some(1_767_225_590_000),
+            ..RouteState::default()
+        };
+        let s4 = next_status(
+            Some(&s1),
+            Some(2),
+            &synced_fields(),
+            Some(&switching(&MANUAL, &unseen, ActiveCluster::Backup, &[])),
+            "T4",
+        );
+        let c = cond(&s4, SWITCHOVER);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Completed")
+        );
+        let so = s4.switchover.as_ref().expect("switchover");
+        assert_eq!(
+            (so.phase.as_str(), so.from.as_str(), so.to.as_str()),
+            ("Completed", "c1", "c2")
         );
     }
 
