@@ -28,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use metaproxy_tests::wakes::WakeCount;
+
 /// What a scripted MetaServer does with the requests of one read: returns the replies to write
 /// (in that order), or `None` to close the connection.
 type Script = Arc<dyn Fn(Vec<RequestFrame>) -> Option<Vec<ReplyFrame>> + Send + Sync>;
@@ -799,27 +801,6 @@ async fn handler_not_found_everywhere_is_the_answer() {
     assert_eq!(reply.meta, alive.addr.to_string());
 }
 
-/// Counts the wakes of a task made while it is being polled (`polling`), and all the others.
-#[derive(Default)]
-struct WakeCount {
-    polling: std::sync::atomic::AtomicBool,
-    during_poll: AtomicUsize,
-    other: AtomicUsize,
-}
-
-impl std::task::Wake for WakeCount {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.polling.load(Ordering::SeqCst) {
-            self.during_poll.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.other.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_group_call_does_not_wake_its_task_while_it_is_polled() {
     // On a multi-threaded runtime a task woken while it runs is queued again and another worker
@@ -830,23 +811,14 @@ async fn a_group_call_does_not_wake_its_task_while_it_is_polled() {
         MetaGroup::new("c1", &[server.addr.to_string()], GroupOptions::default()).expect("group");
     let args = query_args("t");
     let count = Arc::new(WakeCount::default());
-    let waker = std::task::Waker::from(count.clone());
-    let mut cx = std::task::Context::from_waker(&waker);
     let mut call = std::pin::pin!(group.call(codec::rpc::QUERY_CONFIG, &args, soon(5000)));
     let reply = loop {
-        count.polling.store(true, Ordering::SeqCst);
-        let poll = call.as_mut().poll(&mut cx);
-        count.polling.store(false, Ordering::SeqCst);
-        if let std::task::Poll::Ready(reply) = poll {
+        if let std::task::Poll::Ready(reply) = count.poll(|cx| call.as_mut().poll(cx)) {
             break reply;
         }
         // Let the connection's tasks and the server run.
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     reply.expect("answered");
-    assert_eq!(
-        count.during_poll.load(Ordering::SeqCst),
-        0,
-        "woken while polled"
-    );
+    assert_eq!(count.during_poll(), 0, "woken while polled");
 }

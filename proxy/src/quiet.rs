@@ -113,36 +113,11 @@ impl<S: Stream + Unpin> Stream for QuietWakes<S> {
 mod tests {
     use super::*;
     use futures::stream::{FuturesUnordered, StreamExt};
+    use metaproxy_tests::wakes::WakeCount as Count;
     use std::sync::atomic::AtomicUsize;
 
-    /// Counts the wakes of the task: those made while it polls (`polling`) and the others.
-    #[derive(Default)]
-    struct Count {
-        polling: AtomicBool,
-        during_poll: AtomicUsize,
-        other: AtomicUsize,
-    }
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            if self.polling.load(Ordering::SeqCst) {
-                self.during_poll.fetch_add(1, Ordering::SeqCst);
-            } else {
-                self.other.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
     fn poll<S: Stream + Unpin>(stream: &mut S, count: &Arc<Count>) -> Poll<Option<S::Item>> {
-        let waker = Waker::from(count.clone());
-        let mut cx = Context::from_waker(&waker);
-        count.polling.store(true, Ordering::SeqCst);
-        let poll = stream.poll_next_unpin(&mut cx);
-        count.polling.store(false, Ordering::SeqCst);
-        poll
+        count.poll(|cx| stream.poll_next_unpin(cx))
     }
 
     #[test]
@@ -154,7 +129,7 @@ mod tests {
         let count = Arc::new(Count::default());
         assert!(poll(&mut plain, &count).is_pending());
         assert_eq!(
-            count.during_poll.load(Ordering::SeqCst),
+            count.during_poll(),
             1,
             "FuturesUnordered wakes its task while polled (why this exists)"
         );
@@ -164,13 +139,13 @@ mod tests {
         quiet.push(rx);
         let count = Arc::new(Count::default());
         assert!(poll(&mut quiet, &count).is_pending());
-        assert_eq!(count.during_poll.load(Ordering::SeqCst), 0);
-        assert_eq!(count.other.load(Ordering::SeqCst), 0);
+        assert_eq!(count.during_poll(), 0);
+        assert_eq!(count.other(), 0);
         // A wake from outside a poll reaches the task.
         tx.send(7).expect("receiver");
-        assert_eq!(count.other.load(Ordering::SeqCst), 1);
+        assert_eq!(count.other(), 1);
         assert_eq!(poll(&mut quiet, &count), Poll::Ready(Some(Ok(7))));
-        assert_eq!(count.during_poll.load(Ordering::SeqCst), 0);
+        assert_eq!(count.during_poll(), 0);
     }
 
     #[test]
@@ -190,7 +165,7 @@ mod tests {
             "polled again, a bounded number of times"
         );
         assert_eq!(
-            count.during_poll.load(Ordering::SeqCst),
+            count.during_poll(),
             1,
             "then the wake is passed on: a real yield"
         );
@@ -205,6 +180,6 @@ mod tests {
         }));
         let count = Arc::new(Count::default());
         assert_eq!(poll(&mut quiet, &count), Poll::Ready(Some(1)));
-        assert_eq!(count.during_poll.load(Ordering::SeqCst), 0);
+        assert_eq!(count.during_poll(), 0);
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
+use metaproxy::Proxy;
 use metaproxy_tests::require;
+use metaproxy_tests::sim::SimHandle;
 use metaproxy_tests::zk::{ZOOKEEPER, ZkServer};
 use pegasus_rpc::codec::{self, DEFAULT_MAX_REPLY_FRAME, ErrorCode, QueryCfgResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,6 +53,25 @@ async fn pipelined(
     answers
 }
 
+/// Sends 64 pipelined queries for `temp` (app id 5) and checks that each was answered once, from
+/// one upstream call the other 63 shared; returns the proxy's metrics after.
+async fn sixty_four_on_one_call(proxy: &Proxy, sim: &SimHandle) -> Metrics {
+    let answers = pipelined(proxy.addr(), "temp", 64).await;
+    assert_eq!(answers.len(), 64);
+    for (seqid, answer) in &answers {
+        assert_eq!(*answer, (ErrorCode::OK, 5), "seqid {seqid}");
+    }
+    assert_eq!(
+        sim.counters().by_table.get("temp"),
+        Some(&1),
+        "one upstream call"
+    );
+    let m = metrics(proxy).await;
+    assert_eq!(queries(&m, "ok"), 64.0);
+    assert_eq!(m.value("metaproxy_coalesced_requests_total", &[]), 63.0);
+    m
+}
+
 fn queries(m: &Metrics, result: &str) -> f64 {
     m.value(
         "metaproxy_requests_total",
@@ -68,19 +89,7 @@ async fn requests_of_one_connection_on_one_call_are_each_answered_once() {
     let routes = RoutesFile::new(&[("temp", &record("c1", &sim))]);
     let proxy = start_with_routes(&routes, |c| c.hedge_after = Some("off".into())).await;
 
-    let answers = pipelined(proxy.addr(), "temp", 64).await;
-    assert_eq!(answers.len(), 64);
-    for (seqid, answer) in &answers {
-        assert_eq!(*answer, (ErrorCode::OK, 5), "seqid {seqid}");
-    }
-    assert_eq!(
-        sim.counters().by_table.get("temp"),
-        Some(&1),
-        "one upstream call"
-    );
-    let m = metrics(&proxy).await;
-    assert_eq!(queries(&m, "ok"), 64.0);
-    assert_eq!(m.value("metaproxy_coalesced_requests_total", &[]), 63.0);
+    let m = sixty_four_on_one_call(&proxy, &sim).await;
     assert_eq!(m.value("metaproxy_requests_in_flight", &[]), 0.0);
 }
 
@@ -159,18 +168,7 @@ async fn a_route_being_loaded_goes_the_slow_path_and_shares_the_call() {
     })
     .await;
 
-    let answers = pipelined(proxy.addr(), "temp", 64).await;
-    for (seqid, answer) in &answers {
-        assert_eq!(*answer, (ErrorCode::OK, 5), "seqid {seqid}");
-    }
-    assert_eq!(
-        sim.counters().by_table.get("temp"),
-        Some(&1),
-        "one upstream call"
-    );
-    let m = metrics(&proxy).await;
-    assert_eq!(queries(&m, "ok"), 64.0);
-    assert_eq!(m.value("metaproxy_coalesced_requests_total", &[]), 63.0);
+    sixty_four_on_one_call(&proxy, &sim).await;
 }
 
 /// `max_in_flight` counts requests, also when they all wait on one call: with a limit of 4 and

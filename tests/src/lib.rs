@@ -19,6 +19,7 @@ pub mod raw;
 pub mod relay;
 pub mod sim;
 pub mod vectors;
+pub mod wakes;
 pub mod workload;
 pub mod zk;
 
