@@ -6,7 +6,9 @@
 //!  accept --cap--> connection task: read -> decode_request -> Owed: a cached query_config joins
 //!                                   its upstream call (one future per call), any other request
 //!                                   is a Service::handle future (crate::owed)
-//!                                   answers as they complete -> encode -> write (as the client takes them)
+//!                                   (polled through crate::quiet: no wake-ups of itself)
+//!                                   answers as they complete -> Outbox (crate::outbox: large
+//!                                   bodies not copied) -> write (as the client takes them)
 //!  shutdown: stop accepting; each connection stops reading, answers every request already read,
 //!            writes the answers, then closes in order (FIN, the rest of its input discarded)
 //! ```
