@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-const NAME: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
+use metaproxy_tests::harness::eventually;
+
+const NAME: &str = codec::rpc::QUERY_CONFIG;
 const BIG: usize = 64 * 1024 * 1024;
 
 fn options() -> ClientOptions {
@@ -38,6 +40,19 @@ fn args(tag: usize, len: usize) -> Bytes {
         .into()
 }
 
+/// The replies to the whole requests at the front of `buf` (taken off it): each request
+/// answered with its args as the reply body; and how many there were. `Err` when a frame
+/// arrived damaged.
+fn echo(buf: &mut BytesMut) -> Result<(BytesMut, usize), codec::CodecError> {
+    let mut out = BytesMut::new();
+    let mut n = 0;
+    while let Some(req) = codec::decode_request(buf, BIG + 1024)? {
+        ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, req.args.clone()).encode(&mut out);
+        n += 1;
+    }
+    Ok((out, n))
+}
+
 /// A server that answers every request with its args as the reply body, once `start` fires,
 /// and counts the requests; a frame that does not decode stops it (the calls then time out).
 async fn echo_server(start: Option<oneshot::Receiver<()>>) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -56,18 +71,9 @@ async fn echo_server(start: Option<oneshot::Receiver<()>>) -> (SocketAddr, Arc<A
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            let mut out = BytesMut::new();
-            loop {
-                match codec::decode_request(&mut buf, BIG + 1024) {
-                    Ok(Some(req)) => {
-                        seen.fetch_add(1, Ordering::SeqCst);
-                        ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, req.args.clone())
-                            .encode(&mut out);
-                    }
-                    Ok(None) => break,
-                    Err(e) => panic!("a frame arrived damaged: {e}"),
-                }
-            }
+            let (out, n) =
+                echo(&mut buf).unwrap_or_else(|e| panic!("a frame arrived damaged: {e}"));
+            seen.fetch_add(n, Ordering::SeqCst);
             if stream.write_all(&out).await.is_err() {
                 return;
             }
@@ -104,18 +110,10 @@ fn held_echo_server(
                 told = true;
                 let _ = drained.send(());
             }
-            let mut out = BytesMut::new();
-            loop {
-                match codec::decode_request(&mut buf, BIG + 1024) {
-                    Ok(Some(req)) => {
-                        ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, req.args.clone())
-                            .encode(&mut out)
-                    }
-                    Ok(None) => break,
-                    // Damaged: answer nothing more (the calls fail at their deadline).
-                    Err(_) => return,
-                }
-            }
+            // Damaged: answer nothing more (the calls fail at their deadline).
+            let Ok((out, _)) = echo(&mut buf) else {
+                return;
+            };
             if stream.write_all(&out).is_err() {
                 return;
             }
@@ -230,11 +228,9 @@ fn resetting_server(
                 if n == 0 {
                     return;
                 }
-                let mut out = BytesMut::new();
-                while let Ok(Some(req)) = codec::decode_request(&mut buf, BIG) {
-                    ReplyFrame::ack(req.name(), req.seqid(), ErrorCode::OK, req.args.clone())
-                        .encode(&mut out);
-                }
+                let Ok((out, _)) = echo(&mut buf) else {
+                    return;
+                };
                 let _ = stream.write_all(&out).await;
             }
         });
@@ -290,9 +286,13 @@ async fn a_broken_connection_fails_every_pending_call_with_one_reason() {
             tokio::spawn(async move { conn.call(NAME, &args(i, 1000 * i), soon(10)).await })
         })
         .collect();
-    while seen.load(Ordering::SeqCst) < 50 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "the server to read 50 requests",
+        async || (seen.load(Ordering::SeqCst) >= 50).then_some(()),
+    )
+    .await
+    .expect("the requests arrive");
     reset.send(()).expect("server waiting");
     let mut reasons = Vec::new();
     for call in calls {

@@ -44,9 +44,6 @@ use pegasus_rpc::codec::{
     QueryCfgResponse, ReplyTo, RequestFrame,
 };
 
-const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
-const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
-
 /// A reply to write, or the reason to close the connection.
 // `Frame` (with a native request's header) is the large variant and nearly every reply: boxing it
 // would add an allocation per reply to spare a few bytes on the rare `None` and `Close`.
@@ -230,7 +227,7 @@ impl Service {
                 Ok(_) => {
                     self.metrics.request(Outcome::Negotiation);
                     self.frame(
-                        NEGOTIATION_ACK.into(),
+                        codec::rpc::NEGOTIATION_ACK.into(),
                         &frame,
                         ErrorCode::OK,
                         self.auth_disabled.clone(),
@@ -299,25 +296,16 @@ impl Service {
         let (body, answered) = match result {
             Ok(answer) => (answer.body.clone(), Answered::Upstream(answer.err.clone())),
             Err(e) => {
-                let cluster = route.record.cluster.as_str();
-                if let Some(suppressed) = self
-                    .metrics
-                    .warnings
-                    .admit(Kind::ClusterUnreachable, cluster)
-                {
-                    let table = match routing_name(args) {
-                        Ok(Ok(table)) => table.into_owned(),
-                        _ => String::new(),
-                    };
-                    tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
-                }
-                (self.query.not_active.clone(), Answered::ClusterUnavailable)
+                self.cluster_unreachable(&self.query, route, e, || match routing_name(args) {
+                    Ok(Ok(table)) => table,
+                    _ => Cow::Borrowed(""),
+                })
             }
         };
         self.metrics.request(answered.query_outcome());
         Reply::Frame {
             rpc_error: ErrorCode::OK,
-            name: QUERY_CONFIG_ACK.into(),
+            name: codec::rpc::QUERY_CONFIG_ACK.into(),
             to,
             body,
         }
@@ -338,6 +326,28 @@ impl Service {
         }
     }
 
+    /// The proxy's answer when `route`'s cluster gave none (`e`): ERR_SERVICE_NOT_ACTIVE from
+    /// `answers`, with a warning (rate-limited per cluster) naming the table, which `table`
+    /// gives only when the warning is written.
+    fn cluster_unreachable<'t>(
+        &self,
+        answers: &Answers,
+        route: &Route,
+        e: &GroupError,
+        table: impl FnOnce() -> Cow<'t, str>,
+    ) -> (Bytes, Answered) {
+        let cluster = route.record.cluster.as_str();
+        if let Some(suppressed) = self
+            .metrics
+            .warnings
+            .admit(Kind::ClusterUnreachable, cluster)
+        {
+            let table = table();
+            tracing::warn!(table = &*table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
+        }
+        (answers.not_active.clone(), Answered::ClusterUnavailable)
+    }
+
     /// Looks `table` up and answers from its cluster with `call`, or answers on the proxy's own
     /// from `answers`: the one path of query_config and the table-scoped admin RPCs.
     async fn routed<F, Fut>(&self, table: &str, answers: &Answers, call: F) -> (Bytes, Answered)
@@ -353,17 +363,7 @@ impl Service {
                 let routed = route.clone();
                 match call(route, deadline).await {
                     Ok((body, err)) => (body, Answered::Upstream(err)),
-                    Err(e) => {
-                        let cluster = routed.record.cluster.as_str();
-                        if let Some(suppressed) = self
-                            .metrics
-                            .warnings
-                            .admit(Kind::ClusterUnreachable, cluster)
-                        {
-                            tracing::warn!(table, cluster, error = %e, suppressed, "cluster unreachable; answering ERR_SERVICE_NOT_ACTIVE");
-                        }
-                        (answers.not_active.clone(), Answered::ClusterUnavailable)
-                    }
+                    Err(e) => self.cluster_unreachable(answers, &routed, &e, || table.into()),
                 }
             }
             Lookup::Missing => (answers.not_found.clone(), Answered::NoRoute),
@@ -427,7 +427,7 @@ impl Service {
 
     /// list_apps: every routed cluster asked with the client's request, the answers merged.
     async fn list_apps(&self, frame: &RequestFrame) -> Reply {
-        const ACK: &str = "RPC_CM_LIST_APPS_ACK";
+        const ACK: &str = codec::rpc::LIST_APPS_ACK;
         if !self.opts.admin_rpcs.allows(admin_rpc::Access::Read) {
             self.metrics.request(Outcome::ListAppsDenied);
             return self.frame(ACK.into(), frame, ErrorCode::OK, self.acl_deny.clone());
@@ -498,7 +498,7 @@ impl Service {
                 tracing::debug!(name = ?String::from_utf8_lossy(&raw), "table name is not UTF-8");
                 self.metrics.request(Outcome::QueryNoRoute);
                 return self.frame(
-                    QUERY_CONFIG_ACK.into(),
+                    codec::rpc::QUERY_CONFIG_ACK.into(),
                     frame,
                     ErrorCode::OK,
                     self.query.not_found.clone(),
@@ -522,7 +522,12 @@ impl Service {
             .instrument(span)
             .await;
         self.metrics.request(answered.query_outcome());
-        self.frame(QUERY_CONFIG_ACK.into(), frame, ErrorCode::OK, body)
+        self.frame(
+            codec::rpc::QUERY_CONFIG_ACK.into(),
+            frame,
+            ErrorCode::OK,
+            body,
+        )
     }
 }
 

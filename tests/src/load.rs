@@ -68,9 +68,6 @@ pub enum Pace {
     Open { rate: f64 },
 }
 
-/// The name every query_config reply must carry.
-pub const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
-
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
     pub target: SocketAddr,
@@ -329,7 +326,7 @@ pub enum Verdict {
 
 /// Checks a query_config reply: its name, its rpc-level error and its response's `err`.
 pub fn check_reply(reply: &codec::ReplyFrame) -> Verdict {
-    if reply.message.name != QUERY_CONFIG_ACK {
+    if reply.message.name != rpc::QUERY_CONFIG_ACK {
         return Verdict::Error("bad_name", None);
     }
     if !reply.rpc_error.is_ok() {
@@ -639,7 +636,7 @@ mod tests {
         let ok = body(codec::ErrorCode::OK);
         let cases = [
             (
-                reply(QUERY_CONFIG_ACK, ErrorCode::OK, ok.clone()),
+                reply(rpc::QUERY_CONFIG_ACK, ErrorCode::OK, ok.clone()),
                 Verdict::Ok,
             ),
             (
@@ -651,23 +648,31 @@ mod tests {
                 Verdict::Error("bad_name", None),
             ),
             (
-                reply("RPC_NEGOTIATION_ACK", ErrorCode::OK, ok.clone()),
+                reply(rpc::NEGOTIATION_ACK, ErrorCode::OK, ok.clone()),
                 Verdict::Error("bad_name", None),
             ),
             (
-                reply(QUERY_CONFIG_ACK, ErrorCode::HANDLER_NOT_FOUND, Bytes::new()),
+                reply(
+                    rpc::QUERY_CONFIG_ACK,
+                    ErrorCode::HANDLER_NOT_FOUND,
+                    Bytes::new(),
+                ),
                 Verdict::Error("rpc:", Some(ErrorCode::HANDLER_NOT_FOUND)),
             ),
             (
                 reply(
-                    QUERY_CONFIG_ACK,
+                    rpc::QUERY_CONFIG_ACK,
                     ErrorCode::OK,
                     body(ErrorCode::OBJECT_NOT_FOUND),
                 ),
                 Verdict::Error("err:", Some(ErrorCode::OBJECT_NOT_FOUND)),
             ),
             (
-                reply(QUERY_CONFIG_ACK, ErrorCode::OK, Bytes::from_static(b"\x01")),
+                reply(
+                    rpc::QUERY_CONFIG_ACK,
+                    ErrorCode::OK,
+                    Bytes::from_static(b"\x01"),
+                ),
                 Verdict::Error("bad_reply", None),
             ),
         ];

@@ -72,17 +72,17 @@ impl MessageKind {
 /// proxy answers or forwards, and the replies it reads.
 const KNOWN_NAMES: &[&str] = &[
     rpc::QUERY_CONFIG,
-    "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK",
+    rpc::QUERY_CONFIG_ACK,
     rpc::NEGOTIATION,
-    "RPC_NEGOTIATION_ACK",
+    rpc::NEGOTIATION_ACK,
     rpc::LIST_APPS,
-    "RPC_CM_LIST_APPS_ACK",
+    rpc::LIST_APPS_ACK,
     rpc::UPDATE_APP_ENV,
-    "RPC_CM_UPDATE_APP_ENV_ACK",
+    rpc::UPDATE_APP_ENV_ACK,
     rpc::QUERY_DUPLICATION,
-    "RPC_CM_QUERY_DUPLICATION_ACK",
+    rpc::QUERY_DUPLICATION_ACK,
     rpc::ADD_DUPLICATION,
-    "RPC_CM_ADD_DUPLICATION_ACK",
+    rpc::ADD_DUPLICATION_ACK,
 ];
 
 /// The thrift message begin at the start of every body.

@@ -87,11 +87,41 @@ pub mod rpc {
     pub const RRDB_SCAN: &str = "RPC_RRDB_RRDB_SCAN";
     pub const RRDB_CLEAR_SCANNER: &str = "RPC_RRDB_RRDB_CLEAR_SCANNER";
 
+    // The reply names of the RPCs above that are answered or read on every call, spelled out
+    // once so that no reply allocates its name ([`ack_name`] builds any other; a test checks
+    // these agree with it).
+    pub const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
+    pub const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
+    pub const UPDATE_APP_ENV_ACK: &str = "RPC_CM_UPDATE_APP_ENV_ACK";
+    pub const QUERY_DUPLICATION_ACK: &str = "RPC_CM_QUERY_DUPLICATION_ACK";
+    pub const ADD_DUPLICATION_ACK: &str = "RPC_CM_ADD_DUPLICATION_ACK";
+    pub const LIST_APPS_ACK: &str = "RPC_CM_LIST_APPS_ACK";
+
     /// The reply name of a request: the request name with `_ACK` appended (§4).
     pub fn ack_name(request: &str) -> String {
         let mut name = String::with_capacity(request.len() + 4);
         name.push_str(request);
         name.push_str("_ACK");
         name
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_spelled_out_reply_names_are_the_ack_names() {
+            let cases = [
+                (QUERY_CONFIG_ACK, QUERY_CONFIG),
+                (NEGOTIATION_ACK, NEGOTIATION),
+                (UPDATE_APP_ENV_ACK, UPDATE_APP_ENV),
+                (QUERY_DUPLICATION_ACK, QUERY_DUPLICATION),
+                (ADD_DUPLICATION_ACK, ADD_DUPLICATION),
+                (LIST_APPS_ACK, LIST_APPS),
+            ];
+            for (ack, request) in cases {
+                assert_eq!(ack, ack_name(request));
+            }
+        }
     }
 }

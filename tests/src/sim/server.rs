@@ -17,14 +17,6 @@ use super::listener::Responder;
 use super::meta_rpc::{self, Gate};
 use super::state::{RecentCounters, Shared, View};
 
-/// The reply name of query_config, built once.
-const QUERY_CONFIG_ACK: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX_ACK";
-const NEGOTIATION_ACK: &str = "RPC_NEGOTIATION_ACK";
-const UPDATE_APP_ENV_ACK: &str = "RPC_CM_UPDATE_APP_ENV_ACK";
-const QUERY_DUPLICATION_ACK: &str = "RPC_CM_QUERY_DUPLICATION_ACK";
-const ADD_DUPLICATION_ACK: &str = "RPC_CM_ADD_DUPLICATION_ACK";
-const LIST_APPS_ACK: &str = "RPC_CM_LIST_APPS_ACK";
-
 /// Answers the requests of one connection to MetaServer `meta`.
 pub(crate) struct MetaResponder {
     meta: usize,
@@ -137,27 +129,27 @@ fn answer(
                     None => shared.bodies.not_found.clone(),
                 }
             };
-            Some((QUERY_CONFIG_ACK, body))
+            Some((rpc::QUERY_CONFIG_ACK, body))
         }
         rpc::NEGOTIATION => {
             // Decoded only to hold the client to the protocol; any step gets "auth disabled".
             NegotiationRequest::from_args(&frame.args)?;
-            Some((NEGOTIATION_ACK, shared.bodies.negotiation.clone()))
+            Some((rpc::NEGOTIATION_ACK, shared.bodies.negotiation.clone()))
         }
         rpc::UPDATE_APP_ENV => {
             let body = meta_rpc::update_app_env_body(shared, gate(), &frame.args)?;
-            Some((UPDATE_APP_ENV_ACK, body))
+            Some((rpc::UPDATE_APP_ENV_ACK, body))
         }
         rpc::QUERY_DUPLICATION => {
             let body = meta_rpc::query_duplication_body(shared, gate(), &frame.args)?;
-            Some((QUERY_DUPLICATION_ACK, body))
+            Some((rpc::QUERY_DUPLICATION_ACK, body))
         }
         rpc::ADD_DUPLICATION => {
             let body = meta_rpc::add_duplication_body(shared, gate(), &frame.args)?;
-            Some((ADD_DUPLICATION_ACK, body))
+            Some((rpc::ADD_DUPLICATION_ACK, body))
         }
         rpc::LIST_APPS => Some((
-            LIST_APPS_ACK,
+            rpc::LIST_APPS_ACK,
             meta_rpc::list_apps_body(shared, view, gate(), &frame.args)?,
         )),
         other => match meta_rpc::GENERIC_TABLE_RPCS.iter().find(|n| **n == other) {
@@ -193,19 +185,4 @@ fn reply(
         frame.reply_to().encode(out, err.as_str(), ack, body);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn precomputed_reply_names_are_the_ack_names() {
-        assert_eq!(QUERY_CONFIG_ACK, rpc::ack_name(rpc::QUERY_CONFIG));
-        assert_eq!(NEGOTIATION_ACK, rpc::ack_name(rpc::NEGOTIATION));
-        assert_eq!(UPDATE_APP_ENV_ACK, rpc::ack_name(rpc::UPDATE_APP_ENV));
-        assert_eq!(QUERY_DUPLICATION_ACK, rpc::ack_name(rpc::QUERY_DUPLICATION));
-        assert_eq!(ADD_DUPLICATION_ACK, rpc::ack_name(rpc::ADD_DUPLICATION));
-        assert_eq!(LIST_APPS_ACK, rpc::ack_name(rpc::LIST_APPS));
-    }
 }
